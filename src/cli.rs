@@ -1,0 +1,208 @@
+//! The command line: `serve`, `migrate`, `accounts create|list|rotate-token`.
+
+use crate::config::Settings;
+use crate::db::embedded::{self, EmbeddedPostgres, Mode};
+use crate::domain::account::NewAccount;
+use crate::domain::sid;
+use crate::startup::Application;
+use crate::{auth, db, sweeper};
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgPool};
+use std::future::Future;
+
+#[derive(Parser, Debug)]
+#[command(name = "roomd", version, about = "Self-hosted, Twilio-compatible Video Rooms API on PostgreSQL")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Apply migrations, then serve the HTTP API and run the sweeper until SIGTERM/SIGINT.
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Manage accounts (tenants).
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountsCommand {
+    /// Create an account; prints it as JSON with its auth token (shown only this once).
+    Create {
+        #[arg(long)]
+        friendly_name: String,
+    },
+    /// List accounts as JSON (no secrets).
+    List,
+    /// Give an account a new auth token and print it; the old one stops working on every replica
+    /// within the credential-cache TTL.
+    RotateToken { sid: String },
+}
+
+/// The database for this process: `DATABASE_URL`, else a `roomd serve` already running on
+/// `ROOMD_DATA_DIR`, else the embedded cluster under `ROOMD_DATA_DIR`, started here (and stopped
+/// when the returned guard drops).
+async fn database(settings: &Settings) -> Result<(PgConnectOptions, Option<EmbeddedPostgres>)> {
+    if let Some(options) = &settings.database {
+        return Ok((options.clone(), None));
+    }
+    if let Some(options) = embedded::find_running(&settings.data_dir) {
+        if let Ok(conn) = sqlx::PgConnection::connect_with(&options).await {
+            let _ = conn.close().await;
+            tracing::info!(data_dir = %settings.data_dir.display(), "using the embedded PostgreSQL another roomd process runs");
+            return Ok((options, None));
+        }
+    }
+    let data_dir = settings.data_dir.clone();
+    let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(Mode::Durable, Some(&data_dir)))
+        .await??;
+    tracing::info!(data_dir = %pg.data_dir().display(), "started the embedded PostgreSQL (DATABASE_URL is not set)");
+    Ok((pg.connect_options("postgres"), Some(pg)))
+}
+
+/// Stops an embedded cluster off the async executor (it waits for postgres to exit).
+async fn stop(pg: Option<EmbeddedPostgres>) {
+    if let Some(pg) = pg {
+        let _ = tokio::task::spawn_blocking(move || drop(pg)).await;
+        tracing::info!("stopped the embedded PostgreSQL");
+    }
+}
+
+async fn with_database<F, Fut, T>(settings: &Settings, f: F) -> Result<T>
+where
+    F: FnOnce(PgConnectOptions) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let (options, pg) = database(settings).await?;
+    let result = async {
+        db::migrate::run(&options).await?;
+        f(options).await
+    }
+    .await;
+    stop(pg).await;
+    result
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let settings = Settings::from_env()?;
+    match cli.command {
+        Command::Serve => with_database(&settings, |options| serve(settings.clone(), options)).await,
+        Command::Migrate => with_database(&settings, |_| async { Ok(()) }).await,
+        Command::Accounts(cmd) => {
+            with_database(&settings, |options| async move {
+                let pool = db::pool(options, 2).await?;
+                let result = accounts(&pool, cmd).await;
+                pool.close().await;
+                result
+            })
+            .await
+        }
+    }
+}
+
+async fn accounts(pool: &PgPool, cmd: AccountsCommand) -> Result<()> {
+    match cmd {
+        AccountsCommand::Create { friendly_name } => {
+            let token = sid::random_hex32();
+            let hash = tokio::task::spawn_blocking({
+                let token = token.clone();
+                move || auth::hash_token(&token)
+            })
+            .await?;
+            let account = db::accounts::create(pool, &sid::generate(sid::ACCOUNT), &friendly_name, &hash).await?;
+            let out = NewAccount {
+                sid: account.sid,
+                friendly_name: account.friendly_name,
+                status: account.status,
+                date_created: account.date_created,
+                auth_token: token,
+            };
+            println!("{}", serde_json::to_string(&out)?);
+        }
+        AccountsCommand::List => {
+            println!("{}", serde_json::to_string(&db::accounts::list(pool).await?)?);
+        }
+        AccountsCommand::RotateToken { sid: account_sid } => {
+            if !sid::is_sid(sid::ACCOUNT, &account_sid) {
+                bail!("not an account SID: {account_sid:?} (expected AC followed by 32 hex digits)");
+            }
+            let account_sid = sid::normalize(sid::ACCOUNT, &account_sid);
+            let token = sid::random_hex32();
+            let hash = tokio::task::spawn_blocking({
+                let token = token.clone();
+                move || auth::hash_token(&token)
+            })
+            .await?;
+            if !db::accounts::set_token_hash(pool, &account_sid, &hash).await? {
+                bail!("no account {account_sid}");
+            }
+            println!("{}", serde_json::json!({ "sid": account_sid, "auth_token": token }));
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure `ROOMD_BOOTSTRAP_ACCOUNT` exists with its token; leaves it untouched when the
+/// token already verifies, so restarts are no-ops.
+async fn bootstrap(pool: &PgPool, settings: &Settings) -> Result<()> {
+    let Some(b) = &settings.bootstrap_account else { return Ok(()) };
+    if let Some(hash) = db::accounts::token_hash(pool, &b.sid).await? {
+        let (token, hash2) = (b.token.clone(), hash.clone());
+        if tokio::task::spawn_blocking(move || auth::verify_token(&token, &hash2)).await? {
+            tracing::info!(account_sid = %b.sid, "bootstrap account present");
+            return Ok(());
+        }
+    }
+    let token = b.token.clone();
+    let hash = tokio::task::spawn_blocking(move || auth::hash_token(&token)).await?;
+    let created = db::accounts::upsert(pool, &b.sid, "bootstrap", &hash).await?;
+    tracing::info!(account_sid = %b.sid, created, "bootstrap account ready");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+    }
+}
+
+async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
+    let pool = db::pool(options, settings.pool_size)
+        .await
+        .context("connecting to PostgreSQL")?;
+    bootstrap(&pool, &settings).await?;
+    let app = Application::build(settings.bind, settings.public_url.clone(), pool.clone(), settings.auth_cache_ttl)
+        .with_context(|| format!("binding ROOMD_BIND={}", settings.bind))?;
+    tracing::info!(
+        address = %app.local_addr(),
+        public_url = app.public_url().as_str(),
+        auth_cache_ttl_s = settings.auth_cache_ttl.as_secs(),
+        "roomd listening"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let sweeper = tokio::spawn(sweeper::run(pool.clone(), settings.sweep_interval, stopped(stop_rx.clone())));
+    let result = app
+        .run_until(async {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = sweeper.await;
+    pool.close().await;
+    tracing::info!("roomd stopped");
+    result.context("serving HTTP")
+}

@@ -1,0 +1,171 @@
+//! Settings from the environment. A bad value stops the start with one line naming the setting.
+//! `Debug` never shows a password or token.
+
+use crate::twilio::urls::PublicUrl;
+use anyhow::{anyhow, bail, Result};
+use sqlx::postgres::PgConnectOptions;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct Settings {
+    /// `DATABASE_URL`; `None` runs the embedded PostgreSQL under `data_dir`.
+    pub database: Option<PgConnectOptions>,
+    pub bind: SocketAddr,
+    /// `ROOMD_PUBLIC_URL`; `None` means `http://` + the bound address.
+    pub public_url: Option<PublicUrl>,
+    pub sweep_interval: Duration,
+    pub data_dir: PathBuf,
+    pub bootstrap_account: Option<BootstrapAccount>,
+    pub auth_cache_ttl: Duration,
+    pub pool_size: u32,
+}
+
+#[derive(Clone)]
+pub struct BootstrapAccount {
+    pub sid: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for BootstrapAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:[redacted]", self.sid)
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("database", &self.database.as_ref().map(|_| "[DATABASE_URL, redacted]"))
+            .field("bind", &self.bind)
+            .field("public_url", &self.public_url)
+            .field("sweep_interval", &self.sweep_interval)
+            .field("data_dir", &self.data_dir)
+            .field("bootstrap_account", &self.bootstrap_account)
+            .field("auth_cache_ttl", &self.auth_cache_ttl)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+fn var(name: &str) -> Result<Option<String>> {
+    match std::env::var(name) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("invalid {name}: not valid UTF-8"),
+    }
+}
+
+fn seconds(name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<Duration> {
+    match var(name)? {
+        None => Ok(Duration::from_secs(default)),
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(Duration::from_secs(n)),
+            _ => bail!(
+                "invalid {name}: {v:?} is not a whole number of seconds in {}..={}",
+                range.start(),
+                range.end()
+            ),
+        },
+    }
+}
+
+pub fn parse_database_url(url: &str) -> Result<PgConnectOptions> {
+    // The parser's message never repeats the URL, so a password cannot leak through it.
+    PgConnectOptions::from_str(url).map_err(|e| anyhow!("invalid DATABASE_URL: {e}"))
+}
+
+pub fn parse_public_url(raw: &str) -> Result<PublicUrl> {
+    let url = url::Url::parse(raw).map_err(|e| anyhow!("invalid ROOMD_PUBLIC_URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        bail!("invalid ROOMD_PUBLIC_URL: must be an absolute http(s) URL such as http://127.0.0.1:8080");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!("invalid ROOMD_PUBLIC_URL: must not carry a query or fragment");
+    }
+    Ok(PublicUrl::new(raw))
+}
+
+pub fn parse_bootstrap_account(raw: &str) -> Result<BootstrapAccount> {
+    let err = || anyhow!("invalid ROOMD_BOOTSTRAP_ACCOUNT: expected AC<32 hex>:<token>");
+    let (sid, token) = raw.trim().split_once(':').ok_or_else(err)?;
+    if !crate::domain::sid::is_sid(crate::domain::sid::ACCOUNT, sid) || token.is_empty() {
+        return Err(err());
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!("invalid ROOMD_BOOTSTRAP_ACCOUNT: the token must not contain spaces or control characters");
+    }
+    Ok(BootstrapAccount {
+        sid: crate::domain::sid::normalize(crate::domain::sid::ACCOUNT, sid),
+        token: token.to_string(),
+    })
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Settings> {
+        let database = var("DATABASE_URL")?.map(|u| parse_database_url(&u)).transpose()?;
+        let bind = match var("ROOMD_BIND")? {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| anyhow!("invalid ROOMD_BIND: {v:?} is not an address:port such as 127.0.0.1:8080"))?,
+        };
+        let public_url = var("ROOMD_PUBLIC_URL")?.map(|u| parse_public_url(&u)).transpose()?;
+        let pool_size = match var("ROOMD_DB_POOL_SIZE")? {
+            None => 10,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(n) if (1..=1000).contains(&n) => n,
+                _ => bail!("invalid ROOMD_DB_POOL_SIZE: {v:?} is not a number in 1..=1000"),
+            },
+        };
+        Ok(Settings {
+            database,
+            bind,
+            public_url,
+            sweep_interval: seconds("ROOMD_SWEEP_INTERVAL", 5, 1..=86400)?,
+            data_dir: PathBuf::from(var("ROOMD_DATA_DIR")?.unwrap_or_else(|| "./roomd-data".into())),
+            bootstrap_account: var("ROOMD_BOOTSTRAP_ACCOUNT")?
+                .map(|v| parse_bootstrap_account(&v))
+                .transpose()?,
+            auth_cache_ttl: seconds(
+                "ROOMD_AUTH_CACHE_TTL",
+                crate::auth::DEFAULT_CACHE_TTL.as_secs(),
+                0..=crate::auth::MAX_CACHE_TTL.as_secs(),
+            )?,
+            pool_size,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_accounts_parse_and_redact() {
+        let b = parse_bootstrap_account("ACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:s3cret").unwrap();
+        assert_eq!(b.sid, format!("AC{}", "a".repeat(32)));
+        assert!(!format!("{b:?}").contains("s3cret"));
+        for bad in ["AC123:x", "nocolon", &format!("AC{}:", "a".repeat(32)), &format!("AC{}:a b", "a".repeat(32))] {
+            assert!(parse_bootstrap_account(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn database_url_errors_do_not_echo_the_password() {
+        let e = parse_database_url("postgres://u:hunter2@[bad/db").unwrap_err().to_string();
+        assert!(e.starts_with("invalid DATABASE_URL"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn public_urls_are_absolute_http() {
+        assert!(parse_public_url("http://127.0.0.1:8080").is_ok());
+        assert!(parse_public_url("ftp://x").is_err());
+        assert!(parse_public_url("localhost:8080").is_err());
+    }
+}

@@ -1,0 +1,341 @@
+//! A private PostgreSQL, started from the server binaries already on the machine, used when no
+//! `DATABASE_URL` is given: durable under `ROOMD_DATA_DIR` for `roomd serve`, disposable (fsync off,
+//! in a temporary directory) for the test suite. It is a real PostgreSQL, never a stand-in.
+//!
+//! The cluster listens only on a Unix socket in a private directory, so no TCP port can clash.
+//! It never outlives the process that started it: a tiny watchdog shell holds the read end of a
+//! pipe whose write end only this process has; when this process exits for any reason (including
+//! SIGKILL or a panic) the pipe closes, and the watchdog stops postgres and removes what was
+//! temporary. `initdb` refuses to run as root, so as root both run as the `postgres` OS user.
+
+use anyhow::{anyhow, bail, Context, Result};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The port only names the socket file (`.s.PGSQL.5432`); nothing listens on TCP.
+const PORT: u16 = 5432;
+const SUPERUSER: &str = "postgres";
+
+/// Durable (for `serve`) or disposable (for tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Durable,
+    Disposable,
+}
+
+pub struct EmbeddedPostgres {
+    data_dir: PathBuf,
+    socket_dir: PathBuf,
+    postgres: Child,
+    watchdog: Option<(Child, ChildStdin)>,
+}
+
+impl std::fmt::Debug for EmbeddedPostgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedPostgres")
+            .field("data_dir", &self.data_dir)
+            .field("socket_dir", &self.socket_dir)
+            .finish()
+    }
+}
+
+/// `PG_BINDIR`, else the newest `/usr/lib/postgresql/*/bin`, else whatever `PATH` finds.
+pub fn find_bindir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("PG_BINDIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Some(bin);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).find(|p| p.join("initdb").exists() && p.join("postgres").exists())
+    })
+}
+
+/// The uid/gid to run PostgreSQL as: the `postgres` user when we are root, else ourselves.
+fn run_as() -> Result<Option<(u32, u32)>> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let passwd = fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[0] == "postgres")
+        .map(|f| Ok(Some((f[2].parse()?, f[3].parse()?))))
+        .unwrap_or_else(|| {
+            bail!("running as root, but there is no 'postgres' OS user to run PostgreSQL as (install Debian's postgresql package)")
+        })
+}
+
+fn own(path: &Path, who: Option<(u32, u32)>) -> Result<()> {
+    if let Some((uid, gid)) = who {
+        chown(path, Some(uid), Some(gid)).with_context(|| format!("chown {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn command(bindir: &Path, program: &str, who: Option<(u32, u32)>) -> Command {
+    let mut cmd = Command::new(bindir.join(program));
+    if let Some((uid, gid)) = who {
+        cmd.uid(uid).gid(gid);
+    }
+    // The postgres user may not be able to enter our working directory.
+    cmd.current_dir("/");
+    cmd.env_remove("PGDATA");
+    cmd
+}
+
+fn private_temp_dir(tag: &str) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "roomd-{tag}-{}-{}",
+        std::process::id(),
+        &crate::domain::sid::random_hex32()[..8]
+    ));
+    fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+    Ok(dir)
+}
+
+impl EmbeddedPostgres {
+    /// Starts a cluster. `Durable` keeps it in `data_root/pgdata` (creating it on first use);
+    /// `Disposable` makes a fresh one in a temporary directory that is removed afterwards.
+    pub fn start(mode: Mode, data_root: Option<&Path>) -> Result<EmbeddedPostgres> {
+        let bindir = find_bindir().ok_or_else(|| {
+            anyhow!("no DATABASE_URL and no PostgreSQL server binaries found (set PG_BINDIR, or install Debian's postgresql package)")
+        })?;
+        let who = run_as()?;
+
+        let (root, data_dir) = match mode {
+            Mode::Durable => {
+                let root = data_root.ok_or_else(|| anyhow!("a durable cluster needs a data directory"))?;
+                fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+                let root = root.canonicalize()?;
+                let data_dir = root.join("pgdata");
+                (root, data_dir)
+            }
+            Mode::Disposable => {
+                let root = private_temp_dir("pg")?;
+                let data_dir = root.join("pgdata");
+                (root, data_dir)
+            }
+        };
+        own(&root, who)?;
+        let socket_dir = private_temp_dir("sock")?;
+        own(&socket_dir, who)?;
+
+        // From here on, a failure must not leave the temporary directories behind.
+        let cleanup = |e: anyhow::Error| {
+            let _ = fs::remove_dir_all(&socket_dir);
+            if mode == Mode::Disposable {
+                let _ = fs::remove_dir_all(&root);
+            }
+            e
+        };
+
+        if !data_dir.join("PG_VERSION").exists() {
+            initdb(&bindir, &data_dir, mode, who).map_err(cleanup)?;
+        }
+
+        let log_path = root.join("postgres.log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))
+            .map_err(cleanup)?;
+        let mut cmd = command(&bindir, "postgres", who);
+        cmd.arg("-D")
+            .arg(&data_dir)
+            .arg("-k")
+            .arg(&socket_dir)
+            .args(["-p", &PORT.to_string(), "-c", "listen_addresses=", "-c", "max_connections=200"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own process group: a Ctrl-C meant for roomd must not stop the database while
+            // roomd is still draining requests; roomd stops it afterwards.
+            .process_group(0);
+        if mode == Mode::Disposable {
+            cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
+        }
+        let postgres = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bindir.join("postgres").display()))
+            .map_err(cleanup)?;
+
+        let mut pg = EmbeddedPostgres {
+            data_dir,
+            socket_dir,
+            postgres,
+            watchdog: None,
+        };
+        let remove_on_exit = (mode == Mode::Disposable).then_some(root.as_path());
+        pg.watchdog = Some(spawn_watchdog(pg.postgres.id(), &pg.socket_dir, remove_on_exit)?);
+        pg.wait_until_ready(&log_path)?;
+        Ok(pg)
+    }
+
+    /// Options for connecting as the superuser to `database`.
+    pub fn connect_options(&self, database: &str) -> PgConnectOptions {
+        PgConnectOptions::new()
+            .socket(&self.socket_dir)
+            .port(PORT)
+            .username(SUPERUSER)
+            .database(database)
+    }
+
+    /// A `postgres://` URL for `database`, for other processes (e.g. `roomd serve` in tests).
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://{SUPERUSER}@localhost:{PORT}/{database}?host={}",
+            self.socket_dir.display()
+        )
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    fn wait_until_ready(&mut self, log_path: &Path) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        loop {
+            if let Some(status) = self.postgres.try_wait()? {
+                bail!(
+                    "postgres exited at start ({status}); its log ({}) ends with:\n{}",
+                    log_path.display(),
+                    tail(log_path)
+                );
+            }
+            let opts = self.connect_options("postgres").disable_statement_logging();
+            let ok = std::thread::scope(|s| {
+                s.spawn(|| rt.block_on(async { sqlx::PgConnection::connect_with(&opts).await?.close().await }))
+                    .join()
+                    .expect("probe thread")
+            });
+            if ok.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("postgres did not accept connections within 60 s; log:\n{}", tail(log_path));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn initdb(bindir: &Path, data_dir: &Path, mode: Mode, who: Option<(u32, u32)>) -> Result<()> {
+    let mut cmd = command(bindir, "initdb", who);
+    cmd.arg("-D")
+        .arg(data_dir)
+        .args(["-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--locale=C"]);
+    if mode == Mode::Disposable {
+        cmd.arg("--no-sync");
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", bindir.join("initdb").display()))?;
+    if !out.status.success() {
+        bail!(
+            "initdb {} failed: {}",
+            data_dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// The watchdog waits for its stdin to close (this process exited or dropped us), then stops
+/// postgres (SIGINT: fast shutdown; SIGKILL after 30 s) and removes the temporary directories.
+fn spawn_watchdog(pg_pid: u32, socket_dir: &Path, remove: Option<&Path>) -> Result<(Child, ChildStdin)> {
+    const SCRIPT: &str = r#"
+cat >/dev/null 2>&1
+kill -INT "$1" 2>/dev/null
+i=0
+while kill -0 "$1" 2>/dev/null && [ "$i" -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+kill -KILL "$1" 2>/dev/null
+rm -rf "$2"
+[ -n "$3" ] && rm -rf "$3"
+exit 0
+"#;
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", SCRIPT, "roomd-pg-watchdog", &pg_pid.to_string()])
+        .arg(socket_dir)
+        .arg(remove.map(Path::as_os_str).unwrap_or_default())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .current_dir("/")
+        .process_group(0)
+        .spawn()
+        .context("starting the PostgreSQL watchdog")?;
+    let stdin = child.stdin.take().expect("piped stdin");
+    Ok((child, stdin))
+}
+
+fn tail(path: &Path) -> String {
+    let mut s = String::new();
+    if let Ok(mut f) = fs::File::open(path) {
+        let _ = f.read_to_string(&mut s);
+    }
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+impl Drop for EmbeddedPostgres {
+    /// Stops postgres (fast shutdown) and waits for it, then lets the watchdog clean up.
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our own child, not yet reaped.
+        unsafe {
+            libc::kill(self.postgres.id() as libc::pid_t, libc::SIGINT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while matches!(self.postgres.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.postgres.kill();
+        let _ = self.postgres.wait();
+        if let Some((mut child, stdin)) = self.watchdog.take() {
+            drop(stdin);
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Connection options for a cluster that another roomd process is already running on
+/// `data_root` (its `postmaster.pid` names the socket directory and port), so that CLI commands
+/// reach the database of a running `roomd serve` instead of trying to start a second postmaster.
+pub fn find_running(data_root: &Path) -> Option<PgConnectOptions> {
+    let pid_file = fs::read_to_string(data_root.join("pgdata").join("postmaster.pid")).ok()?;
+    let lines: Vec<&str> = pid_file.lines().collect();
+    let port: u16 = lines.get(3)?.trim().parse().ok()?;
+    let socket_dir = PathBuf::from(lines.get(4)?.trim());
+    socket_dir.join(format!(".s.PGSQL.{port}")).exists().then(|| {
+        PgConnectOptions::new()
+            .socket(socket_dir)
+            .port(port)
+            .username(SUPERUSER)
+            .database("postgres")
+    })
+}

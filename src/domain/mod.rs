@@ -1,0 +1,5 @@
+//! Validated domain types: parsed once from the wire, trusted everywhere after.
+
+pub mod account;
+pub mod room;
+pub mod sid;

@@ -1,0 +1,409 @@
+//! Rooms: their enums and the validated create request. Constructors enforce Twilio's ranges and
+//! return Twilio's codes, so a `CreateRoom` that exists is one the database may store.
+
+use crate::twilio::error::{code, ApiError};
+use crate::twilio::form::{parse_bool, Params};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RoomType {
+    #[serde(rename = "group")]
+    Group,
+    #[serde(rename = "group-small")]
+    GroupSmall,
+    #[serde(rename = "peer-to-peer")]
+    PeerToPeer,
+    #[serde(rename = "go")]
+    Go,
+}
+
+impl RoomType {
+    pub fn parse(s: &str) -> Result<RoomType, ApiError> {
+        match s {
+            "group" => Ok(RoomType::Group),
+            "group-small" => Ok(RoomType::GroupSmall),
+            "peer-to-peer" => Ok(RoomType::PeerToPeer),
+            "go" => Ok(RoomType::Go),
+            _ => Err(ApiError::bad_request(code::ROOM_TYPE_INVALID, "RoomType is not valid")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomType::Group => "group",
+            RoomType::GroupSmall => "group-small",
+            RoomType::PeerToPeer => "peer-to-peer",
+            RoomType::Go => "go",
+        }
+    }
+
+    /// The most participants a room of this type may hold (and the default).
+    pub fn max_participants(self, large_room: bool) -> i32 {
+        match self {
+            RoomType::Group if large_room => 100,
+            RoomType::Group => 50,
+            RoomType::GroupSmall => 4,
+            RoomType::PeerToPeer => 10,
+            RoomType::Go => 2,
+        }
+    }
+
+    /// Peer-to-peer and Go rooms are meshes: no media server, so no recording and no large rooms.
+    fn is_mesh(self) -> bool {
+        matches!(self, RoomType::PeerToPeer | RoomType::Go)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RoomStatus {
+    #[serde(rename = "in-progress")]
+    InProgress,
+    #[serde(rename = "completed")]
+    Completed,
+    #[serde(rename = "failed")]
+    Failed,
+}
+
+impl RoomStatus {
+    pub fn parse(s: &str) -> Option<RoomStatus> {
+        match s {
+            "in-progress" => Some(RoomStatus::InProgress),
+            "completed" => Some(RoomStatus::Completed),
+            "failed" => Some(RoomStatus::Failed),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomStatus::InProgress => "in-progress",
+            RoomStatus::Completed => "completed",
+            RoomStatus::Failed => "failed",
+        }
+    }
+}
+
+pub const MEDIA_REGIONS: [&str; 10] = ["gll", "au1", "br1", "de1", "ie1", "in1", "jp1", "sg1", "us1", "us2"];
+pub const MAX_UNIQUE_NAME_CHARS: usize = 128;
+const MAX_STATUS_CALLBACK_CHARS: usize = 1024;
+const MAX_RECORDING_RULES: usize = 20;
+
+/// A room name as Twilio accepts it: 1..=128 characters, no control characters (which also keeps
+/// NUL, which PostgreSQL's `text` cannot hold, away from the database).
+pub fn validate_unique_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() {
+        return Err(ApiError::bad_request(code::ROOM_NAME_INVALID, "Room name is invalid"));
+    }
+    if name.chars().count() > MAX_UNIQUE_NAME_CHARS {
+        return Err(ApiError::bad_request(code::ROOM_NAME_TOO_LONG, "Room name is too long"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            code::ROOM_NAME_INVALID_CHARACTERS,
+            "Room name contains invalid characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A validated `POST /v1/Rooms`. `unique_name: None` means "use the new SID".
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateRoom {
+    pub room_type: RoomType,
+    pub unique_name: Option<String>,
+    pub status_callback: Option<String>,
+    pub status_callback_method: &'static str,
+    pub max_participants: i32,
+    pub max_participant_duration: i32,
+    pub max_concurrent_published_tracks: i32,
+    pub record_participants_on_connect: bool,
+    pub video_codecs: Vec<String>,
+    pub media_region: String,
+    pub recording_rules: Option<serde_json::Value>,
+    pub audio_only: bool,
+    pub empty_room_timeout: i32,
+    pub unused_room_timeout: i32,
+    pub large_room: bool,
+}
+
+fn int_in(
+    params: &Params,
+    key: &str,
+    range: std::ops::RangeInclusive<i32>,
+    default: i32,
+    err: impl Fn() -> ApiError,
+) -> Result<i32, ApiError> {
+    match params.single(key)? {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<i32>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(err()),
+        },
+    }
+}
+
+fn bool_param(params: &Params, key: &str) -> Result<bool, ApiError> {
+    params.single(key)?.map_or(Ok(false), |v| parse_bool(key, v))
+}
+
+impl CreateRoom {
+    pub fn from_params(params: &Params) -> Result<CreateRoom, ApiError> {
+        let room_type = params.single("Type")?.map_or(Ok(RoomType::Group), RoomType::parse)?;
+        let large_room = bool_param(params, "LargeRoom")?;
+        let audio_only = bool_param(params, "AudioOnly")?;
+        let record_participants_on_connect = bool_param(params, "RecordParticipantsOnConnect")?;
+        // Deprecated and always true; still checked so a malformed value is not silently taken.
+        params.single("EnableTurn")?.map(|v| parse_bool("EnableTurn", v)).transpose()?;
+
+        if room_type.is_mesh() && (large_room || record_participants_on_connect) {
+            return Err(ApiError::bad_request(
+                code::INCOMPATIBLE_PARAMETERS,
+                "Room creation parameter(s) incompatible with the Room type",
+            ));
+        }
+
+        let unique_name = match params.single("UniqueName")? {
+            None => None,
+            Some(name) => {
+                validate_unique_name(name)?;
+                Some(name.to_string())
+            }
+        };
+
+        let status_callback = match params.single("StatusCallback")? {
+            None | Some("") => None,
+            Some(url) => Some(validate_callback_url(url)?),
+        };
+        let status_callback_method = match params.single("StatusCallbackMethod")? {
+            None => "POST",
+            Some(m) if m.eq_ignore_ascii_case("POST") => "POST",
+            Some(m) if m.eq_ignore_ascii_case("GET") => "GET",
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    code::STATUS_CALLBACK_METHOD_INVALID,
+                    "StatusCallbackMethod is invalid",
+                ))
+            }
+        };
+
+        let type_max = room_type.max_participants(large_room);
+        let max_participants = int_in(params, "MaxParticipants", 1..=type_max, type_max, || {
+            ApiError::bad_request(code::MAX_PARTICIPANTS_OUT_OF_RANGE, "MaxParticipants is out of range")
+        })?;
+        let max_participant_duration =
+            int_in(params, "MaxParticipantDuration", 600..=86400, 14400, || {
+                ApiError::bad_request(
+                    code::MAX_PARTICIPANT_DURATION_OUT_OF_RANGE,
+                    "MaxParticipantDuration is out of range",
+                )
+            })?;
+        let timeout_err =
+            || ApiError::bad_request(code::TIMEOUT_OUT_OF_RANGE, "Timeout is out of range");
+        let empty_room_timeout = int_in(params, "EmptyRoomTimeout", 1..=60, 5, timeout_err)?;
+        let unused_room_timeout = int_in(params, "UnusedRoomTimeout", 1..=60, 5, timeout_err)?;
+
+        let media_region = match params.single("MediaRegion")? {
+            None => "us1".to_string(),
+            Some(r) if MEDIA_REGIONS.contains(&r) => r.to_string(),
+            Some(_) => {
+                return Err(ApiError::bad_request(code::MEDIA_REGION_INVALID, "MediaRegion is invalid"))
+            }
+        };
+
+        let mut video_codecs: Vec<String> = Vec::new();
+        for codec in params.all("VideoCodecs") {
+            let codec = match codec {
+                c if c.eq_ignore_ascii_case("VP8") => "VP8",
+                c if c.eq_ignore_ascii_case("H264") => "H264",
+                _ => {
+                    return Err(ApiError::bad_request(
+                        code::INCOMPATIBLE_PARAMETERS,
+                        "VideoCodecs must be VP8 or H264",
+                    ))
+                }
+            };
+            if !video_codecs.iter().any(|c| c == codec) {
+                video_codecs.push(codec.to_string());
+            }
+        }
+        if audio_only {
+            video_codecs.clear();
+        } else if video_codecs.is_empty() {
+            video_codecs.push("VP8".to_string());
+        }
+
+        let recording_rules = params.single("RecordingRules")?.map(parse_recording_rules).transpose()?;
+
+        Ok(CreateRoom {
+            room_type,
+            unique_name,
+            status_callback,
+            status_callback_method,
+            max_participants,
+            max_participant_duration,
+            max_concurrent_published_tracks: if large_room { 16 } else { 0 },
+            record_participants_on_connect,
+            video_codecs,
+            media_region,
+            recording_rules,
+            audio_only,
+            empty_room_timeout,
+            unused_room_timeout,
+            large_room,
+        })
+    }
+}
+
+fn validate_callback_url(raw: &str) -> Result<String, ApiError> {
+    let invalid = || ApiError::bad_request(code::STATUS_CALLBACK_INVALID, "StatusCallback is invalid");
+    if raw.len() >= MAX_STATUS_CALLBACK_CHARS {
+        return Err(invalid());
+    }
+    let url = url::Url::parse(raw).map_err(|_| invalid())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid());
+    }
+    Ok(raw.to_string())
+}
+
+/// Recording rules (`[{"type":"include","all":true}]`, or `{"rules":[...]}` as some callers wrap
+/// them). Returns the rule array with unused keys omitted, as Twilio renders it.
+pub fn parse_recording_rules(raw: &str) -> Result<serde_json::Value, ApiError> {
+    use serde_json::{Map, Value};
+    let invalid =
+        || ApiError::bad_request(code::RECORDING_RULES_INVALID, "Invalid Recording Rule(s)");
+    let parsed: Value = serde_json::from_str(raw).map_err(|_| invalid())?;
+    let rules = match parsed {
+        Value::Array(rules) => rules,
+        Value::Object(mut o) if o.len() == 1 => match o.remove("rules") {
+            Some(Value::Array(rules)) => rules,
+            _ => return Err(invalid()),
+        },
+        _ => return Err(invalid()),
+    };
+    if rules.is_empty() || rules.len() > MAX_RECORDING_RULES {
+        return Err(invalid());
+    }
+    let mut out: Vec<Value> = Vec::with_capacity(rules.len());
+    for rule in rules {
+        let Value::Object(rule) = rule else { return Err(invalid()) };
+        let mut norm = Map::new();
+        match rule.get("type").and_then(Value::as_str) {
+            Some(t @ ("include" | "exclude")) => norm.insert("type".into(), t.into()),
+            _ => return Err(invalid()),
+        };
+        let mut filters = 0;
+        for (key, value) in &rule {
+            match (key.as_str(), value) {
+                ("type", _) | (_, Value::Null) => continue,
+                ("all", Value::Bool(true)) => {}
+                ("publisher" | "track", Value::String(s)) if !s.is_empty() => {}
+                ("kind", Value::String(k)) if k == "audio" || k == "video" => {}
+                _ => return Err(invalid()),
+            }
+            filters += 1;
+            norm.insert(key.clone(), value.clone());
+        }
+        // A rule filters on something, and `all` stands alone.
+        if filters == 0 || (norm.contains_key("all") && filters > 1) {
+            return Err(invalid());
+        }
+        let norm = Value::Object(norm);
+        if out.contains(&norm) {
+            return Err(invalid());
+        }
+        out.push(norm);
+    }
+    Ok(Value::Array(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(q: &str) -> Result<CreateRoom, ApiError> {
+        CreateRoom::from_params(&Params::parse(q.as_bytes()).unwrap())
+    }
+
+    fn code_of(q: &str) -> u32 {
+        create(q).unwrap_err().code()
+    }
+
+    #[test]
+    fn defaults_are_twilios() {
+        let r = create("").unwrap();
+        assert_eq!(r.room_type, RoomType::Group);
+        assert_eq!(r.unique_name, None);
+        assert_eq!(r.status_callback_method, "POST");
+        assert_eq!((r.max_participants, r.max_participant_duration), (50, 14400));
+        assert_eq!((r.empty_room_timeout, r.unused_room_timeout), (5, 5));
+        assert_eq!(r.max_concurrent_published_tracks, 0);
+        assert_eq!(r.video_codecs, ["VP8"]);
+        assert_eq!(r.media_region, "us1");
+        assert!(!r.audio_only && !r.large_room && !r.record_participants_on_connect);
+    }
+
+    #[test]
+    fn type_maximums() {
+        assert_eq!(create("Type=group-small").unwrap().max_participants, 4);
+        assert_eq!(create("Type=peer-to-peer").unwrap().max_participants, 10);
+        assert_eq!(create("Type=go").unwrap().max_participants, 2);
+        let large = create("LargeRoom=true").unwrap();
+        assert_eq!((large.max_participants, large.max_concurrent_published_tracks), (100, 16));
+        assert_eq!(create("LargeRoom=true&MaxParticipants=90").unwrap().max_participants, 90);
+        assert_eq!(code_of("MaxParticipants=51"), 53107);
+        assert_eq!(code_of("Type=go&MaxParticipants=3"), 53107);
+        assert_eq!(code_of("MaxParticipants=0"), 53107);
+        assert_eq!(code_of("MaxParticipants=ten"), 53107);
+    }
+
+    #[test]
+    fn every_validation_code() {
+        assert_eq!(code_of("Type=huge"), 53108);
+        assert_eq!(code_of("EmptyRoomTimeout=0"), 53109);
+        assert_eq!(code_of("UnusedRoomTimeout=61"), 53109);
+        assert_eq!(code_of("UnusedRoomTimeout=1.5"), 53109);
+        assert_eq!(code_of("StatusCallbackMethod=PUT"), 53110);
+        assert_eq!(code_of("StatusCallback=not-a-url"), 53111);
+        assert_eq!(code_of("StatusCallback=ftp%3A%2F%2F127.0.0.1%2Fx"), 53111);
+        let long = format!("StatusCallback=http://127.0.0.1/{}", "a".repeat(1010));
+        assert_eq!(code_of(&long), 53111);
+        assert_eq!(code_of("MediaRegion=mars1"), 53115);
+        assert_eq!(code_of("MaxParticipantDuration=599"), 53123);
+        assert_eq!(code_of("MaxParticipantDuration=86401"), 53123);
+        assert_eq!(code_of("UniqueName="), 53100);
+        assert_eq!(code_of(&format!("UniqueName={}", "x".repeat(129))), 53101);
+        assert_eq!(code_of("UniqueName=a%00b"), 53102);
+        assert_eq!(code_of("VideoCodecs=VP9"), 53114);
+        assert_eq!(code_of("Type=go&RecordParticipantsOnConnect=true"), 53114);
+        assert_eq!(code_of("RecordingRules=nope"), 53120);
+        assert_eq!(code_of("AudioOnly=yes"), 20001);
+    }
+
+    #[test]
+    fn names_count_characters_not_bytes() {
+        let name = "é".repeat(128);
+        assert!(create(&format!("UniqueName={name}")).is_ok());
+    }
+
+    #[test]
+    fn audio_only_rooms_have_no_video_codecs() {
+        assert!(create("AudioOnly=true&VideoCodecs=H264").unwrap().video_codecs.is_empty());
+        assert_eq!(create("VideoCodecs=H264&VideoCodecs=VP8&VideoCodecs=H264").unwrap().video_codecs, ["H264", "VP8"]);
+    }
+
+    #[test]
+    fn recording_rules_grammar() {
+        let ok = |s: &str| parse_recording_rules(s).unwrap().to_string();
+        assert_eq!(ok(r#"[{"type": "include", "all": true}]"#), r#"[{"all":true,"type":"include"}]"#);
+        assert!(parse_recording_rules(r#"{"rules":[{"type":"exclude","kind":"video","publisher":"alice"}]}"#).is_ok());
+        assert!(parse_recording_rules(r#"[{"type":"include","track":"t","kind":"audio","publisher":null}]"#).is_ok());
+        for bad in ["", "[]", "{}", "[1]", r#"[{"all":true}]"#, r#"[{"type":"maybe","all":true}]"#,
+                    r#"[{"type":"include","all":false}]"#, r#"[{"type":"include","all":true,"kind":"audio"}]"#,
+                    r#"[{"type":"include","kind":"data"}]"#, r#"[{"type":"include"}]"#,
+                    r#"[{"type":"include","colour":"red"}]"#,
+                    r#"[{"type":"include","all":true},{"type":"include","all":true}]"#] {
+            assert!(parse_recording_rules(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Twilio SIDs: two uppercase letters and 32 lowercase hex digits.
+
+use rand::RngCore;
+
+pub const ACCOUNT: &str = "AC";
+pub const ROOM: &str = "RM";
+
+/// A new random SID with the given prefix, from the OS CSPRNG.
+pub fn generate(prefix: &str) -> String {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let mut s = String::with_capacity(34);
+    s.push_str(prefix);
+    s.push_str(&hex(&bytes));
+    s
+}
+
+/// 32 lowercase hex digits from the OS CSPRNG (auth tokens).
+pub fn random_hex32() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    s
+}
+
+/// Whether `s` has the shape of a SID with this prefix (hex digits in either case, as Twilio's
+/// pattern `^RM[0-9a-fA-F]{32}$` allows).
+pub fn is_sid(prefix: &str, s: &str) -> bool {
+    s.len() == 34 && s.starts_with(prefix) && s.as_bytes()[2..].iter().all(u8::is_ascii_hexdigit)
+}
+
+/// The stored form of a SID-shaped string: hex in lowercase.
+pub fn normalize(prefix: &str, s: &str) -> String {
+    format!("{prefix}{}", s[2..].to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_sids_have_twilios_shape() {
+        let a = generate(ROOM);
+        assert!(is_sid(ROOM, &a));
+        assert!(a[2..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert_ne!(a, generate(ROOM));
+        assert_eq!(random_hex32().len(), 32);
+    }
+
+    #[test]
+    fn recognises_sids() {
+        assert!(is_sid(ROOM, "RM0123456789ABCDEF0123456789abcdef"));
+        assert!(!is_sid(ROOM, "AC0123456789abcdef0123456789abcdef"));
+        assert!(!is_sid(ROOM, "RM0123456789abcdef0123456789abcde"));
+        assert!(!is_sid(ROOM, "RM0123456789abcdef0123456789abcdeg"));
+        assert!(!is_sid(ROOM, "RMé123456789abcdef0123456789abcde"));
+        assert_eq!(normalize(ROOM, "RMABCDEF0123456789abcdef0123456789"), "RMabcdef0123456789abcdef0123456789");
+    }
+}

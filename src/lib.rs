@@ -1,0 +1,13 @@
+//! roomd: a self-hosted, Twilio-compatible Programmable Video Rooms control plane on PostgreSQL.
+//! See `design.md` in the project's shared folder for the architecture.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod routes;
+pub mod startup;
+pub mod sweeper;
+pub mod telemetry;
+pub mod twilio;

@@ -1,0 +1,17 @@
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = roomd::cli::Cli::parse();
+    roomd::telemetry::init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    match runtime.block_on(roomd::cli::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("roomd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! `GET /healthz` (no auth): 200 when the database answers, 503 otherwise.
+
+use crate::startup::AppState;
+use actix_web::{web, HttpResponse};
+use std::time::Duration;
+
+pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    let ping = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&state.pool)).await;
+    match ping {
+        Ok(Ok(_)) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "health check: database unavailable");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "unavailable"}))
+        }
+        Err(_) => {
+            tracing::warn!("health check: database did not answer within 2 s");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "unavailable"}))
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! HTTP routes, one file per Twilio resource, plus the helpers every route shares: reading a
+//! form body, decoding a path segment, and the Twilio-shaped 404/405 for everything unrouted.
+
+pub mod health;
+pub mod rooms;
+
+use crate::twilio::error::code;
+use crate::twilio::form::{percent_decode, Params};
+use crate::twilio::ApiError;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use futures_util::StreamExt;
+
+/// The largest request body roomd reads.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .configure(rooms::configure);
+}
+
+/// A 404 for `path`, named as Twilio does: without the `/v1` prefix.
+pub fn resource_not_found(path: &str) -> ApiError {
+    ApiError::not_found(path)
+}
+
+/// Any path no route matches.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    let path = req.path();
+    resource_not_found(path.strip_prefix("/v1").unwrap_or(path)).error_response()
+}
+
+/// A known path with a method it does not support.
+pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        code::METHOD_NOT_ALLOWED,
+        format!("Method not allowed: {}", req.method()),
+    )
+    .error_response()
+}
+
+/// Reads a form-encoded body of at most 64 KiB. A body with another Content-Type is refused; an
+/// empty body needs none (curl -X POST sends none).
+pub async fn read_form(req: &HttpRequest, mut payload: web::Payload) -> Result<Params, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::invalid_parameter(format!("Could not read the request body: {e}")))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                code::INVALID_PARAMETER,
+                format!("Request body is larger than {} KiB", MAX_BODY_BYTES / 1024),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if !body.is_empty() {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = content_type.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code::INVALID_PARAMETER,
+                "Content-Type must be application/x-www-form-urlencoded",
+            ));
+        }
+    }
+    Params::parse(&body)
+}
+
+/// A path parameter, percent-decoded (no `+` rule in paths). A segment that is not UTF-8 cannot
+/// name anything, so it is a 404 like any other unknown name.
+pub fn path_segment(req: &HttpRequest, name: &str) -> Result<String, ApiError> {
+    let raw = req.match_info().get(name).unwrap_or("");
+    percent_decode(raw.as_bytes(), false).ok_or_else(|| {
+        let path = req.path();
+        resource_not_found(path.strip_prefix("/v1").unwrap_or(path))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn path_segments_keep_plus_signs() {
+        assert_eq!(percent_decode(b"a%20b+c", false).as_deref(), Some("a b+c"));
+        assert_eq!(percent_decode(b"%2Fx", false).as_deref(), Some("/x"));
+        assert_eq!(percent_decode(b"%zz", false), None);
+        assert_eq!(percent_decode(b"%+1", false), None);
+        assert_eq!(percent_decode(b"%ff", false), None);
+    }
+}

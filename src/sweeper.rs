@@ -1,0 +1,44 @@
+//! Ends in-progress rooms whose deadline (unused or empty timeout) has passed. Every replica runs
+//! one; PostgreSQL (`FOR UPDATE SKIP LOCKED` plus a re-check) keeps them from ending a room twice.
+
+use crate::db;
+use sqlx::PgPool;
+use std::future::Future;
+use std::time::Duration;
+
+const BATCH: i64 = 1000;
+
+/// Ends every room that is due now, in batches; returns the rooms this call ended.
+pub async fn sweep_once(pool: &PgPool) -> Result<Vec<db::rooms::EndedRoom>, sqlx::Error> {
+    let mut ended = Vec::new();
+    loop {
+        let batch = db::rooms::end_due(pool, BATCH).await?;
+        let n = batch.len();
+        ended.extend(batch);
+        if (n as i64) < BATCH {
+            return Ok(ended);
+        }
+    }
+}
+
+/// Sweeps every `interval` until `shutdown` resolves. A failed sweep is logged and retried at the
+/// next tick; it never stops the loop.
+pub async fn run(pool: PgPool, interval: Duration, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {}
+        }
+        match sweep_once(&pool).await {
+            Ok(ended) => {
+                for room in &ended {
+                    tracing::info!(room_sid = %room.sid, account_sid = %room.account_sid, reason = %room.end_reason, "room ended by timeout");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "sweep failed; retrying next interval"),
+        }
+    }
+}

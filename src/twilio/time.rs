@@ -1,0 +1,64 @@
+//! Twilio's date format: ISO-8601 UTC with whole seconds and a `Z` (`2015-07-30T20:00:00Z`).
+//! twilio-python parses only that shape, so fractional seconds are never emitted.
+
+use super::error::ApiError;
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+
+pub fn format(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+pub fn serialize<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format(t))
+}
+
+pub fn serialize_opt<S: serde::Serializer>(
+    t: &Option<DateTime<Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => serialize(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// A date filter: `YYYY-MM-DD` (midnight UTC) or a full ISO-8601 / RFC 3339 timestamp, which is
+/// what the helper libraries send (`2017-01-01T00:00:01Z`).
+pub fn parse_filter(key: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(d) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        if value.len() == 10 {
+            return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+        }
+    }
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            ApiError::invalid_parameter(format!(
+                "Invalid value for {key}: expected YYYY-MM-DD or an ISO-8601 date-time"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn formats_whole_seconds_with_z() {
+        let t = Utc.with_ymd_and_hms(2015, 7, 30, 20, 0, 0).unwrap()
+            + chrono::Duration::milliseconds(999);
+        assert_eq!(format(&t), "2015-07-30T20:00:00Z");
+    }
+
+    #[test]
+    fn parses_dates_and_date_times() {
+        let midnight = Utc.with_ymd_and_hms(2017, 1, 1, 0, 0, 0).unwrap();
+        assert_eq!(parse_filter("D", "2017-01-01").unwrap(), midnight);
+        assert_eq!(parse_filter("D", "2017-01-01T00:00:00Z").unwrap(), midnight);
+        assert_eq!(parse_filter("D", "2017-01-01T02:00:00+02:00").unwrap(), midnight);
+        for bad in ["", "2017-13-01", "yesterday", "2017-01-01T25:00:00Z", "2017-1-1"] {
+            assert!(parse_filter("D", bad).is_err(), "{bad}");
+        }
+    }
+}
