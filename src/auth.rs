@@ -45,7 +45,11 @@ pub fn hash_token(token: &str) -> String {
 /// Whether `token` matches the PHC string `hash` (false for a malformed hash).
 pub fn verify_token(token: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|h| Argon2::default().verify_password(token.as_bytes(), &h).is_ok())
+        .map(|h| {
+            Argon2::default()
+                .verify_password(token.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -108,7 +112,12 @@ impl AuthCache {
     }
 
     /// Verifies `sid:token`, from the cache when it verified within the TTL.
-    pub async fn authenticate(&self, pool: &PgPool, sid: &str, token: &str) -> Result<bool, ApiError> {
+    pub async fn authenticate(
+        &self,
+        pool: &PgPool,
+        sid: &str,
+        token: &str,
+    ) -> Result<bool, ApiError> {
         let key = Self::key(sid, token);
         if self.hit(&key) {
             return Ok(true);
@@ -139,7 +148,9 @@ fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (sid, token) = decoded.split_once(':')?;
     if sid.is_empty() || token.is_empty() {
@@ -154,7 +165,9 @@ impl FromRequest for Account {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let creds = basic_credentials(req);
-        let state = req.app_data::<web::Data<crate::startup::AppState>>().cloned();
+        let state = req
+            .app_data::<web::Data<crate::startup::AppState>>()
+            .cloned();
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
             let (sid, token) = creds.ok_or(ApiError::Unauthorized)?;

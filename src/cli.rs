@@ -13,7 +13,11 @@ use sqlx::{Connection, PgPool};
 use std::future::Future;
 
 #[derive(Parser, Debug)]
-#[command(name = "roomd", version, about = "Self-hosted, Twilio-compatible Video Rooms API on PostgreSQL")]
+#[command(
+    name = "roomd",
+    version,
+    about = "Self-hosted, Twilio-compatible Video Rooms API on PostgreSQL"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -59,8 +63,10 @@ async fn database(settings: &Settings) -> Result<(PgConnectOptions, Option<Embed
         }
     }
     let data_dir = settings.data_dir.clone();
-    let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(Mode::Durable, Some(&data_dir)))
-        .await??;
+    let pg = tokio::task::spawn_blocking(move || {
+        EmbeddedPostgres::start(Mode::Durable, Some(&data_dir))
+    })
+    .await??;
     tracing::info!(data_dir = %pg.data_dir().display(), "started the embedded PostgreSQL (DATABASE_URL is not set)");
     Ok((pg.connect_options("postgres"), Some(pg)))
 }
@@ -91,7 +97,9 @@ where
 pub async fn run(cli: Cli) -> Result<()> {
     let settings = Settings::from_env()?;
     match cli.command {
-        Command::Serve => with_database(&settings, |options| serve(settings.clone(), options)).await,
+        Command::Serve => {
+            with_database(&settings, |options| serve(settings.clone(), options)).await
+        }
         Command::Migrate => with_database(&settings, |_| async { Ok(()) }).await,
         Command::Accounts(cmd) => {
             with_database(&settings, |options| async move {
@@ -114,7 +122,9 @@ async fn accounts(pool: &PgPool, cmd: AccountsCommand) -> Result<()> {
                 move || auth::hash_token(&token)
             })
             .await?;
-            let account = db::accounts::create(pool, &sid::generate(sid::ACCOUNT), &friendly_name, &hash).await?;
+            let account =
+                db::accounts::create(pool, &sid::generate(sid::ACCOUNT), &friendly_name, &hash)
+                    .await?;
             let out = NewAccount {
                 sid: account.sid,
                 friendly_name: account.friendly_name,
@@ -125,11 +135,16 @@ async fn accounts(pool: &PgPool, cmd: AccountsCommand) -> Result<()> {
             println!("{}", serde_json::to_string(&out)?);
         }
         AccountsCommand::List => {
-            println!("{}", serde_json::to_string(&db::accounts::list(pool).await?)?);
+            println!(
+                "{}",
+                serde_json::to_string(&db::accounts::list(pool).await?)?
+            );
         }
         AccountsCommand::RotateToken { sid: account_sid } => {
             if !sid::is_sid(sid::ACCOUNT, &account_sid) {
-                bail!("not an account SID: {account_sid:?} (expected AC followed by 32 hex digits)");
+                bail!(
+                    "not an account SID: {account_sid:?} (expected AC followed by 32 hex digits)"
+                );
             }
             let account_sid = sid::normalize(sid::ACCOUNT, &account_sid);
             let token = sid::random_hex32();
@@ -141,7 +156,10 @@ async fn accounts(pool: &PgPool, cmd: AccountsCommand) -> Result<()> {
             if !db::accounts::set_token_hash(pool, &account_sid, &hash).await? {
                 bail!("no account {account_sid}");
             }
-            println!("{}", serde_json::json!({ "sid": account_sid, "auth_token": token }));
+            println!(
+                "{}",
+                serde_json::json!({ "sid": account_sid, "auth_token": token })
+            );
         }
     }
     Ok(())
@@ -150,7 +168,9 @@ async fn accounts(pool: &PgPool, cmd: AccountsCommand) -> Result<()> {
 /// Makes sure `ROOMD_BOOTSTRAP_ACCOUNT` exists with its token; leaves it untouched when the
 /// token already verifies, so restarts are no-ops.
 async fn bootstrap(pool: &PgPool, settings: &Settings) -> Result<()> {
-    let Some(b) = &settings.bootstrap_account else { return Ok(()) };
+    let Some(b) = &settings.bootstrap_account else {
+        return Ok(());
+    };
     if let Some(hash) = db::accounts::token_hash(pool, &b.sid).await? {
         let (token, hash2) = (b.token.clone(), hash.clone());
         if tokio::task::spawn_blocking(move || auth::verify_token(&token, &hash2)).await? {
@@ -180,8 +200,13 @@ async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
         .await
         .context("connecting to PostgreSQL")?;
     bootstrap(&pool, &settings).await?;
-    let app = Application::build(settings.bind, settings.public_url.clone(), pool.clone(), settings.auth_cache_ttl)
-        .with_context(|| format!("binding ROOMD_BIND={}", settings.bind))?;
+    let app = Application::build(
+        settings.bind,
+        settings.public_url.clone(),
+        pool.clone(),
+        settings.auth_cache_ttl,
+    )
+    .with_context(|| format!("binding ROOMD_BIND={}", settings.bind))?;
     tracing::info!(
         address = %app.local_addr(),
         public_url = app.public_url().as_str(),
@@ -193,7 +218,11 @@ async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let sweeper = tokio::spawn(sweeper::run(pool.clone(), settings.sweep_interval, stopped(stop_rx.clone())));
+    let sweeper = tokio::spawn(sweeper::run(
+        pool.clone(),
+        settings.sweep_interval,
+        stopped(stop_rx.clone()),
+    ));
     let result = app
         .run_until(async {
             shutdown_signal().await;

@@ -38,7 +38,10 @@ impl std::fmt::Debug for BootstrapAccount {
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
-            .field("database", &self.database.as_ref().map(|_| "[DATABASE_URL, redacted]"))
+            .field(
+                "database",
+                &self.database.as_ref().map(|_| "[DATABASE_URL, redacted]"),
+            )
             .field("bind", &self.bind)
             .field("public_url", &self.public_url)
             .field("sweep_interval", &self.sweep_interval)
@@ -74,6 +77,9 @@ fn seconds(name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Re
 }
 
 pub fn parse_database_url(url: &str) -> Result<PgConnectOptions> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        bail!("invalid DATABASE_URL: must start with postgres:// or postgresql://");
+    }
     // The parser's message never repeats the URL, so a password cannot leak through it.
     PgConnectOptions::from_str(url).map_err(|e| anyhow!("invalid DATABASE_URL: {e}"))
 }
@@ -106,15 +112,18 @@ pub fn parse_bootstrap_account(raw: &str) -> Result<BootstrapAccount> {
 
 impl Settings {
     pub fn from_env() -> Result<Settings> {
-        let database = var("DATABASE_URL")?.map(|u| parse_database_url(&u)).transpose()?;
+        let database = var("DATABASE_URL")?
+            .map(|u| parse_database_url(&u))
+            .transpose()?;
         let bind = match var("ROOMD_BIND")? {
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| anyhow!("invalid ROOMD_BIND: {v:?} is not an address:port such as 127.0.0.1:8080"))?,
+            Some(v) => v.trim().parse().map_err(|_| {
+                anyhow!("invalid ROOMD_BIND: {v:?} is not an address:port such as 127.0.0.1:8080")
+            })?,
         };
-        let public_url = var("ROOMD_PUBLIC_URL")?.map(|u| parse_public_url(&u)).transpose()?;
+        let public_url = var("ROOMD_PUBLIC_URL")?
+            .map(|u| parse_public_url(&u))
+            .transpose()?;
         let pool_size = match var("ROOMD_DB_POOL_SIZE")? {
             None => 10,
             Some(v) => match v.trim().parse::<u32>() {
@@ -127,7 +136,9 @@ impl Settings {
             bind,
             public_url,
             sweep_interval: seconds("ROOMD_SWEEP_INTERVAL", 5, 1..=86400)?,
-            data_dir: PathBuf::from(var("ROOMD_DATA_DIR")?.unwrap_or_else(|| "./roomd-data".into())),
+            data_dir: PathBuf::from(
+                var("ROOMD_DATA_DIR")?.unwrap_or_else(|| "./roomd-data".into()),
+            ),
             bootstrap_account: var("ROOMD_BOOTSTRAP_ACCOUNT")?
                 .map(|v| parse_bootstrap_account(&v))
                 .transpose()?,
@@ -150,14 +161,21 @@ mod tests {
         let b = parse_bootstrap_account("ACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:s3cret").unwrap();
         assert_eq!(b.sid, format!("AC{}", "a".repeat(32)));
         assert!(!format!("{b:?}").contains("s3cret"));
-        for bad in ["AC123:x", "nocolon", &format!("AC{}:", "a".repeat(32)), &format!("AC{}:a b", "a".repeat(32))] {
+        for bad in [
+            "AC123:x",
+            "nocolon",
+            &format!("AC{}:", "a".repeat(32)),
+            &format!("AC{}:a b", "a".repeat(32)),
+        ] {
             assert!(parse_bootstrap_account(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn database_url_errors_do_not_echo_the_password() {
-        let e = parse_database_url("postgres://u:hunter2@[bad/db").unwrap_err().to_string();
+        let e = parse_database_url("postgres://u:hunter2@[bad/db")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("invalid DATABASE_URL"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
     }

@@ -22,9 +22,11 @@ pub async fn create(
 }
 
 pub async fn list(pool: &PgPool) -> Result<Vec<Account>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM accounts ORDER BY date_created, sid"))
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM accounts ORDER BY date_created, sid"
+    ))
+    .fetch_all(pool)
+    .await
 }
 
 /// The stored hash of an active account's token; `None` for unknown or inactive accounts.
@@ -44,7 +46,11 @@ pub async fn token_hash(pool: &PgPool, sid: &str) -> Result<Option<String>, sqlx
 }
 
 /// Replaces an account's token hash; false when there is no such account.
-pub async fn set_token_hash(pool: &PgPool, sid: &str, token_hash: &str) -> Result<bool, sqlx::Error> {
+pub async fn set_token_hash(
+    pool: &PgPool,
+    sid: &str,
+    token_hash: &str,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE accounts SET auth_token_hash = $2, date_updated = now() WHERE sid = $1",
     )

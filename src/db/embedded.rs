@@ -66,7 +66,8 @@ pub fn find_bindir() -> Option<PathBuf> {
         return Some(bin);
     }
     std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).find(|p| p.join("initdb").exists() && p.join("postgres").exists())
+        std::env::split_paths(&paths)
+            .find(|p| p.join("initdb").exists() && p.join("postgres").exists())
     })
 }
 
@@ -127,7 +128,8 @@ impl EmbeddedPostgres {
 
         let (root, data_dir) = match mode {
             Mode::Durable => {
-                let root = data_root.ok_or_else(|| anyhow!("a durable cluster needs a data directory"))?;
+                let root =
+                    data_root.ok_or_else(|| anyhow!("a durable cluster needs a data directory"))?;
                 fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
                 let root = root.canonicalize()?;
                 let data_dir = root.join("pgdata");
@@ -168,7 +170,14 @@ impl EmbeddedPostgres {
             .arg(&data_dir)
             .arg("-k")
             .arg(&socket_dir)
-            .args(["-p", &PORT.to_string(), "-c", "listen_addresses=", "-c", "max_connections=200"])
+            .args([
+                "-p",
+                &PORT.to_string(),
+                "-c",
+                "listen_addresses=",
+                "-c",
+                "max_connections=200",
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -176,7 +185,14 @@ impl EmbeddedPostgres {
             // roomd is still draining requests; roomd stops it afterwards.
             .process_group(0);
         if mode == Mode::Disposable {
-            cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
+            cmd.args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]);
         }
         let postgres = cmd
             .spawn()
@@ -190,7 +206,11 @@ impl EmbeddedPostgres {
             watchdog: None,
         };
         let remove_on_exit = (mode == Mode::Disposable).then_some(root.as_path());
-        pg.watchdog = Some(spawn_watchdog(pg.postgres.id(), &pg.socket_dir, remove_on_exit)?);
+        pg.watchdog = Some(spawn_watchdog(
+            pg.postgres.id(),
+            &pg.socket_dir,
+            remove_on_exit,
+        )?);
         pg.wait_until_ready(&log_path)?;
         Ok(pg)
     }
@@ -218,7 +238,9 @@ impl EmbeddedPostgres {
 
     fn wait_until_ready(&mut self, log_path: &Path) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         loop {
             if let Some(status) = self.postgres.try_wait()? {
                 bail!(
@@ -229,15 +251,22 @@ impl EmbeddedPostgres {
             }
             let opts = self.connect_options("postgres").disable_statement_logging();
             let ok = std::thread::scope(|s| {
-                s.spawn(|| rt.block_on(async { sqlx::PgConnection::connect_with(&opts).await?.close().await }))
-                    .join()
-                    .expect("probe thread")
+                s.spawn(|| {
+                    rt.block_on(async {
+                        sqlx::PgConnection::connect_with(&opts).await?.close().await
+                    })
+                })
+                .join()
+                .expect("probe thread")
             });
             if ok.is_ok() {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("postgres did not accept connections within 60 s; log:\n{}", tail(log_path));
+                bail!(
+                    "postgres did not accept connections within 60 s; log:\n{}",
+                    tail(log_path)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -246,9 +275,13 @@ impl EmbeddedPostgres {
 
 fn initdb(bindir: &Path, data_dir: &Path, mode: Mode, who: Option<(u32, u32)>) -> Result<()> {
     let mut cmd = command(bindir, "initdb", who);
-    cmd.arg("-D")
-        .arg(data_dir)
-        .args(["-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--locale=C"]);
+    cmd.arg("-D").arg(data_dir).args([
+        "-U",
+        SUPERUSER,
+        "--auth=trust",
+        "--encoding=UTF8",
+        "--locale=C",
+    ]);
     if mode == Mode::Disposable {
         cmd.arg("--no-sync");
     }
@@ -268,7 +301,11 @@ fn initdb(bindir: &Path, data_dir: &Path, mode: Mode, who: Option<(u32, u32)>) -
 
 /// The watchdog waits for its stdin to close (this process exited or dropped us), then stops
 /// postgres (SIGINT: fast shutdown; SIGKILL after 30 s) and removes the temporary directories.
-fn spawn_watchdog(pg_pid: u32, socket_dir: &Path, remove: Option<&Path>) -> Result<(Child, ChildStdin)> {
+fn spawn_watchdog(
+    pg_pid: u32,
+    socket_dir: &Path,
+    remove: Option<&Path>,
+) -> Result<(Child, ChildStdin)> {
     const SCRIPT: &str = r#"
 cat >/dev/null 2>&1
 kill -INT "$1" 2>/dev/null
@@ -331,11 +368,14 @@ pub fn find_running(data_root: &Path) -> Option<PgConnectOptions> {
     let lines: Vec<&str> = pid_file.lines().collect();
     let port: u16 = lines.get(3)?.trim().parse().ok()?;
     let socket_dir = PathBuf::from(lines.get(4)?.trim());
-    socket_dir.join(format!(".s.PGSQL.{port}")).exists().then(|| {
-        PgConnectOptions::new()
-            .socket(socket_dir)
-            .port(port)
-            .username(SUPERUSER)
-            .database("postgres")
-    })
+    socket_dir
+        .join(format!(".s.PGSQL.{port}"))
+        .exists()
+        .then(|| {
+            PgConnectOptions::new()
+                .socket(socket_dir)
+                .port(port)
+                .username(SUPERUSER)
+                .database("postgres")
+        })
 }

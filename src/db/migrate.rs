@@ -7,17 +7,17 @@ use refinery_core::traits::r#async::{AsyncQuery, AsyncTransaction};
 use refinery_core::{AsyncMigrate, Migration};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection, Row};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use std::future::Future;
 use std::pin::Pin;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
 }
 
 /// An arbitrary, fixed key for `pg_advisory_lock`: "roomd" in ASCII.
-const MIGRATION_LOCK_KEY: i64 = 0x726f_6f6d_64;
+const MIGRATION_LOCK_KEY: i64 = 0x72_6f6f_6d64;
 
 struct SqlxMigrator<'c>(&'c mut PgConnection);
 
@@ -27,7 +27,10 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Se
 impl AsyncTransaction for SqlxMigrator<'_> {
     type Error = sqlx::Error;
 
-    fn execute<'a, T: Iterator<Item = &'a str> + Send + 'a>(&'a mut self, queries: T) -> BoxFuture<'a, usize> {
+    fn execute<'a, T: Iterator<Item = &'a str> + Send + 'a>(
+        &'a mut self,
+        queries: T,
+    ) -> BoxFuture<'a, usize> {
         let queries: Vec<&'a str> = queries.collect();
         Box::pin(async move {
             let mut tx = self.0.begin().await?;

@@ -112,7 +112,11 @@ impl RoomKey<'_> {
     }
 }
 
-pub async fn fetch(pool: &PgPool, account_sid: &str, key: RoomKey<'_>) -> Result<Option<RoomRow>, sqlx::Error> {
+pub async fn fetch(
+    pool: &PgPool,
+    account_sid: &str,
+    key: RoomKey<'_>,
+) -> Result<Option<RoomRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM rooms WHERE account_sid = $1 AND {}",
         key.condition()
@@ -125,7 +129,11 @@ pub async fn fetch(pool: &PgPool, account_sid: &str, key: RoomKey<'_>) -> Result
 
 /// Completes an in-progress room in one compare-and-set UPDATE; `None` when no in-progress room
 /// matched (absent, another account's, or already ended).
-pub async fn complete(pool: &PgPool, account_sid: &str, key: RoomKey<'_>) -> Result<Option<RoomRow>, sqlx::Error> {
+pub async fn complete(
+    pool: &PgPool,
+    account_sid: &str,
+    key: RoomKey<'_>,
+) -> Result<Option<RoomRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "UPDATE rooms SET {END_ROOM_SET}, end_reason = 'rest' \
          WHERE account_sid = $1 AND {} AND status = 'in-progress' RETURNING {COLUMNS}",
@@ -189,7 +197,8 @@ pub async fn list(
     };
     let backwards = matches!(page.cursor, Cursor::Before(_));
 
-    let mut q: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!("SELECT {COLUMNS} FROM rooms WHERE account_sid = "));
+    let mut q: QueryBuilder<'_, Postgres> =
+        QueryBuilder::new(format!("SELECT {COLUMNS} FROM rooms WHERE account_sid = "));
     q.push_bind(account_sid);
     q.push(" AND status = ").push_bind(filter.status.as_str());
     if let Some(name) = &filter.unique_name {
@@ -202,7 +211,11 @@ pub async fn list(
         q.push(" AND date_created < ").push_bind(t);
     }
     if let Some((at, sid)) = position {
-        q.push(if backwards { " AND (date_created, sid) > (" } else { " AND (date_created, sid) < (" });
+        q.push(if backwards {
+            " AND (date_created, sid) > ("
+        } else {
+            " AND (date_created, sid) < ("
+        });
         q.push_bind(at).push(", ").push_bind(sid).push(")");
     }
     q.push(if backwards {
@@ -212,7 +225,8 @@ pub async fn list(
     });
     q.push(" LIMIT ").push_bind(i64::from(page.page_size) + 1);
     if page.offset() > 0 {
-        q.push(" OFFSET ").push_bind(i64::try_from(page.offset()).unwrap_or(i64::MAX));
+        q.push(" OFFSET ")
+            .push_bind(i64::try_from(page.offset()).unwrap_or(i64::MAX));
     }
     let mut rooms: Vec<RoomRow> = q.build_query_as().fetch_all(pool).await?;
     let more_beyond = rooms.len() > page.page_size as usize;

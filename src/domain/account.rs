@@ -28,5 +28,8 @@ pub struct NewAccount {
 
 /// An auth token is 32 lowercase hex digits, as Twilio's are.
 pub fn is_valid_token(token: &str) -> bool {
-    token.len() == 32 && token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    token.len() == 32
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

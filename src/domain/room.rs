@@ -24,7 +24,10 @@ impl RoomType {
             "group-small" => Ok(RoomType::GroupSmall),
             "peer-to-peer" => Ok(RoomType::PeerToPeer),
             "go" => Ok(RoomType::Go),
-            _ => Err(ApiError::bad_request(code::ROOM_TYPE_INVALID, "RoomType is not valid")),
+            _ => Err(ApiError::bad_request(
+                code::ROOM_TYPE_INVALID,
+                "RoomType is not valid",
+            )),
         }
     }
 
@@ -83,7 +86,9 @@ impl RoomStatus {
     }
 }
 
-pub const MEDIA_REGIONS: [&str; 10] = ["gll", "au1", "br1", "de1", "ie1", "in1", "jp1", "sg1", "us1", "us2"];
+pub const MEDIA_REGIONS: [&str; 10] = [
+    "gll", "au1", "br1", "de1", "ie1", "in1", "jp1", "sg1", "us1", "us2",
+];
 pub const MAX_UNIQUE_NAME_CHARS: usize = 128;
 const MAX_STATUS_CALLBACK_CHARS: usize = 1024;
 const MAX_RECORDING_RULES: usize = 20;
@@ -92,10 +97,16 @@ const MAX_RECORDING_RULES: usize = 20;
 /// NUL, which PostgreSQL's `text` cannot hold, away from the database).
 pub fn validate_unique_name(name: &str) -> Result<(), ApiError> {
     if name.is_empty() {
-        return Err(ApiError::bad_request(code::ROOM_NAME_INVALID, "Room name is invalid"));
+        return Err(ApiError::bad_request(
+            code::ROOM_NAME_INVALID,
+            "Room name is invalid",
+        ));
     }
     if name.chars().count() > MAX_UNIQUE_NAME_CHARS {
-        return Err(ApiError::bad_request(code::ROOM_NAME_TOO_LONG, "Room name is too long"));
+        return Err(ApiError::bad_request(
+            code::ROOM_NAME_TOO_LONG,
+            "Room name is too long",
+        ));
     }
     if name.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
@@ -143,17 +154,24 @@ fn int_in(
 }
 
 fn bool_param(params: &Params, key: &str) -> Result<bool, ApiError> {
-    params.single(key)?.map_or(Ok(false), |v| parse_bool(key, v))
+    params
+        .single(key)?
+        .map_or(Ok(false), |v| parse_bool(key, v))
 }
 
 impl CreateRoom {
     pub fn from_params(params: &Params) -> Result<CreateRoom, ApiError> {
-        let room_type = params.single("Type")?.map_or(Ok(RoomType::Group), RoomType::parse)?;
+        let room_type = params
+            .single("Type")?
+            .map_or(Ok(RoomType::Group), RoomType::parse)?;
         let large_room = bool_param(params, "LargeRoom")?;
         let audio_only = bool_param(params, "AudioOnly")?;
         let record_participants_on_connect = bool_param(params, "RecordParticipantsOnConnect")?;
         // Deprecated and always true; still checked so a malformed value is not silently taken.
-        params.single("EnableTurn")?.map(|v| parse_bool("EnableTurn", v)).transpose()?;
+        params
+            .single("EnableTurn")?
+            .map(|v| parse_bool("EnableTurn", v))
+            .transpose()?;
 
         if room_type.is_mesh() && (large_room || record_participants_on_connect) {
             return Err(ApiError::bad_request(
@@ -188,7 +206,10 @@ impl CreateRoom {
 
         let type_max = room_type.max_participants(large_room);
         let max_participants = int_in(params, "MaxParticipants", 1..=type_max, type_max, || {
-            ApiError::bad_request(code::MAX_PARTICIPANTS_OUT_OF_RANGE, "MaxParticipants is out of range")
+            ApiError::bad_request(
+                code::MAX_PARTICIPANTS_OUT_OF_RANGE,
+                "MaxParticipants is out of range",
+            )
         })?;
         let max_participant_duration =
             int_in(params, "MaxParticipantDuration", 600..=86400, 14400, || {
@@ -206,7 +227,10 @@ impl CreateRoom {
             None => "us1".to_string(),
             Some(r) if MEDIA_REGIONS.contains(&r) => r.to_string(),
             Some(_) => {
-                return Err(ApiError::bad_request(code::MEDIA_REGION_INVALID, "MediaRegion is invalid"))
+                return Err(ApiError::bad_request(
+                    code::MEDIA_REGION_INVALID,
+                    "MediaRegion is invalid",
+                ))
             }
         };
 
@@ -232,7 +256,10 @@ impl CreateRoom {
             video_codecs.push("VP8".to_string());
         }
 
-        let recording_rules = params.single("RecordingRules")?.map(parse_recording_rules).transpose()?;
+        let recording_rules = params
+            .single("RecordingRules")?
+            .map(parse_recording_rules)
+            .transpose()?;
 
         Ok(CreateRoom {
             room_type,
@@ -255,7 +282,8 @@ impl CreateRoom {
 }
 
 fn validate_callback_url(raw: &str) -> Result<String, ApiError> {
-    let invalid = || ApiError::bad_request(code::STATUS_CALLBACK_INVALID, "StatusCallback is invalid");
+    let invalid =
+        || ApiError::bad_request(code::STATUS_CALLBACK_INVALID, "StatusCallback is invalid");
     if raw.len() >= MAX_STATUS_CALLBACK_CHARS {
         return Err(invalid());
     }
@@ -286,7 +314,9 @@ pub fn parse_recording_rules(raw: &str) -> Result<serde_json::Value, ApiError> {
     }
     let mut out: Vec<Value> = Vec::with_capacity(rules.len());
     for rule in rules {
-        let Value::Object(rule) = rule else { return Err(invalid()) };
+        let Value::Object(rule) = rule else {
+            return Err(invalid());
+        };
         let mut norm = Map::new();
         match rule.get("type").and_then(Value::as_str) {
             Some(t @ ("include" | "exclude")) => norm.insert("type".into(), t.into()),
@@ -335,7 +365,10 @@ mod tests {
         assert_eq!(r.room_type, RoomType::Group);
         assert_eq!(r.unique_name, None);
         assert_eq!(r.status_callback_method, "POST");
-        assert_eq!((r.max_participants, r.max_participant_duration), (50, 14400));
+        assert_eq!(
+            (r.max_participants, r.max_participant_duration),
+            (50, 14400)
+        );
         assert_eq!((r.empty_room_timeout, r.unused_room_timeout), (5, 5));
         assert_eq!(r.max_concurrent_published_tracks, 0);
         assert_eq!(r.video_codecs, ["VP8"]);
@@ -349,8 +382,19 @@ mod tests {
         assert_eq!(create("Type=peer-to-peer").unwrap().max_participants, 10);
         assert_eq!(create("Type=go").unwrap().max_participants, 2);
         let large = create("LargeRoom=true").unwrap();
-        assert_eq!((large.max_participants, large.max_concurrent_published_tracks), (100, 16));
-        assert_eq!(create("LargeRoom=true&MaxParticipants=90").unwrap().max_participants, 90);
+        assert_eq!(
+            (
+                large.max_participants,
+                large.max_concurrent_published_tracks
+            ),
+            (100, 16)
+        );
+        assert_eq!(
+            create("LargeRoom=true&MaxParticipants=90")
+                .unwrap()
+                .max_participants,
+            90
+        );
         assert_eq!(code_of("MaxParticipants=51"), 53107);
         assert_eq!(code_of("Type=go&MaxParticipants=3"), 53107);
         assert_eq!(code_of("MaxParticipants=0"), 53107);
@@ -388,21 +432,47 @@ mod tests {
 
     #[test]
     fn audio_only_rooms_have_no_video_codecs() {
-        assert!(create("AudioOnly=true&VideoCodecs=H264").unwrap().video_codecs.is_empty());
-        assert_eq!(create("VideoCodecs=H264&VideoCodecs=VP8&VideoCodecs=H264").unwrap().video_codecs, ["H264", "VP8"]);
+        assert!(create("AudioOnly=true&VideoCodecs=H264")
+            .unwrap()
+            .video_codecs
+            .is_empty());
+        assert_eq!(
+            create("VideoCodecs=H264&VideoCodecs=VP8&VideoCodecs=H264")
+                .unwrap()
+                .video_codecs,
+            ["H264", "VP8"]
+        );
     }
 
     #[test]
     fn recording_rules_grammar() {
         let ok = |s: &str| parse_recording_rules(s).unwrap().to_string();
-        assert_eq!(ok(r#"[{"type": "include", "all": true}]"#), r#"[{"all":true,"type":"include"}]"#);
-        assert!(parse_recording_rules(r#"{"rules":[{"type":"exclude","kind":"video","publisher":"alice"}]}"#).is_ok());
-        assert!(parse_recording_rules(r#"[{"type":"include","track":"t","kind":"audio","publisher":null}]"#).is_ok());
-        for bad in ["", "[]", "{}", "[1]", r#"[{"all":true}]"#, r#"[{"type":"maybe","all":true}]"#,
-                    r#"[{"type":"include","all":false}]"#, r#"[{"type":"include","all":true,"kind":"audio"}]"#,
-                    r#"[{"type":"include","kind":"data"}]"#, r#"[{"type":"include"}]"#,
-                    r#"[{"type":"include","colour":"red"}]"#,
-                    r#"[{"type":"include","all":true},{"type":"include","all":true}]"#] {
+        assert_eq!(
+            ok(r#"[{"type": "include", "all": true}]"#),
+            r#"[{"all":true,"type":"include"}]"#
+        );
+        assert!(parse_recording_rules(
+            r#"{"rules":[{"type":"exclude","kind":"video","publisher":"alice"}]}"#
+        )
+        .is_ok());
+        assert!(parse_recording_rules(
+            r#"[{"type":"include","track":"t","kind":"audio","publisher":null}]"#
+        )
+        .is_ok());
+        for bad in [
+            "",
+            "[]",
+            "{}",
+            "[1]",
+            r#"[{"all":true}]"#,
+            r#"[{"type":"maybe","all":true}]"#,
+            r#"[{"type":"include","all":false}]"#,
+            r#"[{"type":"include","all":true,"kind":"audio"}]"#,
+            r#"[{"type":"include","kind":"data"}]"#,
+            r#"[{"type":"include"}]"#,
+            r#"[{"type":"include","colour":"red"}]"#,
+            r#"[{"type":"include","all":true},{"type":"include","all":true}]"#,
+        ] {
             assert!(parse_recording_rules(bad).is_err(), "{bad}");
         }
     }

@@ -51,7 +51,9 @@ mod tests {
     fn generated_sids_have_twilios_shape() {
         let a = generate(ROOM);
         assert!(is_sid(ROOM, &a));
-        assert!(a[2..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(a[2..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
         assert_ne!(a, generate(ROOM));
         assert_eq!(random_hex32().len(), 32);
     }
@@ -63,6 +65,9 @@ mod tests {
         assert!(!is_sid(ROOM, "RM0123456789abcdef0123456789abcde"));
         assert!(!is_sid(ROOM, "RM0123456789abcdef0123456789abcdeg"));
         assert!(!is_sid(ROOM, "RMé123456789abcdef0123456789abcde"));
-        assert_eq!(normalize(ROOM, "RMABCDEF0123456789abcdef0123456789"), "RMabcdef0123456789abcdef0123456789");
+        assert_eq!(
+            normalize(ROOM, "RMABCDEF0123456789abcdef0123456789"),
+            "RMabcdef0123456789abcdef0123456789"
+        );
     }
 }

@@ -5,7 +5,11 @@ use actix_web::{web, HttpResponse};
 use std::time::Duration;
 
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    let ping = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&state.pool)).await;
+    let ping = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query("SELECT 1").execute(&state.pool),
+    )
+    .await;
     match ping {
         Ok(Ok(_)) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
         Ok(Err(e)) => {

@@ -45,7 +45,9 @@ pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 pub async fn read_form(req: &HttpRequest, mut payload: web::Payload) -> Result<Params, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::invalid_parameter(format!("Could not read the request body: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            ApiError::invalid_parameter(format!("Could not read the request body: {e}"))
+        })?;
         if body.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

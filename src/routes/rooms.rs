@@ -124,7 +124,9 @@ async fn create(
     let row = rooms::insert(&state.pool, &account.sid, &new_sid, &room)
         .await
         .map_err(|e| match crate::db::violated_unique_constraint(&e) {
-            Some(rooms::UNIQUE_NAME_CONSTRAINT) => ApiError::bad_request(code::ROOM_EXISTS, "Room exists"),
+            Some(rooms::UNIQUE_NAME_CONSTRAINT) => {
+                ApiError::bad_request(code::ROOM_EXISTS, "Room exists")
+            }
             _ => e.into(),
         })?;
     tracing::info!(room_sid = %row.sid, account_sid = %account.sid, "room created");
@@ -134,8 +136,14 @@ async fn create(
 /// The ways a path segment may name a room, in order: a SID-shaped segment is first a SID (any
 /// status), then, like any other segment, the name of an in-progress room (a name may look like
 /// a SID).
-fn candidate_keys<'a>(raw: &'a str, normalized: Option<&'a str>) -> impl Iterator<Item = RoomKey<'a>> {
-    normalized.map(RoomKey::Sid).into_iter().chain(std::iter::once(RoomKey::Name(raw)))
+fn candidate_keys<'a>(
+    raw: &'a str,
+    normalized: Option<&'a str>,
+) -> impl Iterator<Item = RoomKey<'a>> {
+    normalized
+        .map(RoomKey::Sid)
+        .into_iter()
+        .chain(std::iter::once(RoomKey::Name(raw)))
 }
 
 /// The decoded `{RoomNameOrSid}`, or 404 when it cannot name any room (e.g. control characters).
@@ -147,7 +155,12 @@ fn room_segment(req: &HttpRequest) -> Result<(String, Option<String>), ApiError>
     Ok((raw, normalized))
 }
 
-async fn find(state: &AppState, account: &str, raw: &str, normalized: Option<&str>) -> Result<Option<RoomRow>, ApiError> {
+async fn find(
+    state: &AppState,
+    account: &str,
+    raw: &str,
+    normalized: Option<&str>,
+) -> Result<Option<RoomRow>, ApiError> {
     for key in candidate_keys(raw, normalized) {
         if let Some(row) = rooms::fetch(&state.pool, account, key).await? {
             return Ok(Some(row));
@@ -157,7 +170,11 @@ async fn find(state: &AppState, account: &str, raw: &str, normalized: Option<&st
 }
 
 /// `GET /v1/Rooms/{RoomNameOrSid}`: by SID in any status, by name while in progress.
-async fn fetch(req: HttpRequest, account: Account, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn fetch(
+    req: HttpRequest,
+    account: Account,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let (raw, normalized) = room_segment(&req)?;
     match find(&state, &account.sid, &raw, normalized.as_deref()).await? {
         Some(row) => Ok(HttpResponse::Ok().json(RoomResource::new(row, &state.public_url))),
@@ -182,7 +199,12 @@ async fn update(
             ))
         }
         Some("completed") => {}
-        Some(_) => return Err(ApiError::bad_request(code::ROOM_STATUS_INVALID, "Status is invalid")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                code::ROOM_STATUS_INVALID,
+                "Status is invalid",
+            ))
+        }
     }
     for key in candidate_keys(&raw, normalized.as_deref()) {
         if let Some(row) = rooms::complete(&state.pool, &account.sid, key).await? {
@@ -192,13 +214,19 @@ async fn update(
     }
     // Nothing in progress matched: either the room has ended (53118) or there is no such room.
     match find(&state, &account.sid, &raw, normalized.as_deref()).await? {
-        Some(_) => Err(ApiError::bad_request(code::ROOM_COMPLETED, "Room completed")),
+        Some(_) => Err(ApiError::bad_request(
+            code::ROOM_COMPLETED,
+            "Room completed",
+        )),
         None => Err(resource_not_found(&format!("/Rooms/{raw}"))),
     }
 }
 
-fn list_filter(params: &Params) -> Result<(RoomFilter, Vec<(&'static str, String)>), ApiError> {
-    let mut echo: Vec<(&'static str, String)> = Vec::new();
+/// The filters as given, in the order every paging URL repeats them.
+type EchoedFilters = Vec<(&'static str, String)>;
+
+fn list_filter(params: &Params) -> Result<(RoomFilter, EchoedFilters), ApiError> {
+    let mut echo: EchoedFilters = Vec::new();
     let status = match params.single("Status")? {
         None => RoomStatus::InProgress,
         Some(s) => {
@@ -238,19 +266,29 @@ fn list_filter(params: &Params) -> Result<(RoomFilter, Vec<(&'static str, String
 }
 
 /// `GET /v1/Rooms`: newest first, keyset-paged.
-async fn list(req: HttpRequest, account: Account, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn list(
+    req: HttpRequest,
+    account: Account,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let params = Params::parse(req.query_string().as_bytes())?;
     let (filter, echo) = list_filter(&params)?;
     let page = PageRequest::from_params(&params, sid::ROOM)?;
 
-    let invalid_name = filter.unique_name.as_deref().is_some_and(|n| validate_unique_name(n).is_err());
+    let invalid_name = filter
+        .unique_name
+        .as_deref()
+        .is_some_and(|n| validate_unique_name(n).is_err());
     let (rows, more_beyond) = if invalid_name {
         (Vec::new(), false)
     } else {
         match rooms::list(&state.pool, &account.sid, &filter, &page).await {
             Ok(p) => (p.rooms, p.more_beyond),
             Err(PageError::UnknownToken) => {
-                return Err(ApiError::bad_request(code::INVALID_PAGE_TOKEN, "Invalid PageToken"))
+                return Err(ApiError::bad_request(
+                    code::INVALID_PAGE_TOKEN,
+                    "Invalid PageToken",
+                ))
             }
             Err(PageError::Db(e)) => return Err(e.into()),
         }
@@ -261,10 +299,17 @@ async fn list(req: HttpRequest, account: Account, state: web::Data<AppState>) ->
         first_sid: rows.first().map(|r| r.sid.as_str()),
         last_sid: rows.last().map(|r| r.sid.as_str()),
         has_next: if backwards { true } else { more_beyond },
-        has_previous: if backwards { more_beyond } else { page.token.is_some() || page.offset() > 0 },
+        has_previous: if backwards {
+            more_beyond
+        } else {
+            page.token.is_some() || page.offset() > 0
+        },
     };
     let meta = paging::meta(&state.public_url, "/v1/Rooms", "rooms", &echo, &page, found);
-    let rooms: Vec<RoomResource> = rows.into_iter().map(|r| RoomResource::new(r, &state.public_url)).collect();
+    let rooms: Vec<RoomResource> = rows
+        .into_iter()
+        .map(|r| RoomResource::new(r, &state.public_url))
+        .collect();
 
     #[derive(Serialize)]
     struct ListBody {

@@ -147,7 +147,9 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         match self {
             ApiError::Internal(e) => tracing::error!(error = format!("{e:#}"), "internal error"),
-            ApiError::Unavailable(e) => tracing::warn!(error = format!("{e:#}"), "database unavailable"),
+            ApiError::Unavailable(e) => {
+                tracing::warn!(error = format!("{e:#}"), "database unavailable")
+            }
             _ => {}
         }
         let status = self.status();

@@ -23,7 +23,9 @@ impl Params {
             };
             let key = decode(k)?;
             if key.is_empty() {
-                return Err(ApiError::invalid_parameter("Malformed form data: empty parameter name"));
+                return Err(ApiError::invalid_parameter(
+                    "Malformed form data: empty parameter name",
+                ));
             }
             out.push((key, decode(v)?));
         }
@@ -49,7 +51,10 @@ impl Params {
 
     /// Every value of a repeated parameter, in order.
     pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn contains(&self, key: &str) -> bool {
@@ -59,7 +64,9 @@ impl Params {
 
 fn decode(raw: &[u8]) -> Result<String, ApiError> {
     percent_decode(raw, true).ok_or_else(|| {
-        ApiError::invalid_parameter("Malformed form data: invalid percent-encoding or non-UTF-8 text")
+        ApiError::invalid_parameter(
+            "Malformed form data: invalid percent-encoding or non-UTF-8 text",
+        )
     })
 }
 
@@ -109,7 +116,8 @@ mod tests {
 
     #[test]
     fn decodes_plus_percent_and_repeated_keys() {
-        let p = Params::parse(b"UniqueName=a+b%2Fc&VideoCodecs=VP8&VideoCodecs=H264&Empty=").unwrap();
+        let p =
+            Params::parse(b"UniqueName=a+b%2Fc&VideoCodecs=VP8&VideoCodecs=H264&Empty=").unwrap();
         assert_eq!(p.single("UniqueName").unwrap(), Some("a b/c"));
         assert_eq!(p.all("VideoCodecs").collect::<Vec<_>>(), ["VP8", "H264"]);
         assert_eq!(p.single("Empty").unwrap(), Some(""));

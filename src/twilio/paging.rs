@@ -48,9 +48,9 @@ impl PageRequest {
         };
         let page = match params.single("Page")? {
             None => 0,
-            Some(v) => v.parse::<u32>().map_err(|_| {
-                ApiError::invalid_parameter("Page must be a non-negative integer")
-            })?,
+            Some(v) => v
+                .parse::<u32>()
+                .map_err(|_| ApiError::invalid_parameter("Page must be a non-negative integer"))?,
         };
         let (token, cursor) = match params.single("PageToken")? {
             None | Some("") => (None, Cursor::Start),
@@ -138,11 +138,17 @@ pub fn meta(
         u
     };
     let next_page_url = match (found.has_next, found.last_sid) {
-        (true, Some(last)) => Some(page_url(req.page.saturating_add(1), Some(&format!("PA{last}")))),
+        (true, Some(last)) => Some(page_url(
+            req.page.saturating_add(1),
+            Some(&format!("PA{last}")),
+        )),
         _ => None,
     };
     let previous_page_url = match (found.has_previous, found.first_sid) {
-        (true, Some(first)) => Some(page_url(req.page.saturating_sub(1), Some(&format!("PB{first}")))),
+        (true, Some(first)) => Some(page_url(
+            req.page.saturating_sub(1),
+            Some(&format!("PB{first}")),
+        )),
         _ => None,
     };
     Meta {
@@ -169,7 +175,14 @@ mod tests {
         let r = req("").unwrap();
         assert_eq!((r.page_size, r.page, r.cursor), (50, 0, Cursor::Start));
         assert_eq!(req("PageSize=1000").unwrap().page_size, 1000);
-        for bad in ["PageSize=0", "PageSize=1001", "PageSize=-1", "PageSize=abc", "Page=-1", "Page=x"] {
+        for bad in [
+            "PageSize=0",
+            "PageSize=1001",
+            "PageSize=-1",
+            "PageSize=abc",
+            "Page=-1",
+            "Page=x",
+        ] {
             assert!(req(bad).is_err(), "{bad}");
         }
     }
@@ -177,10 +190,22 @@ mod tests {
     #[test]
     fn tokens_name_a_sid_and_a_direction() {
         let sid = "RM0123456789abcdef0123456789abcdef";
-        assert_eq!(req(&format!("PageToken=PA{sid}")).unwrap().cursor, Cursor::After(sid.into()));
-        assert_eq!(req(&format!("PageToken=PB{sid}")).unwrap().cursor, Cursor::Before(sid.into()));
-        for bad in ["PageToken=PX", "PageToken=P", "PageToken=PARM123", &format!("PageToken=PC{sid}"),
-                    "PageToken=PAPA0123456789abcdef0123456789abcdef", "PageToken=PA\u{e9}"] {
+        assert_eq!(
+            req(&format!("PageToken=PA{sid}")).unwrap().cursor,
+            Cursor::After(sid.into())
+        );
+        assert_eq!(
+            req(&format!("PageToken=PB{sid}")).unwrap().cursor,
+            Cursor::Before(sid.into())
+        );
+        for bad in [
+            "PageToken=PX",
+            "PageToken=P",
+            "PageToken=PARM123",
+            &format!("PageToken=PC{sid}"),
+            "PageToken=PAPA0123456789abcdef0123456789abcdef",
+            "PageToken=PA\u{e9}",
+        ] {
             let e = req(bad).unwrap_err();
             assert_eq!(e.code(), 21481, "{bad}");
         }
@@ -190,12 +215,35 @@ mod tests {
     fn meta_carries_filters_and_tokens() {
         let base = PublicUrl::new("http://127.0.0.1:9");
         let r = req("PageSize=2&Page=1&PageToken=PARM0123456789abcdef0123456789abcdef").unwrap();
-        let m = meta(&base, "/v1/Rooms", "rooms", &[("Status", "completed".into()), ("DateCreatedAfter", "2017-01-01T00:00:01Z".into())], &r,
-            PageResult { first_sid: Some("RMa"), last_sid: Some("RMb"), has_next: true, has_previous: true });
+        let m = meta(
+            &base,
+            "/v1/Rooms",
+            "rooms",
+            &[
+                ("Status", "completed".into()),
+                ("DateCreatedAfter", "2017-01-01T00:00:01Z".into()),
+            ],
+            &r,
+            PageResult {
+                first_sid: Some("RMa"),
+                last_sid: Some("RMb"),
+                has_next: true,
+                has_previous: true,
+            },
+        );
         let p = "http://127.0.0.1:9/v1/Rooms?Status=completed&DateCreatedAfter=2017-01-01T00%3A00%3A01Z&PageSize=2";
         assert_eq!(m.first_page_url, format!("{p}&Page=0"));
-        assert_eq!(m.url, format!("{p}&Page=1&PageToken=PARM0123456789abcdef0123456789abcdef"));
-        assert_eq!(m.next_page_url.unwrap(), format!("{p}&Page=2&PageToken=PARMb"));
-        assert_eq!(m.previous_page_url.unwrap(), format!("{p}&Page=0&PageToken=PBRMa"));
+        assert_eq!(
+            m.url,
+            format!("{p}&Page=1&PageToken=PARM0123456789abcdef0123456789abcdef")
+        );
+        assert_eq!(
+            m.next_page_url.unwrap(),
+            format!("{p}&Page=2&PageToken=PARMb")
+        );
+        assert_eq!(
+            m.previous_page_url.unwrap(),
+            format!("{p}&Page=0&PageToken=PBRMa")
+        );
     }
 }

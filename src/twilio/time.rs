@@ -56,8 +56,17 @@ mod tests {
         let midnight = Utc.with_ymd_and_hms(2017, 1, 1, 0, 0, 0).unwrap();
         assert_eq!(parse_filter("D", "2017-01-01").unwrap(), midnight);
         assert_eq!(parse_filter("D", "2017-01-01T00:00:00Z").unwrap(), midnight);
-        assert_eq!(parse_filter("D", "2017-01-01T02:00:00+02:00").unwrap(), midnight);
-        for bad in ["", "2017-13-01", "yesterday", "2017-01-01T25:00:00Z", "2017-1-1"] {
+        assert_eq!(
+            parse_filter("D", "2017-01-01T02:00:00+02:00").unwrap(),
+            midnight
+        );
+        for bad in [
+            "",
+            "2017-13-01",
+            "yesterday",
+            "2017-01-01T25:00:00Z",
+            "2017-1-1",
+        ] {
             assert!(parse_filter("D", bad).is_err(), "{bad}");
         }
     }

@@ -1,1 +1,12 @@
+//! One integration-test binary: every test runs the real server on a real port against its own
+//! real PostgreSQL database, and speaks HTTP to it.
 
+mod auth;
+mod cli;
+mod errors;
+mod helpers;
+mod rooms_create;
+mod rooms_fetch;
+mod rooms_list;
+mod rooms_update;
+mod sweeper;

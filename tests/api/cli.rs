@@ -1,0 +1,192 @@
+//! The `roomd` binary itself, against the test's database.
+
+use crate::helpers::{spawn_app, TestAccount};
+use reqwest::Method;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn roomd(database_url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_roomd"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running roomd")
+}
+
+fn json_stdout(out: &std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(
+        stdout.trim().lines().count(),
+        1,
+        "one JSON object: {stdout}"
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+#[tokio::test]
+async fn accounts_created_listed_and_rotated_from_the_cli_work_over_http() {
+    let app = spawn_app().await;
+    let url = app.database_url.clone();
+    let created = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            json_stdout(&roomd(
+                &url,
+                &["accounts", "create", "--friendly-name", "Staging EU"],
+            ))
+        }
+    })
+    .await
+    .unwrap();
+    let sid = created["sid"].as_str().unwrap().to_string();
+    let token = created["auth_token"].as_str().unwrap().to_string();
+    assert!(
+        roomd::domain::sid::is_sid("AC", &sid) && !sid[2..].chars().any(|c| c.is_ascii_uppercase())
+    );
+    assert!(roomd::domain::account::is_valid_token(&token));
+    assert_eq!(created["friendly_name"], "Staging EU");
+    assert_eq!(created["status"], "active");
+    assert!(crate::rooms_create::is_twilio_date(
+        &created["date_created"]
+    ));
+
+    let account = TestAccount {
+        sid: sid.clone(),
+        token: token.clone(),
+    };
+    let r = app
+        .request_as(
+            Some(&account),
+            Method::POST,
+            "/v1/Rooms",
+            Some("UniqueName=cli"),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body["account_sid"], sid);
+
+    let listed = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || roomd(&url, &["accounts", "list"])
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8(listed.stdout).unwrap();
+    assert!(text.contains(&sid) && text.contains("Staging EU"));
+    assert!(
+        !text.contains(&token) && !text.contains("argon2"),
+        "no secrets in the list: {text}"
+    );
+
+    let rotated = tokio::task::spawn_blocking({
+        let (url, sid) = (url.clone(), sid.clone());
+        move || json_stdout(&roomd(&url, &["accounts", "rotate-token", &sid]))
+    })
+    .await
+    .unwrap();
+    let new_token = rotated["auth_token"].as_str().unwrap().to_string();
+    assert_ne!(new_token, token);
+    let stored: String = sqlx::query_scalar("SELECT auth_token_hash FROM accounts WHERE sid = $1")
+        .bind(&sid)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(stored.starts_with("$argon2id$") && !stored.contains(&new_token));
+    assert!(
+        roomd::auth::verify_token(&new_token, &stored)
+            && !roomd::auth::verify_token(&token, &stored)
+    );
+
+    let missing = roomd(
+        &url,
+        &["accounts", "rotate-token", &format!("AC{}", "0".repeat(32))],
+    );
+    assert!(!missing.status.success());
+}
+
+#[tokio::test]
+async fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
+    let app = spawn_app().await;
+    for (name, value) in [
+        ("ROOMD_BIND", "not-an-address"),
+        ("ROOMD_SWEEP_INTERVAL", "0"),
+        ("ROOMD_PUBLIC_URL", "ftp://x"),
+        ("ROOMD_BOOTSTRAP_ACCOUNT", "ACnope:tok"),
+        ("DATABASE_URL", "mysql://nope"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_roomd"))
+            .arg("migrate")
+            .env("DATABASE_URL", &app.database_url)
+            .env(name, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(name), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn serve_migrates_bootstraps_an_account_serves_and_stops_on_sigterm() {
+    let (_, url) = crate::helpers::fresh_database().await;
+    // A database with nothing in it: serve must migrate it itself.
+    let sid = format!("AC{}", "b".repeat(32));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_roomd"))
+        .arg("serve")
+        .env("DATABASE_URL", &url)
+        .env("ROOMD_BIND", "127.0.0.1:0")
+        .env("ROOMD_BOOTSTRAP_ACCOUNT", format!("{sid}:bootstrap-token"))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (address, lines) = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stderr).lines();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.split("address=").nth(1) {
+                return (rest.split_whitespace().next().unwrap().to_string(), lines);
+            }
+        }
+        panic!("serve never said where it listens");
+    })
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://{address}");
+    let r = client
+        .post(format!("{base}/v1/Rooms"))
+        .basic_auth(&sid, Some("bootstrap-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains(&format!("\"url\":\"{base}/v1/Rooms/RM")));
+
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("roomd stopped")), "{rest:?}");
+    assert!(
+        !rest.iter().any(|l| l.contains("bootstrap-token")),
+        "no token in the logs"
+    );
+}

@@ -1,0 +1,262 @@
+//! The test harness: one disposable PostgreSQL per test binary (or `DATABASE_URL`), a migrated
+//! template database, and for every test its own database cloned from the template and its own
+//! roomd listening on a real port.
+
+use reqwest::{Method, Response};
+use roomd::db::embedded::{EmbeddedPostgres, Mode};
+use roomd::startup::Application;
+use roomd::twilio::urls::PublicUrl;
+use serde_json::Value;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+struct Cluster {
+    /// Held for the life of the test binary; its watchdog stops it when the binary exits.
+    _embedded: Option<EmbeddedPostgres>,
+    admin: PgConnectOptions,
+    template: String,
+    /// A URL for `database` that another process can use.
+    url_for: UrlFor,
+}
+
+type UrlFor = Box<dyn Fn(&str) -> String + Send + Sync>;
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        // A thread with its own runtime: each #[tokio::test] has a runtime that dies with it.
+        std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(start_cluster())
+        })
+        .join()
+        .expect("starting the test PostgreSQL")
+    })
+}
+
+async fn start_cluster() -> Cluster {
+    let suffix = &roomd::domain::sid::random_hex32()[..12];
+    let (embedded, admin, url_for): (_, _, UrlFor) = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            let admin = roomd::config::parse_database_url(&url).unwrap();
+            let base = url::Url::parse(&url).unwrap();
+            let url_for = move |db: &str| {
+                let mut u = base.clone();
+                u.set_path(&format!("/{db}"));
+                u.to_string()
+            };
+            (None, admin, Box::new(url_for))
+        }
+        _ => {
+            let pg =
+                tokio::task::spawn_blocking(|| EmbeddedPostgres::start(Mode::Disposable, None))
+                    .await
+                    .unwrap()
+                    .expect("starting a disposable PostgreSQL");
+            let admin = pg.connect_options("postgres");
+            let base = pg.url("");
+            let url_for = move |db: &str| base.replacen("5432/", &format!("5432/{db}"), 1);
+            (Some(pg), admin, Box::new(url_for))
+        }
+    };
+    let template = format!("roomd_template_{suffix}");
+    let mut conn = PgConnection::connect_with(&admin).await.unwrap();
+    conn.execute(format!("CREATE DATABASE {template}").as_str())
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    roomd::db::migrate::run(&admin.clone().database(&template))
+        .await
+        .unwrap();
+    Cluster {
+        _embedded: embedded,
+        admin,
+        template,
+        url_for,
+    }
+}
+
+/// A fresh database cloned from the migrated template.
+pub async fn fresh_database() -> (PgConnectOptions, String) {
+    let c = cluster();
+    let name = format!("roomd_test_{}", &roomd::domain::sid::random_hex32()[..16]);
+    let mut conn = PgConnection::connect_with(&c.admin).await.unwrap();
+    conn.execute(
+        format!(
+            "CREATE DATABASE {name} TEMPLATE {} STRATEGY FILE_COPY",
+            c.template
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    (c.admin.clone().database(&name), (c.url_for)(&name))
+}
+
+#[derive(Clone, Debug)]
+pub struct TestAccount {
+    pub sid: String,
+    pub token: String,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub pool: PgPool,
+    pub database_url: String,
+    pub account: TestAccount,
+    pub client: reqwest::Client,
+}
+
+pub struct Options {
+    pub auth_cache_ttl: Duration,
+    pub public_url: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            auth_cache_ttl: Duration::from_secs(10),
+            public_url: None,
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let (db, database_url) = fresh_database().await;
+    let pool = roomd::db::pool(db, 10).await.unwrap();
+    let app = Application::build(
+        "127.0.0.1:0".parse().unwrap(),
+        options.public_url.as_deref().map(PublicUrl::new),
+        pool.clone(),
+        options.auth_cache_ttl,
+    )
+    .unwrap();
+    let address = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let account = create_account(&pool, "primary").await;
+    TestApp {
+        address,
+        pool,
+        database_url,
+        account,
+        client: reqwest::Client::new(),
+    }
+}
+
+pub async fn create_account(pool: &PgPool, name: &str) -> TestAccount {
+    let sid = roomd::domain::sid::generate("AC");
+    let token = roomd::domain::sid::random_hex32();
+    let hash = roomd::auth::hash_token(&token);
+    roomd::db::accounts::create(pool, &sid, name, &hash)
+        .await
+        .unwrap();
+    TestAccount { sid, token }
+}
+
+/// A response's status and JSON body.
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    async fn from(resp: Response) -> Reply {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}"));
+        Reply {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    /// Asserts a Twilio error body with this status and code, and nothing else in it.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: u64) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(self.body["code"], code, "{}", self.body);
+        assert_eq!(self.body["status"], status, "{}", self.body);
+        assert_eq!(
+            self.body["more_info"],
+            format!("https://www.twilio.com/docs/errors/{code}")
+        );
+        assert!(self.body["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(self.body.as_object().unwrap().len(), 4, "{}", self.body);
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// A request as `account` (or unauthenticated with `None`), with a raw form body.
+    pub async fn request_as(
+        &self,
+        account: Option<&TestAccount>,
+        method: Method,
+        path: &str,
+        form: Option<&str>,
+    ) -> Reply {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(a) = account {
+            req = req.basic_auth(&a.sid, Some(&a.token));
+        }
+        if let Some(body) = form {
+            req = req
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(body.to_string());
+        }
+        Reply::from(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request_as(Some(&self.account), Method::GET, path, None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, form: &str) -> Reply {
+        self.request_as(Some(&self.account), Method::POST, path, Some(form))
+            .await
+    }
+
+    pub async fn create_room(&self, form: &str) -> Value {
+        let r = self.post("/v1/Rooms", form).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body
+    }
+
+    pub async fn complete_room(&self, sid: &str) -> Value {
+        let r = self
+            .post(&format!("/v1/Rooms/{sid}"), "Status=completed")
+            .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        r.body
+    }
+
+    pub async fn room_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM rooms")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+/// Percent-encodes a form value.
+pub fn enc(v: &str) -> String {
+    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
+}
