@@ -290,8 +290,14 @@ fn initdb(bindir: &Path, data_dir: &Path, mode: Mode, who: Option<(u32, u32)>) -
         .output()
         .with_context(|| format!("running {}", bindir.join("initdb").display()))?;
     if !out.status.success() {
+        let hint = if who.is_some() {
+            " (roomd runs as root, so PostgreSQL runs as the postgres user, which must be able to \
+             enter every parent directory of ROOMD_DATA_DIR)"
+        } else {
+            ""
+        };
         bail!(
-            "initdb {} failed: {}",
+            "initdb {} failed{hint}: {}",
             data_dir.display(),
             String::from_utf8_lossy(&out.stderr).trim()
         );

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs tests/sdk/smoke.py (the official twilio-python client) against a real `roomd serve` on an
+# embedded PostgreSQL in a temporary directory. Creates its own venv; needs only python3 with venv.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+TWILIO_PYTHON_VERSION="9.11.0"
+venv="target/sdk-venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import twilio, sys; sys.exit(twilio.__version__ != '$TWILIO_PYTHON_VERSION')" 2>/dev/null; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "twilio==$TWILIO_PYTHON_VERSION"
+fi
+
+cargo build --quiet
+roomd="target/debug/roomd"
+
+work="$(mktemp -d)"
+# As root, roomd runs PostgreSQL as the postgres user, which must be able to enter this directory.
+chmod 755 "$work"
+port="$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+sid="AC$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+token="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+base="http://127.0.0.1:$port"
+
+ROOMD_DATA_DIR="$work/data" ROOMD_BIND="127.0.0.1:$port" ROOMD_BOOTSTRAP_ACCOUNT="$sid:$token" \
+  RUST_LOG=warn "$roomd" serve >"$work/roomd.log" 2>&1 &
+pid=$!
+cleanup() {
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  chmod -R u+rwX "$work" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+for _ in $(seq 1 600); do
+  if "$venv/bin/python" -c "import urllib.request,sys; urllib.request.urlopen('$base/healthz', timeout=1)" 2>/dev/null; then
+    break
+  fi
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "roomd exited early:"; cat "$work/roomd.log"; exit 1
+  fi
+  sleep 0.1
+done
+
+status=0
+"$venv/bin/python" tests/sdk/smoke.py "$base" "$sid" "$token" || status=$?
+if grep -q "$token" "$work/roomd.log"; then
+  echo "FAIL: the auth token appears in roomd's log"; status=1
+fi
+exit "$status"

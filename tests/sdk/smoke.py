@@ -1,0 +1,109 @@
+"""Smoke test through the official twilio-python client against a running roomd.
+
+Usage: smoke.py BASE_URL ACCOUNT_SID AUTH_TOKEN
+Only the base URL changes; everything else is the library's own behaviour.
+"""
+import datetime
+import sys
+
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.rest import Client
+
+base_url, account_sid, auth_token = sys.argv[1:4]
+client = Client(account_sid, auth_token)
+client.video.base_url = base_url
+rooms = client.video.v1.rooms
+
+results = []
+
+
+def check(name, condition, detail=""):
+    results.append(condition)
+    print(("ok   " if condition else "FAIL ") + name + ("" if condition else f": {detail}"))
+
+
+def expect_error(name, fn, status, code):
+    try:
+        fn()
+    except TwilioRestException as e:
+        check(name, e.status == status and e.code == code, f"got {e.status} {e.code} {e.msg}")
+    else:
+        check(name, False, "no exception")
+
+
+run = datetime.datetime.now(datetime.timezone.utc).strftime("%H%M%S%f")
+
+# create
+room = rooms.create(
+    unique_name=f"smoke-{run}",
+    type="group",
+    max_participants=10,
+    video_codecs=["VP8", "H264"],
+    recording_rules=[{"type": "include", "all": True}],
+    record_participants_on_connect=True,
+    status_callback="http://127.0.0.1:9/events",
+    empty_room_timeout=3,
+)
+check("create returns the room", room.sid.startswith("RM") and room.unique_name == f"smoke-{run}", room.sid)
+check("dates parse as datetimes", isinstance(room.date_created, datetime.datetime), repr(room.date_created))
+check("fields have their types",
+      room.max_participants == 10 and room.video_codecs == ["VP8", "H264"]
+      and room.record_participants_on_connect is True and room.empty_room_timeout == 3
+      and room.end_time is None and room.duration is None and room.status == "in-progress",
+      vars(room))
+check("links are absolute on roomd", room.links["participants"] == f"{base_url}/v1/Rooms/{room.sid}/Participants",
+      room.links)
+
+# fetch by SID and by name
+check("fetch by sid", rooms(room.sid).fetch().unique_name == room.unique_name)
+check("fetch by name", rooms(f"smoke-{run}").fetch().sid == room.sid)
+expect_error("fetch unknown is 404/20404", lambda: rooms(f"missing-{run}").fetch(), 404, 20404)
+expect_error("duplicate name is 400/53113", lambda: rooms.create(unique_name=f"smoke-{run}"), 400, 53113)
+expect_error("bad MaxParticipants is 400/53107", lambda: rooms.create(max_participants=500), 400, 53107)
+
+# list with paging: the library follows next_page_url until it ends
+created = {room.sid}
+for i in range(7):
+    created.add(rooms.create(unique_name=f"page-{run}-{i}").sid)
+listed = [r.sid for r in rooms.list(page_size=3)]
+check("list(page_size=3) walks every page once", created <= set(listed) and len(listed) == len(set(listed)),
+      f"{len(listed)} listed")
+streamed = [r.sid for r in rooms.stream(page_size=2, limit=5)]
+check("stream(limit=5) stops at five", len(streamed) == 5 and len(set(streamed)) == 5, streamed)
+page = rooms.page(page_size=3)
+check("page() exposes next_page_url", page.next_page_url is not None and page.next_page_url.startswith(base_url))
+second = page.next_page()
+check("next_page() follows it", second is not None and len(list(second)) == 3)
+newest = [r.date_created for r in rooms.list(page_size=4)]
+check("newest first", newest == sorted(newest, reverse=True))
+
+# filters
+today = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+check("unique_name filter", [r.sid for r in rooms.list(unique_name=f"smoke-{run}")] == [room.sid])
+check("date_created_after filter", created <= {r.sid for r in rooms.list(date_created_after=today, page_size=50)})
+check("date_created_before filter",
+      not created & {r.sid for r in rooms.list(date_created_before=today, page_size=50)})
+
+# complete
+done = rooms(room.sid).update(status="completed")
+check("update to completed", done.status == "completed" and isinstance(done.end_time, datetime.datetime)
+      and isinstance(done.duration, int), vars(done))
+expect_error("completing twice is 400/53118", lambda: rooms(room.sid).update(status="completed"), 400, 53118)
+expect_error("fetch by name after completion is 404", lambda: rooms(f"smoke-{run}").fetch(), 404, 20404)
+completed = [r.sid for r in rooms.list(status="completed", page_size=2)]
+check("status=completed filter with paging", room.sid in completed and not set(completed) - {room.sid} & created)
+check("in-progress list excludes it", room.sid not in {r.sid for r in rooms.list(page_size=100)})
+
+# wrong credentials
+bad = Client(account_sid, "0" * 32)
+bad.video.base_url = base_url
+expect_error("wrong token is 401/20003", lambda: bad.video.v1.rooms(room.sid).fetch(), 401, 20003)
+try:
+    bad.video.v1.rooms.list()
+    check("wrong token on list raises", False, "no exception")
+except TwilioException:
+    check("wrong token on list raises", True)
+
+failed = results.count(False)
+print(f"{len(results) - failed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
