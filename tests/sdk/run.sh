@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs tests/sdk/smoke.py (the official twilio-python client) against a real `roomd serve` on an
-# embedded PostgreSQL in a temporary directory. Creates its own venv; needs only python3 with venv.
+# Drives a real `roomd serve` (embedded PostgreSQL in a temporary directory) through the official
+# helper libraries: tests/sdk/smoke.py (twilio-python, in a venv this script creates) and
+# tests/sdk/node/smoke.js (twilio-node, installed from the committed package-lock.json).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -10,6 +11,12 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import twilio, sys; s
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "twilio==$TWILIO_PYTHON_VERSION"
+fi
+
+if command -v npm >/dev/null 2>&1; then
+  (cd tests/sdk/node && npm ci --no-audit --no-fund --silent)
+else
+  echo "npm not found: skipping the twilio-node smoke test" >&2
 fi
 
 cargo build --quiet
@@ -45,7 +52,12 @@ for _ in $(seq 1 600); do
 done
 
 status=0
+echo "-- twilio-python"
 "$venv/bin/python" tests/sdk/smoke.py "$base" "$sid" "$token" || status=$?
+if [ -d tests/sdk/node/node_modules/twilio ]; then
+  echo "-- twilio-node"
+  node tests/sdk/node/smoke.js "$base" "$sid" "$token" || status=$?
+fi
 if grep -q "$token" "$work/roomd.log"; then
   echo "FAIL: the auth token appears in roomd's log"; status=1
 fi
