@@ -62,15 +62,21 @@ fn dummy_hash() -> &'static str {
 pub struct AuthCache {
     ttl: Duration,
     entries: Mutex<HashMap<[u8; 32], Instant>>,
+    /// Bounds concurrent argon2 runs (each takes ~19 MiB and a core for ~25 ms): a burst of
+    /// requests with one new credential waits here, then finds the first verification cached,
+    /// and a flood of wrong tokens cannot exhaust memory.
+    verifications: tokio::sync::Semaphore,
 }
 
 impl AuthCache {
     pub fn new(ttl: Duration) -> Self {
         // Build the dummy hash now rather than on the first unknown SID.
         let _ = dummy_hash();
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         AuthCache {
             ttl,
             entries: Mutex::new(HashMap::new()),
+            verifications: tokio::sync::Semaphore::new(cores),
         }
     }
 
@@ -119,6 +125,15 @@ impl AuthCache {
         token: &str,
     ) -> Result<bool, ApiError> {
         let key = Self::key(sid, token);
+        if self.hit(&key) {
+            return Ok(true);
+        }
+        let _permit = self
+            .verifications
+            .acquire()
+            .await
+            .map_err(ApiError::internal)?;
+        // Another request may have verified this credential while we waited.
         if self.hit(&key) {
             return Ok(true);
         }

@@ -32,6 +32,10 @@ pub fn parse_filter(key: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
     }
     DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc))
+        // Without an offset, a date-time is taken as UTC, as Twilio's dates are.
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S").map(|t| t.and_utc())
+        })
         .map_err(|_| {
             ApiError::invalid_parameter(format!(
                 "Invalid value for {key}: expected YYYY-MM-DD or an ISO-8601 date-time"

@@ -134,36 +134,68 @@ async fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
     }
 }
 
-#[tokio::test]
-async fn serve_migrates_bootstraps_an_account_serves_and_stops_on_sigterm() {
-    let (_, url) = crate::helpers::fresh_database().await;
-    // A database with nothing in it: serve must migrate it itself.
-    let sid = format!("AC{}", "b".repeat(32));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_roomd"))
-        .arg("serve")
-        .env("DATABASE_URL", &url)
+/// A running `roomd serve` child, its address, and the rest of its log lines.
+struct Served {
+    child: std::process::Child,
+    base: String,
+    log: std::io::Lines<BufReader<std::process::ChildStderr>>,
+}
+
+/// Starts `roomd serve` with `envs` on a random port and waits until it says where it listens.
+async fn serve(envs: Vec<(&'static str, String)>) -> Served {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_roomd"));
+    cmd.arg("serve")
+        .env_remove("DATABASE_URL")
         .env("ROOMD_BIND", "127.0.0.1:0")
-        .env("ROOMD_BOOTSTRAP_ACCOUNT", format!("{sid}:bootstrap-token"))
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
-    let (address, lines) = tokio::task::spawn_blocking(move || {
+    let (base, log) = tokio::task::spawn_blocking(move || {
         let mut lines = BufReader::new(stderr).lines();
         for line in lines.by_ref() {
             let line = line.unwrap();
             if let Some(rest) = line.split("address=").nth(1) {
-                return (rest.split_whitespace().next().unwrap().to_string(), lines);
+                return (
+                    format!("http://{}", rest.split_whitespace().next().unwrap()),
+                    lines,
+                );
             }
         }
         panic!("serve never said where it listens");
     })
     .await
     .unwrap();
+    Served { child, base, log }
+}
+
+fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+async fn wait(mut child: std::process::Child) -> std::process::ExitStatus {
+    tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serve_migrates_bootstraps_an_account_serves_and_stops_on_sigterm() {
+    let db = crate::helpers::fresh_database().await;
+    // A database with nothing in it: serve must migrate it itself.
+    let sid = format!("AC{}", "b".repeat(32));
+    let served = serve(vec![
+        ("DATABASE_URL", db.url.clone()),
+        ("ROOMD_BOOTSTRAP_ACCOUNT", format!("{sid}:bootstrap-token")),
+    ])
+    .await;
     let client = reqwest::Client::new();
-    let base = format!("http://{address}");
+    let base = served.base.clone();
     let r = client
         .post(format!("{base}/v1/Rooms"))
         .basic_auth(&sid, Some("bootstrap-token"))
@@ -177,16 +209,85 @@ async fn serve_migrates_bootstraps_an_account_serves_and_stops_on_sigterm() {
         .unwrap()
         .contains(&format!("\"url\":\"{base}/v1/Rooms/RM")));
 
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    signal(&served.child, libc::SIGTERM);
+    let status = wait(served.child).await;
     assert!(status.success(), "{status}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let rest: Vec<String> = served.log.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("roomd stopped")), "{rest:?}");
     assert!(
         !rest.iter().any(|l| l.contains("bootstrap-token")),
         "no token in the logs"
     );
+}
+
+fn postmaster_pid(data_dir: &std::path::Path) -> i32 {
+    let pid_file = std::fs::read_to_string(data_dir.join("pgdata/postmaster.pid")).unwrap();
+    pid_file.lines().next().unwrap().trim().parse().unwrap()
+}
+
+async fn gone_within(pid: i32, secs: u64) -> bool {
+    for _ in 0..secs * 10 {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn the_embedded_postgres_is_durable_and_never_outlives_serve_even_on_sigkill() {
+    let dir = std::env::temp_dir().join(format!(
+        "roomd-durable-{}",
+        &roomd::domain::sid::random_hex32()[..8]
+    ));
+    std::fs::create_dir(&dir).unwrap();
+    // As root, the embedded PostgreSQL runs as the postgres user, which must enter this directory.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let sid = format!("AC{}", "c".repeat(32));
+    let envs = || {
+        vec![
+            ("ROOMD_DATA_DIR", dir.join("data").display().to_string()),
+            ("ROOMD_BOOTSTRAP_ACCOUNT", format!("{sid}:tok")),
+        ]
+    };
+    let client = reqwest::Client::new();
+
+    let first = serve(envs()).await;
+    let room: Value = client
+        .post(format!("{}/v1/Rooms", first.base))
+        .basic_auth(&sid, Some("tok"))
+        .form(&[("UniqueName", "survivor")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pg = postmaster_pid(&dir.join("data"));
+    signal(&first.child, libc::SIGKILL);
+    wait(first.child).await;
+    assert!(
+        gone_within(pg, 30).await,
+        "postgres {pg} outlived a SIGKILLed roomd"
+    );
+
+    // The same data directory again: the committed room is still there.
+    let second = serve(envs()).await;
+    let fetched = client
+        .get(format!(
+            "{}/v1/Rooms/{}",
+            second.base,
+            room["sid"].as_str().unwrap()
+        ))
+        .basic_auth(&sid, Some("tok"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fetched.status(), 200);
+    let pg = postmaster_pid(&dir.join("data"));
+    signal(&second.child, libc::SIGTERM);
+    assert!(wait(second.child).await.success());
+    assert!(gone_within(pg, 30).await, "postgres {pg} outlived roomd");
+    let _ = std::fs::remove_dir_all(&dir);
 }

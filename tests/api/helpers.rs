@@ -40,7 +40,6 @@ fn cluster() -> &'static Cluster {
 }
 
 async fn start_cluster() -> Cluster {
-    let suffix = &roomd::domain::sid::random_hex32()[..12];
     let (embedded, admin, url_for): (_, _, UrlFor) = match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
             let admin = roomd::config::parse_database_url(&url).unwrap();
@@ -64,11 +63,16 @@ async fn start_cluster() -> Cluster {
             (Some(pg), admin, Box::new(url_for))
         }
     };
-    let template = format!("roomd_template_{suffix}");
+    // One template per server: recreated by each run, so none is left behind in DATABASE_URL's
+    // server (in the disposable cluster nothing is left behind anyway).
+    let template = "roomd_test_template".to_string();
     let mut conn = PgConnection::connect_with(&admin).await.unwrap();
-    conn.execute(format!("CREATE DATABASE {template}").as_str())
-        .await
-        .unwrap();
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {template} WITH (FORCE)"),
+        format!("CREATE DATABASE {template}"),
+    ] {
+        conn.execute(sql.as_str()).await.unwrap();
+    }
     conn.close().await.unwrap();
     roomd::db::migrate::run(&admin.clone().database(&template))
         .await
@@ -81,22 +85,53 @@ async fn start_cluster() -> Cluster {
     }
 }
 
-/// A fresh database cloned from the migrated template.
-pub async fn fresh_database() -> (PgConnectOptions, String) {
+/// A test's own database, cloned from the migrated template. In `DATABASE_URL`'s server it is
+/// dropped again when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub options: PgConnectOptions,
+    pub url: String,
+}
+
+pub async fn fresh_database() -> TestDb {
     let c = cluster();
     let name = format!("roomd_test_{}", &roomd::domain::sid::random_hex32()[..16]);
+    let sql = format!(
+        "CREATE DATABASE {name} TEMPLATE {} STRATEGY FILE_COPY",
+        c.template
+    );
     let mut conn = PgConnection::connect_with(&c.admin).await.unwrap();
-    conn.execute(
-        format!(
-            "CREATE DATABASE {name} TEMPLATE {} STRATEGY FILE_COPY",
-            c.template
-        )
-        .as_str(),
-    )
-    .await
-    .unwrap();
+    conn.execute(sql.as_str()).await.unwrap();
     conn.close().await.unwrap();
-    (c.admin.clone().database(&name), (c.url_for)(&name))
+    TestDb {
+        options: c.admin.clone().database(&name),
+        url: (c.url_for)(&name),
+        name,
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let c = cluster();
+        if c._embedded.is_some() {
+            return;
+        }
+        let (admin, name) = (c.admin.clone(), self.name.clone());
+        // The test's runtime may be shutting down: drop it from a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut conn = PgConnection::connect_with(&admin).await?;
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                conn.execute(sql.as_str()).await?;
+                conn.close().await
+            })
+        })
+        .join();
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -111,6 +146,8 @@ pub struct TestApp {
     pub database_url: String,
     pub account: TestAccount,
     pub client: reqwest::Client,
+    /// Declared last, so dropped after the pool (with FORCE, the server's connections too).
+    pub _db: TestDb,
 }
 
 pub struct Options {
@@ -132,8 +169,9 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
-    let (db, database_url) = fresh_database().await;
-    let pool = roomd::db::pool(db, 10).await.unwrap();
+    let db = fresh_database().await;
+    let database_url = db.url.clone();
+    let pool = roomd::db::pool(db.options.clone(), 10).await.unwrap();
     let app = Application::build(
         "127.0.0.1:0".parse().unwrap(),
         options.public_url.as_deref().map(PublicUrl::new),
@@ -150,6 +188,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         database_url,
         account,
         client: reqwest::Client::new(),
+        _db: db,
     }
 }
 
