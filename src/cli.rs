@@ -32,6 +32,8 @@ pub enum Command {
     /// Manage accounts (tenants).
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Exit 0 when the roomd at ROOMD_BIND answers /healthz with 200 (for container healthchecks).
+    Healthcheck,
 }
 
 #[derive(Subcommand, Debug)]
@@ -101,6 +103,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             with_database(&settings, |options| serve(settings.clone(), options)).await
         }
         Command::Migrate => with_database(&settings, |_| async { Ok(()) }).await,
+        Command::Healthcheck => healthcheck(settings.bind),
         Command::Accounts(cmd) => {
             with_database(&settings, |options| async move {
                 let pool = db::pool(options, 2).await?;
@@ -183,6 +186,33 @@ async fn bootstrap(pool: &PgPool, settings: &Settings) -> Result<()> {
     let created = db::accounts::upsert(pool, &b.sid, "bootstrap", &hash).await?;
     tracing::info!(account_sid = %b.sid, created, "bootstrap account ready");
     Ok(())
+}
+
+/// `GET /healthz` on the local listener over plain HTTP/1.0, so the container image needs no
+/// curl. An unspecified bind address (0.0.0.0, ::) is reached through loopback.
+fn healthcheck(bind: std::net::SocketAddr) -> Result<()> {
+    use std::io::{Read, Write};
+    let mut addr = bind;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let timeout = std::time::Duration::from_secs(3);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.lines().next().unwrap_or("");
+    if status.split_whitespace().nth(1) == Some("200") {
+        Ok(())
+    } else {
+        bail!("unhealthy: {status}")
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.
