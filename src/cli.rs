@@ -55,6 +55,7 @@ pub enum AccountsCommand {
 /// when the returned guard drops).
 async fn database(settings: &Settings) -> Result<(PgConnectOptions, Option<EmbeddedPostgres>)> {
     if let Some(options) = &settings.database {
+        db::wait_for(options, settings.db_connect_timeout).await?;
         return Ok((options.clone(), None));
     }
     if let Some(options) = embedded::find_running(&settings.data_dir) {

@@ -21,6 +21,8 @@ pub struct Settings {
     pub bootstrap_account: Option<BootstrapAccount>,
     pub auth_cache_ttl: Duration,
     pub pool_size: u32,
+    /// `ROOMD_DB_CONNECT_TIMEOUT`: how long start-up waits for an unreachable database.
+    pub db_connect_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -49,6 +51,7 @@ impl std::fmt::Debug for Settings {
             .field("bootstrap_account", &self.bootstrap_account)
             .field("auth_cache_ttl", &self.auth_cache_ttl)
             .field("pool_size", &self.pool_size)
+            .field("db_connect_timeout", &self.db_connect_timeout)
             .finish()
     }
 }
@@ -148,6 +151,7 @@ impl Settings {
                 0..=crate::auth::MAX_CACHE_TTL.as_secs(),
             )?,
             pool_size,
+            db_connect_timeout: seconds("ROOMD_DB_CONNECT_TIMEOUT", 30, 0..=3600)?,
         })
     }
 }

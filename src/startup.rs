@@ -54,7 +54,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests
-    /// (up to 30 s).
+    /// (up to 10 s).
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let state = self.state;
         let server = HttpServer::new(move || {
@@ -66,7 +66,7 @@ impl Application {
         })
         .listen(self.listener)?
         .disable_signals()
-        .shutdown_timeout(30)
+        .shutdown_timeout(10)
         .run();
         let handle = server.handle();
         let server = tokio::spawn(server);

@@ -31,9 +31,14 @@ pub enum Mode {
 }
 
 pub struct EmbeddedPostgres {
+    bindir: PathBuf,
+    who: Option<(u32, u32)>,
+    mode: Mode,
     data_dir: PathBuf,
     socket_dir: PathBuf,
-    postgres: Child,
+    log_path: PathBuf,
+    /// `None` while stopped (see `stop`/`restart`).
+    postgres: Option<Child>,
     watchdog: Option<(Child, ChildStdin)>,
 }
 
@@ -158,18 +163,33 @@ impl EmbeddedPostgres {
             initdb(&bindir, &data_dir, mode, who).map_err(cleanup)?;
         }
 
-        let log_path = root.join("postgres.log");
+        let remove_on_exit = (mode == Mode::Disposable).then_some(root.as_path());
+        let watchdog = spawn_watchdog(&data_dir, &socket_dir, remove_on_exit).map_err(cleanup)?;
+        let mut pg = EmbeddedPostgres {
+            bindir,
+            who,
+            mode,
+            log_path: root.join("postgres.log"),
+            data_dir,
+            socket_dir,
+            postgres: None,
+            watchdog: Some(watchdog),
+        };
+        pg.spawn_postmaster()?;
+        Ok(pg)
+    }
+
+    fn spawn_postmaster(&mut self) -> Result<()> {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))
-            .map_err(cleanup)?;
-        let mut cmd = command(&bindir, "postgres", who);
+            .open(&self.log_path)
+            .with_context(|| format!("opening {}", self.log_path.display()))?;
+        let mut cmd = command(&self.bindir, "postgres", self.who);
         cmd.arg("-D")
-            .arg(&data_dir)
+            .arg(&self.data_dir)
             .arg("-k")
-            .arg(&socket_dir)
+            .arg(&self.socket_dir)
             .args([
                 "-p",
                 &PORT.to_string(),
@@ -184,7 +204,7 @@ impl EmbeddedPostgres {
             // Its own process group: a Ctrl-C meant for roomd must not stop the database while
             // roomd is still draining requests; roomd stops it afterwards.
             .process_group(0);
-        if mode == Mode::Disposable {
+        if self.mode == Mode::Disposable {
             cmd.args([
                 "-c",
                 "fsync=off",
@@ -194,25 +214,34 @@ impl EmbeddedPostgres {
                 "full_page_writes=off",
             ]);
         }
-        let postgres = cmd
+        let child = cmd
             .spawn()
-            .with_context(|| format!("starting {}", bindir.join("postgres").display()))
-            .map_err(cleanup)?;
+            .with_context(|| format!("starting {}", self.bindir.join("postgres").display()))?;
+        self.postgres = Some(child);
+        self.wait_until_ready()
+    }
 
-        let mut pg = EmbeddedPostgres {
-            data_dir,
-            socket_dir,
-            postgres,
-            watchdog: None,
+    /// Stops the postmaster (fast shutdown) and waits for it; the directories stay.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.postgres.take() else {
+            return;
         };
-        let remove_on_exit = (mode == Mode::Disposable).then_some(root.as_path());
-        pg.watchdog = Some(spawn_watchdog(
-            pg.postgres.id(),
-            &pg.socket_dir,
-            remove_on_exit,
-        )?);
-        pg.wait_until_ready(&log_path)?;
-        Ok(pg)
+        // SAFETY: kill has no memory-safety preconditions; the pid is our own child, not yet reaped.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts the postmaster again after `stop`, on the same data and socket directories.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.spawn_postmaster()
     }
 
     /// Options for connecting as the superuser to `database`.
@@ -236,13 +265,16 @@ impl EmbeddedPostgres {
         &self.data_dir
     }
 
-    fn wait_until_ready(&mut self, log_path: &Path) -> Result<()> {
+    fn wait_until_ready(&mut self) -> Result<()> {
+        let log_path = self.log_path.clone();
+        let log_path = log_path.as_path();
         let deadline = Instant::now() + Duration::from_secs(60);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         loop {
-            if let Some(status) = self.postgres.try_wait()? {
+            let postgres = self.postgres.as_mut().expect("postmaster spawned");
+            if let Some(status) = postgres.try_wait()? {
                 bail!(
                     "postgres exited at start ({status}); its log ({}) ends with:\n{}",
                     log_path.display(),
@@ -305,25 +337,30 @@ fn initdb(bindir: &Path, data_dir: &Path, mode: Mode, who: Option<(u32, u32)>) -
     Ok(())
 }
 
-/// The watchdog waits for its stdin to close (this process exited or dropped us), then stops
-/// postgres (SIGINT: fast shutdown; SIGKILL after 30 s) and removes the temporary directories.
+/// The watchdog waits for its stdin to close (this process exited or dropped us), then stops the
+/// postmaster named by `postmaster.pid` (SIGINT: fast shutdown; SIGKILL after 30 s) and removes
+/// the temporary directories.
 fn spawn_watchdog(
-    pg_pid: u32,
+    data_dir: &Path,
     socket_dir: &Path,
     remove: Option<&Path>,
 ) -> Result<(Child, ChildStdin)> {
     const SCRIPT: &str = r#"
 cat >/dev/null 2>&1
-kill -INT "$1" 2>/dev/null
-i=0
-while kill -0 "$1" 2>/dev/null && [ "$i" -lt 300 ]; do sleep 0.1; i=$((i+1)); done
-kill -KILL "$1" 2>/dev/null
+pid=$(head -n 1 "$1/postmaster.pid" 2>/dev/null)
+if [ -n "$pid" ]; then
+  kill -INT "$pid" 2>/dev/null
+  i=0
+  while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+  kill -KILL "$pid" 2>/dev/null
+fi
 rm -rf "$2"
 [ -n "$3" ] && rm -rf "$3"
 exit 0
 "#;
     let mut child = Command::new("/bin/sh")
-        .args(["-c", SCRIPT, "roomd-pg-watchdog", &pg_pid.to_string()])
+        .args(["-c", SCRIPT, "roomd-pg-watchdog"])
+        .arg(data_dir)
         .arg(socket_dir)
         .arg(remove.map(Path::as_os_str).unwrap_or_default())
         .stdin(Stdio::piped())
@@ -349,16 +386,7 @@ fn tail(path: &Path) -> String {
 impl Drop for EmbeddedPostgres {
     /// Stops postgres (fast shutdown) and waits for it, then lets the watchdog clean up.
     fn drop(&mut self) {
-        // SAFETY: kill has no memory-safety preconditions; the pid is our own child, not yet reaped.
-        unsafe {
-            libc::kill(self.postgres.id() as libc::pid_t, libc::SIGINT);
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while matches!(self.postgres.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.postgres.kill();
-        let _ = self.postgres.wait();
+        self.stop();
         if let Some((mut child, stdin)) = self.watchdog.take() {
             drop(stdin);
             let _ = child.wait();

@@ -15,9 +15,36 @@ pub async fn pool(options: PgConnectOptions, size: u32) -> Result<PgPool, sqlx::
     PgPoolOptions::new()
         .max_connections(size)
         .min_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(3))
         .connect_with(options)
         .await
+}
+
+/// Connects once, retrying with backoff (0.1 s doubling to 2 s) until `timeout` has passed: a
+/// database that starts after roomd (compose, failover) is waited for, not failed on.
+pub async fn wait_for(options: &PgConnectOptions, timeout: Duration) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match sqlx::PgConnection::connect_with(options).await {
+            Ok(conn) => {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            Err(e) if tokio::time::Instant::now() + delay < deadline => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not reachable yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                anyhow::bail!(
+                    "could not reach the database (DATABASE_URL) within {} s: {e}",
+                    timeout.as_secs()
+                )
+            }
+        }
+    }
 }
 
 /// Unique-violation constraint name, if `e` is one.

@@ -210,7 +210,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    async fn from(resp: Response) -> Reply {
+    pub async fn from(resp: Response) -> Reply {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();

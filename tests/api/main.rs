@@ -5,6 +5,7 @@ mod auth;
 mod cli;
 mod errors;
 mod helpers;
+mod resilience;
 mod rooms_create;
 mod rooms_fetch;
 mod rooms_list;
