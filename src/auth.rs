@@ -66,10 +66,11 @@ pub struct AuthCache {
     /// requests with one new credential waits here, then finds the first verification cached,
     /// and a flood of wrong tokens cannot exhaust memory.
     verifications: tokio::sync::Semaphore,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AuthCache {
-    pub fn new(ttl: Duration) -> Self {
+    pub fn new(ttl: Duration, metrics: Arc<crate::metrics::Metrics>) -> Self {
         // Build the dummy hash now rather than on the first unknown SID.
         let _ = dummy_hash();
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -77,6 +78,7 @@ impl AuthCache {
             ttl,
             entries: Mutex::new(HashMap::new()),
             verifications: tokio::sync::Semaphore::new(cores),
+            metrics,
         }
     }
 
@@ -126,8 +128,10 @@ impl AuthCache {
     ) -> Result<bool, ApiError> {
         let key = Self::key(sid, token);
         if self.hit(&key) {
+            self.metrics.auth_cache_hits.inc();
             return Ok(true);
         }
+        self.metrics.auth_cache_misses.inc();
         let _permit = self
             .verifications
             .acquire()
@@ -145,6 +149,7 @@ impl AuthCache {
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| dummy_hash().to_string());
         let token = token.to_string();
+        self.metrics.argon2_verifications.inc();
         let verified = web::block(move || verify_token(&token, &hash))
             .await
             .map_err(ApiError::internal)?;
@@ -211,7 +216,10 @@ mod tests {
 
     #[test]
     fn cache_entries_expire() {
-        let cache = AuthCache::new(Duration::from_millis(30));
+        let cache = AuthCache::new(
+            Duration::from_millis(30),
+            Arc::new(crate::metrics::Metrics::new()),
+        );
         let k = AuthCache::key("AC1", "t");
         assert!(!cache.hit(&k));
         cache.remember(k);

@@ -4,7 +4,7 @@ use crate::config::Settings;
 use crate::db::embedded::{self, EmbeddedPostgres, Mode};
 use crate::domain::account::NewAccount;
 use crate::domain::sid;
-use crate::startup::Application;
+use crate::startup::{Application, ServerSettings};
 use crate::{auth, db, sweeper};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -231,15 +231,23 @@ async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
         .await
         .context("connecting to PostgreSQL")?;
     bootstrap(&pool, &settings).await?;
-    let app = Application::build(
-        settings.bind,
-        settings.public_url.clone(),
-        pool.clone(),
-        settings.auth_cache_ttl,
-    )
-    .with_context(|| format!("binding ROOMD_BIND={}", settings.bind))?;
+    let server = ServerSettings {
+        bind: settings.bind,
+        public_url: settings.public_url.clone(),
+        auth_cache_ttl: settings.auth_cache_ttl,
+        metrics_bind: settings.metrics_bind,
+    };
+    let app =
+        Application::build(server, pool.clone()).with_context(|| match settings.metrics_bind {
+            Some(m) => format!(
+                "binding ROOMD_BIND={} or ROOMD_METRICS_BIND={m}",
+                settings.bind
+            ),
+            None => format!("binding ROOMD_BIND={}", settings.bind),
+        })?;
     tracing::info!(
         address = %app.local_addr(),
+        metrics_address = %app.metrics_addr().map_or("(main listener)".to_string(), |a| a.to_string()),
         public_url = app.public_url().as_str(),
         auth_cache_ttl_s = settings.auth_cache_ttl.as_secs(),
         "roomd listening"
@@ -251,6 +259,7 @@ async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
     };
     let sweeper = tokio::spawn(sweeper::run(
         pool.clone(),
+        app.metrics(),
         settings.sweep_interval,
         stopped(stop_rx.clone()),
     ));

@@ -23,6 +23,8 @@ pub struct Settings {
     pub pool_size: u32,
     /// `ROOMD_DB_CONNECT_TIMEOUT`: how long start-up waits for an unreachable database.
     pub db_connect_timeout: Duration,
+    /// `ROOMD_METRICS_BIND`: a separate listener for `/metrics`.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 #[derive(Clone)]
@@ -52,6 +54,7 @@ impl std::fmt::Debug for Settings {
             .field("auth_cache_ttl", &self.auth_cache_ttl)
             .field("pool_size", &self.pool_size)
             .field("db_connect_timeout", &self.db_connect_timeout)
+            .field("metrics_bind", &self.metrics_bind)
             .finish()
     }
 }
@@ -77,6 +80,16 @@ fn seconds(name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Re
             ),
         },
     }
+}
+
+fn socket_addr(name: &str) -> Result<Option<SocketAddr>> {
+    var(name)?
+        .map(|v| {
+            v.trim().parse().map_err(|_| {
+                anyhow!("invalid {name}: {v:?} is not an address:port such as 127.0.0.1:8080")
+            })
+        })
+        .transpose()
 }
 
 pub fn parse_database_url(url: &str) -> Result<PgConnectOptions> {
@@ -152,6 +165,7 @@ impl Settings {
             )?,
             pool_size,
             db_connect_timeout: seconds("ROOMD_DB_CONNECT_TIMEOUT", 30, 0..=3600)?,
+            metrics_bind: socket_addr("ROOMD_METRICS_BIND")?,
         })
     }
 }

@@ -6,6 +6,8 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod metrics;
+pub mod observe;
 pub mod routes;
 pub mod startup;
 pub mod sweeper;

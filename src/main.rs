@@ -2,7 +2,10 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = roomd::cli::Cli::parse();
-    roomd::telemetry::init();
+    if let Err(e) = roomd::telemetry::init() {
+        eprintln!("roomd: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -2,17 +2,36 @@
 //! one; PostgreSQL (`FOR UPDATE SKIP LOCKED` plus a re-check) keeps them from ending a room twice.
 
 use crate::db;
+use crate::metrics::Metrics;
 use sqlx::PgPool;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const BATCH: i64 = 1000;
 
 /// Ends every room that is due now, in batches; returns the rooms this call ended.
 pub async fn sweep_once(pool: &PgPool) -> Result<Vec<db::rooms::EndedRoom>, sqlx::Error> {
+    sweep(pool, None).await
+}
+
+/// `sweep_once`, counting batches, their duration and the rooms ended in `metrics`.
+pub async fn sweep(
+    pool: &PgPool,
+    metrics: Option<&Metrics>,
+) -> Result<Vec<db::rooms::EndedRoom>, sqlx::Error> {
     let mut ended = Vec::new();
     loop {
+        let started = Instant::now();
         let batch = db::rooms::end_due(pool, BATCH).await?;
+        if let Some(m) = metrics {
+            m.sweeper_batches.inc();
+            m.sweeper_batch_duration
+                .observe(started.elapsed().as_secs_f64());
+            for room in &batch {
+                m.room_ended(&room.end_reason);
+            }
+        }
         let n = batch.len();
         ended.extend(batch);
         if (n as i64) < BATCH {
@@ -23,7 +42,12 @@ pub async fn sweep_once(pool: &PgPool) -> Result<Vec<db::rooms::EndedRoom>, sqlx
 
 /// Sweeps every `interval` until `shutdown` resolves. A failed sweep is logged and retried at the
 /// next tick; it never stops the loop.
-pub async fn run(pool: PgPool, interval: Duration, shutdown: impl Future<Output = ()>) {
+pub async fn run(
+    pool: PgPool,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -32,7 +56,7 @@ pub async fn run(pool: PgPool, interval: Duration, shutdown: impl Future<Output 
             _ = &mut shutdown => return,
             _ = tick.tick() => {}
         }
-        match sweep_once(&pool).await {
+        match sweep(&pool, Some(&metrics)).await {
             Ok(ended) => {
                 for room in &ended {
                     tracing::info!(room_sid = %room.sid, account_sid = %room.account_sid, reason = %room.end_reason, "room ended by timeout");

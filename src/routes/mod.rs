@@ -14,9 +14,20 @@ use futures_util::StreamExt;
 /// The largest request body roomd reads.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Every route; `/metrics` too unless it has a listener of its own (`ROOMD_METRICS_BIND`).
+pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .configure(rooms::configure);
+    if with_metrics {
+        cfg.route("/metrics", web::get().to(metrics));
+    }
+}
+
+/// `GET /metrics` (no auth): Prometheus text format.
+pub async fn metrics(state: web::Data<crate::startup::AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render(&state.pool).await)
 }
 
 /// A 404 for `path`, named as Twilio does: without the `/v1` prefix.

@@ -129,6 +129,7 @@ async fn create(
             }
             _ => e.into(),
         })?;
+    state.metrics.rooms_created.inc();
     tracing::info!(room_sid = %row.sid, account_sid = %account.sid, "room created");
     Ok(HttpResponse::Created().json(RoomResource::new(row, &state.public_url)))
 }
@@ -208,6 +209,7 @@ async fn update(
     }
     for key in candidate_keys(&raw, normalized.as_deref()) {
         if let Some(row) = rooms::complete(&state.pool, &account.sid, key).await? {
+            state.metrics.room_ended("rest");
             tracing::info!(room_sid = %row.sid, account_sid = %account.sid, "room completed");
             return Ok(HttpResponse::Accepted().json(RoomResource::new(row, &state.public_url)));
         }

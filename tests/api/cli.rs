@@ -135,50 +135,61 @@ async fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
 }
 
 /// A running `roomd serve` child, its address, and the rest of its log lines.
-struct Served {
-    child: std::process::Child,
-    base: String,
-    log: std::io::Lines<BufReader<std::process::ChildStderr>>,
+pub struct Served {
+    pub child: std::process::Child,
+    pub base: String,
+    pub log: std::io::Lines<BufReader<std::process::ChildStderr>>,
 }
 
 /// Starts `roomd serve` with `envs` on a random port and waits until it says where it listens.
-async fn serve(envs: Vec<(&'static str, String)>) -> Served {
+pub async fn serve(envs: Vec<(&'static str, String)>) -> Served {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_roomd"));
     cmd.arg("serve")
         .env_remove("DATABASE_URL")
         .env("ROOMD_BIND", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
+        .env("ROOMD_LOG_FORMAT", "text")
         .stderr(Stdio::piped());
     for (k, v) in envs {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
-    let (base, log) = tokio::task::spawn_blocking(move || {
+    let found = tokio::task::spawn_blocking(move || {
         let mut lines = BufReader::new(stderr).lines();
         for line in lines.by_ref() {
             let line = line.unwrap();
-            if let Some(rest) = line.split("address=").nth(1) {
-                return (
-                    format!("http://{}", rest.split_whitespace().next().unwrap()),
-                    lines,
-                );
+            if let Some(address) = listening_address(&line) {
+                return (format!("http://{address}"), lines);
             }
         }
         panic!("serve never said where it listens");
-    })
-    .await
-    .unwrap();
+    });
+    // Never hang the suite on a server that neither listens nor exits.
+    let Ok(found) = tokio::time::timeout(std::time::Duration::from_secs(60), found).await else {
+        let _ = child.kill();
+        panic!("serve did not start listening within 60 s");
+    };
+    let (base, log) = found.unwrap();
     Served { child, base, log }
 }
 
-fn signal(child: &std::process::Child, sig: i32) {
+/// The address in serve's "roomd listening" line, in text or JSON format.
+fn listening_address(line: &str) -> Option<String> {
+    if let Ok(v) = serde_json::from_str::<Value>(line) {
+        return v["fields"]["address"].as_str().map(str::to_string);
+    }
+    let rest = line.split(" address=").nth(1)?;
+    Some(rest.split_whitespace().next()?.to_string())
+}
+
+pub fn signal(child: &std::process::Child, sig: i32) {
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as i32, sig) };
 }
 
-async fn wait(mut child: std::process::Child) -> std::process::ExitStatus {
+pub async fn wait(mut child: std::process::Child) -> std::process::ExitStatus {
     tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap()

@@ -4,7 +4,7 @@
 
 use reqwest::{Method, Response};
 use roomd::db::embedded::{EmbeddedPostgres, Mode};
-use roomd::startup::Application;
+use roomd::startup::{Application, ServerSettings};
 use roomd::twilio::urls::PublicUrl;
 use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
@@ -144,6 +144,9 @@ pub struct TestApp {
     pub address: String,
     pub pool: PgPool,
     pub database_url: String,
+    /// The separate metrics listener, when `Options::separate_metrics` asked for one.
+    pub metrics_address: Option<String>,
+    pub metrics: std::sync::Arc<roomd::metrics::Metrics>,
     pub account: TestAccount,
     pub client: reqwest::Client,
     /// Declared last, so dropped after the pool (with FORCE, the server's connections too).
@@ -153,6 +156,7 @@ pub struct TestApp {
 pub struct Options {
     pub auth_cache_ttl: Duration,
     pub public_url: Option<String>,
+    pub separate_metrics: bool,
 }
 
 impl Default for Options {
@@ -160,6 +164,7 @@ impl Default for Options {
         Options {
             auth_cache_ttl: Duration::from_secs(10),
             public_url: None,
+            separate_metrics: false,
         }
     }
 }
@@ -172,20 +177,26 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let db = fresh_database().await;
     let database_url = db.url.clone();
     let pool = roomd::db::pool(db.options.clone(), 10).await.unwrap();
-    let app = Application::build(
-        "127.0.0.1:0".parse().unwrap(),
-        options.public_url.as_deref().map(PublicUrl::new),
-        pool.clone(),
-        options.auth_cache_ttl,
-    )
-    .unwrap();
+    let settings = ServerSettings {
+        public_url: options.public_url.as_deref().map(PublicUrl::new),
+        auth_cache_ttl: options.auth_cache_ttl,
+        metrics_bind: options
+            .separate_metrics
+            .then(|| "127.0.0.1:0".parse().unwrap()),
+        ..ServerSettings::local()
+    };
+    let app = Application::build(settings, pool.clone()).unwrap();
     let address = format!("http://{}", app.local_addr());
+    let metrics_address = app.metrics_addr().map(|a| format!("http://{a}"));
+    let metrics = app.metrics();
     tokio::spawn(app.run_until(std::future::pending()));
     let account = create_account(&pool, "primary").await;
     TestApp {
         address,
         pool,
         database_url,
+        metrics_address,
+        metrics,
         account,
         client: reqwest::Client::new(),
         _db: db,

@@ -5,6 +5,7 @@ mod auth;
 mod cli;
 mod errors;
 mod helpers;
+mod observability;
 mod resilience;
 mod rooms_create;
 mod rooms_fetch;

@@ -2,9 +2,8 @@
 
 use crate::helpers::{create_account, fresh_database, Reply};
 use roomd::db::embedded::{EmbeddedPostgres, Mode};
-use roomd::startup::Application;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use roomd::startup::{Application, ServerSettings};
+use std::process::Command;
 use std::time::Duration;
 
 #[tokio::test]
@@ -17,13 +16,7 @@ async fn while_the_database_is_down_requests_get_503_and_roomd_recovers_when_it_
     let options = pg.connect_options("postgres");
     roomd::db::migrate::run(&options).await.unwrap();
     let pool = roomd::db::pool(options, 4).await.unwrap();
-    let app = Application::build(
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-        pool.clone(),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let app = Application::build(ServerSettings::local(), pool.clone()).unwrap();
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until(std::future::pending()));
     let account = create_account(&pool, "outage").await;
@@ -161,32 +154,12 @@ async fn a_port_in_use_is_reported_in_one_line() {
 async fn a_request_in_flight_during_sigterm_still_gets_its_answer() {
     let db = fresh_database().await;
     let sid = format!("AC{}", "d".repeat(32));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_roomd"))
-        .arg("serve")
-        .env("DATABASE_URL", &db.url)
-        .env("ROOMD_BIND", "127.0.0.1:0")
-        .env("ROOMD_BOOTSTRAP_ACCOUNT", format!("{sid}:tok"))
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (base, lines) = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stderr).lines();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(rest) = line.split("address=").nth(1) {
-                return (
-                    format!("http://{}", rest.split_whitespace().next().unwrap()),
-                    lines,
-                );
-            }
-        }
-        panic!("serve never said where it listens");
-    })
-    .await
-    .unwrap();
+    let served = crate::cli::serve(vec![
+        ("DATABASE_URL", db.url.clone()),
+        ("ROOMD_BOOTSTRAP_ACCOUNT", format!("{sid}:tok")),
+    ])
+    .await;
+    let (child, base, lines) = (served.child, served.base, served.log);
     // Warm the credential cache so the slow part is the insert alone.
     let client = reqwest::Client::new();
     let r = client
@@ -228,8 +201,7 @@ async fn a_request_in_flight_during_sigterm_still_gets_its_answer() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    crate::cli::signal(&child, libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(500)).await;
     // New connections are refused while the old request drains.
     assert!(
@@ -243,9 +215,7 @@ async fn a_request_in_flight_during_sigterm_still_gets_its_answer() {
         .unwrap()
         .expect("the in-flight request got an answer");
     assert_eq!(resp.status(), 201);
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let status = crate::cli::wait(child).await;
     assert!(status.success(), "{status}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("roomd stopped")), "{rest:?}");

@@ -53,10 +53,10 @@ done
 
 status=0
 echo "-- twilio-python"
-"$venv/bin/python" tests/sdk/smoke.py "$base" "$sid" "$token" || status=$?
+timeout 300 "$venv/bin/python" tests/sdk/smoke.py "$base" "$sid" "$token" || status=$?
 if [ -d tests/sdk/node/node_modules/twilio ]; then
   echo "-- twilio-node"
-  node tests/sdk/node/smoke.js "$base" "$sid" "$token" || status=$?
+  timeout 300 node tests/sdk/node/smoke.js "$base" "$sid" "$token" || status=$?
 fi
 if grep -q "$token" "$work/roomd.log"; then
   echo "FAIL: the auth token appears in roomd's log"; status=1

@@ -1,0 +1,187 @@
+//! Prometheus metrics, in a registry per application (so several apps in one test process do not
+//! mix). Route labels are route templates (`/v1/Rooms/{room}`), never raw paths, so label sets
+//! stay bounded.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+use sqlx::PgPool;
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub rooms_created: IntCounter,
+    pub rooms_ended: IntCounterVec,
+    rooms_in_progress: IntGauge,
+    pub sweeper_batches: IntCounter,
+    pub sweeper_batch_duration: Histogram,
+    pub auth_cache_hits: IntCounter,
+    pub auth_cache_misses: IntCounter,
+    pub argon2_verifications: IntCounter,
+    pool_in_use: IntGauge,
+    pool_idle: IntGauge,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let latency_buckets = vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ];
+        Metrics {
+            http_requests: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "roomd_http_requests_total",
+                        "HTTP requests answered, by method, route template and status",
+                    ),
+                    &["method", "route", "status"],
+                )
+                .unwrap(),
+            ),
+            http_duration: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "roomd_http_request_duration_seconds",
+                        "HTTP request latency by route template",
+                    )
+                    .buckets(latency_buckets.clone()),
+                    &["route"],
+                )
+                .unwrap(),
+            ),
+            rooms_created: register(
+                &r,
+                IntCounter::new("roomd_rooms_created_total", "Rooms created by this process")
+                    .unwrap(),
+            ),
+            rooms_ended: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "roomd_rooms_ended_total",
+                        "Rooms ended by this process, by reason",
+                    ),
+                    &["reason"],
+                )
+                .unwrap(),
+            ),
+            rooms_in_progress: register(
+                &r,
+                IntGauge::new(
+                    "roomd_rooms_in_progress",
+                    "Rooms in progress in the database (all accounts; the same on every replica)",
+                )
+                .unwrap(),
+            ),
+            sweeper_batches: register(
+                &r,
+                IntCounter::new("roomd_sweeper_batches_total", "Sweeper batches run").unwrap(),
+            ),
+            sweeper_batch_duration: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "roomd_sweeper_batch_duration_seconds",
+                        "Duration of one sweeper batch",
+                    )
+                    .buckets(latency_buckets),
+                )
+                .unwrap(),
+            ),
+            auth_cache_hits: register(
+                &r,
+                IntCounter::new(
+                    "roomd_auth_cache_hits_total",
+                    "Credentials found in the verification cache",
+                )
+                .unwrap(),
+            ),
+            auth_cache_misses: register(
+                &r,
+                IntCounter::new(
+                    "roomd_auth_cache_misses_total",
+                    "Credentials not in the verification cache",
+                )
+                .unwrap(),
+            ),
+            argon2_verifications: register(
+                &r,
+                IntCounter::new(
+                    "roomd_argon2_verifications_total",
+                    "argon2 verifications run",
+                )
+                .unwrap(),
+            ),
+            pool_in_use: register(
+                &r,
+                IntGauge::new(
+                    "roomd_db_pool_connections_in_use",
+                    "Database connections in use",
+                )
+                .unwrap(),
+            ),
+            pool_idle: register(
+                &r,
+                IntGauge::new(
+                    "roomd_db_pool_connections_idle",
+                    "Idle database connections",
+                )
+                .unwrap(),
+            ),
+            registry: r,
+        }
+        .with_known_labels()
+    }
+
+    /// Makes every labelled series visible at 0 from the start.
+    fn with_known_labels(self) -> Self {
+        for reason in ["rest", "unused_timeout", "empty_timeout"] {
+            self.rooms_ended.with_label_values(&[reason]);
+        }
+        self
+    }
+
+    /// Counts a room ended for `reason` (`rest`, `unused_timeout`, `empty_timeout`).
+    pub fn room_ended(&self, reason: &str) {
+        self.rooms_ended.with_label_values(&[reason]).inc();
+    }
+
+    /// The text exposition, with the gauges that are read at scrape time brought up to date.
+    pub async fn render(&self, pool: &PgPool) -> String {
+        let idle = pool.num_idle() as i64;
+        self.pool_idle.set(idle);
+        self.pool_in_use.set(i64::from(pool.size()) - idle);
+        match sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM rooms WHERE status = 'in-progress'",
+        )
+        .fetch_one(pool)
+        .await
+        {
+            Ok(n) => self.rooms_in_progress.set(n),
+            Err(e) => tracing::warn!(error = %e, "metrics: could not count rooms in progress"),
+        }
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("encoding to a Vec cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
