@@ -59,7 +59,13 @@ pub async fn run(
         match sweep(&pool, Some(&metrics)).await {
             Ok(ended) => {
                 for room in &ended {
-                    tracing::info!(room_sid = %room.sid, account_sid = %room.account_sid, reason = %room.end_reason, "room ended by timeout");
+                    tracing::debug!(room_sid = %room.sid, account_sid = %room.account_sid, reason = %room.end_reason, "room ended by timeout");
+                }
+                if !ended.is_empty() {
+                    tracing::info!(
+                        rooms = ended.len(),
+                        "sweeper ended rooms whose timeout passed"
+                    );
                 }
             }
             Err(e) => tracing::warn!(error = %e, "sweep failed; retrying next interval"),

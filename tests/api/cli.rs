@@ -134,11 +134,21 @@ async fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
     }
 }
 
+/// The rest of a child's log, read continuously so that the child never blocks on a full pipe.
+pub struct LogDrain(std::thread::JoinHandle<Vec<String>>);
+
+impl LogDrain {
+    /// Every line after the "listening" one; waits for the child to close stderr (exit).
+    pub fn finish(self) -> Vec<String> {
+        self.0.join().unwrap()
+    }
+}
+
 /// A running `roomd serve` child, its address, and the rest of its log lines.
 pub struct Served {
     pub child: std::process::Child,
     pub base: String,
-    pub log: std::io::Lines<BufReader<std::process::ChildStderr>>,
+    pub log: LogDrain,
 }
 
 /// Starts `roomd serve` with `envs` on a random port and waits until it says where it listens.
@@ -171,7 +181,10 @@ pub async fn serve(envs: Vec<(&'static str, String)>) -> Served {
         let _ = child.kill();
         panic!("serve did not start listening within 60 s");
     };
-    let (base, log) = found.unwrap();
+    let (base, lines) = found.unwrap();
+    let log = LogDrain(std::thread::spawn(move || {
+        lines.map_while(Result::ok).collect()
+    }));
     Served { child, base, log }
 }
 
@@ -223,7 +236,7 @@ async fn serve_migrates_bootstraps_an_account_serves_and_stops_on_sigterm() {
     signal(&served.child, libc::SIGTERM);
     let status = wait(served.child).await;
     assert!(status.success(), "{status}");
-    let rest: Vec<String> = served.log.map_while(Result::ok).collect();
+    let rest = served.log.finish();
     assert!(rest.iter().any(|l| l.contains("roomd stopped")), "{rest:?}");
     assert!(
         !rest.iter().any(|l| l.contains("bootstrap-token")),

@@ -94,12 +94,22 @@ pub struct TestDb {
 }
 
 pub async fn fresh_database() -> TestDb {
+    let template = cluster().template.clone();
+    database_from(Some(&template)).await
+}
+
+/// A database with nothing in it, not even roomd's schema.
+pub async fn empty_database() -> TestDb {
+    database_from(None).await
+}
+
+async fn database_from(template: Option<&str>) -> TestDb {
     let c = cluster();
     let name = format!("roomd_test_{}", &roomd::domain::sid::random_hex32()[..16]);
-    let sql = format!(
-        "CREATE DATABASE {name} TEMPLATE {} STRATEGY FILE_COPY",
-        c.template
-    );
+    let sql = match template {
+        Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t} STRATEGY FILE_COPY"),
+        None => format!("CREATE DATABASE {name}"),
+    };
     let mut conn = PgConnection::connect_with(&c.admin).await.unwrap();
     conn.execute(sql.as_str()).await.unwrap();
     conn.close().await.unwrap();

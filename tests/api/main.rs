@@ -6,6 +6,7 @@ mod cli;
 mod errors;
 mod helpers;
 mod observability;
+mod replicas;
 mod resilience;
 mod rooms_create;
 mod rooms_fetch;

@@ -190,7 +190,7 @@ async fn json_logs_carry_the_request_id_and_never_a_secret() {
     ))
     .await
     .success());
-    let lines: Vec<String> = served.log.map_while(Result::ok).collect();
+    let lines = served.log.finish();
 
     let of_request: Vec<serde_json::Value> = lines
         .iter()

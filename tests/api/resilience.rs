@@ -217,6 +217,6 @@ async fn a_request_in_flight_during_sigterm_still_gets_its_answer() {
     assert_eq!(resp.status(), 201);
     let status = crate::cli::wait(child).await;
     assert!(status.success(), "{status}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let rest = lines.finish();
     assert!(rest.iter().any(|l| l.contains("roomd stopped")), "{rest:?}");
 }

@@ -1,0 +1,183 @@
+//! Two real `roomd serve` processes on one database: every invariant is PostgreSQL's, not a
+//! process's.
+
+use crate::cli::{serve, signal, wait, Served};
+use crate::helpers::{empty_database, TestDb};
+use std::process::Command;
+use std::time::Duration;
+
+const SID: &str = "ACf0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0";
+
+async fn two_replicas(db: &TestDb, extra: &[(&'static str, &str)]) -> (Served, Served) {
+    let envs = || {
+        let mut e = vec![
+            ("DATABASE_URL", db.url.clone()),
+            ("ROOMD_BOOTSTRAP_ACCOUNT", format!("{SID}:first-token")),
+            ("ROOMD_SWEEP_INTERVAL", "1".to_string()),
+        ];
+        e.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        e
+    };
+    // Both at the same moment, on a database that has no schema yet.
+    tokio::join!(serve(envs()), serve(envs()))
+}
+
+async fn stop(replicas: (Served, Served)) {
+    for r in [replicas.0, replicas.1] {
+        signal(&r.child, libc::SIGTERM);
+        assert!(wait(r.child).await.success());
+    }
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{series} missing"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_replicas_migrate_once_and_keep_names_unique_and_end_each_room_once() {
+    let db = empty_database().await;
+    let replicas = two_replicas(&db, &[]).await;
+    let pool = roomd::db::pool(db.options.clone(), 4).await.unwrap();
+    let applied: Vec<i32> =
+        sqlx::query_scalar("SELECT version FROM refinery_schema_history ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(applied, [1, 2], "each migration applied once");
+
+    // Concurrent creates of one name, spread over both replicas.
+    let client = reqwest::Client::new();
+    let bases = [replicas.0.base.clone(), replicas.1.base.clone()];
+    let creates = (0..20).map(|i| {
+        let req = client
+            .post(format!("{}/v1/Rooms", bases[i % 2]))
+            .basic_auth(SID, Some("first-token"))
+            .form(&[("UniqueName", "contested")]);
+        async move {
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    });
+    let results = futures_util::future::join_all(creates).await;
+    assert_eq!(
+        results.iter().filter(|(s, _)| *s == 201).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(results
+        .iter()
+        .filter(|(s, _)| *s != 201)
+        .all(|(s, b)| *s == 400 && b["code"] == 53113));
+
+    // Rooms whose deadline has passed: both sweepers run every second.
+    sqlx::query(
+        "INSERT INTO rooms (sid, account_sid, status, type, unique_name, status_callback_method, \
+            max_participants, max_participant_duration, max_concurrent_published_tracks, \
+            record_participants_on_connect, video_codecs, media_region, audio_only, \
+            empty_room_timeout, unused_room_timeout, large_room, deadline, deadline_reason) \
+         SELECT 'RM' || md5('replica' || g), $1, 'in-progress', 'group', 'due-' || g, 'POST', 50, 14400, 0, \
+            false, ARRAY['VP8'], 'us1', false, 5, 5, false, now() - interval '1 second', 'unused_timeout' \
+         FROM generate_series(1, 3000) g",
+    )
+    .bind(SID)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut left = i64::MAX;
+    for _ in 0..150 {
+        left = sqlx::query_scalar(
+            "SELECT count(*) FROM rooms WHERE unique_name LIKE 'due-%' AND status = 'in-progress'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(left, 0, "the sweepers ended every due room");
+    let mut ended = 0.0;
+    for base in &bases {
+        let text = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        ended += metric(&text, r#"roomd_rooms_ended_total{reason="unused_timeout"}"#);
+    }
+    assert_eq!(
+        ended, 3000.0,
+        "each room ended exactly once across both processes"
+    );
+    let ended_rows: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM rooms WHERE unique_name LIKE 'due-%' AND end_reason = 'unused_timeout' AND end_time IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(ended_rows, 3000);
+    pool.close().await;
+    stop(replicas).await;
+}
+
+#[tokio::test]
+async fn a_rotated_token_stops_working_on_every_replica_within_the_ttl() {
+    let db = empty_database().await;
+    let replicas = two_replicas(&db, &[("ROOMD_AUTH_CACHE_TTL", "2")]).await;
+    let client = reqwest::Client::new();
+    let bases = [replicas.0.base.clone(), replicas.1.base.clone()];
+    let status = |base: String, token: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("{base}/v1/Rooms"))
+                .basic_auth(SID, Some(token))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for b in &bases {
+        assert_eq!(
+            status(b.clone(), "first-token".into()).await,
+            200,
+            "warm the cache"
+        );
+    }
+    let url = db.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_roomd"))
+            .args(["accounts", "rotate-token", SID])
+            .env("DATABASE_URL", url)
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success());
+    let new_token = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["auth_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    for b in &bases {
+        assert_eq!(status(b.clone(), "first-token".into()).await, 401, "{b}");
+        assert_eq!(status(b.clone(), new_token.clone()).await, 200, "{b}");
+    }
+    stop(replicas).await;
+}
