@@ -22,26 +22,39 @@ pub async fn sweep(
 ) -> Result<Vec<db::rooms::EndedRoom>, sqlx::Error> {
     let mut ended = Vec::new();
     loop {
-        let started = Instant::now();
-        let batch = db::rooms::end_due(pool, BATCH).await?;
-        if let Some(m) = metrics {
-            m.sweeper_batches.inc();
-            m.sweeper_batch_duration
-                .observe(started.elapsed().as_secs_f64());
-            for room in &batch {
-                m.room_ended(&room.end_reason);
-            }
-        }
-        let n = batch.len();
+        let batch = sweep_batch(pool, metrics).await?;
+        let full = batch.len() as i64 == BATCH;
         ended.extend(batch);
-        if (n as i64) < BATCH {
+        if !full {
             return Ok(ended);
         }
     }
 }
 
-/// Sweeps every `interval` until `shutdown` resolves. A failed sweep is logged and retried at the
-/// next tick; it never stops the loop.
+/// One batch of at most `BATCH` rooms, in one transaction.
+async fn sweep_batch(
+    pool: &PgPool,
+    metrics: Option<&Metrics>,
+) -> Result<Vec<db::rooms::EndedRoom>, sqlx::Error> {
+    let started = Instant::now();
+    let batch = db::rooms::end_due(pool, BATCH).await?;
+    if let Some(m) = metrics {
+        m.sweeper_batches.inc();
+        m.sweeper_batch_duration
+            .observe(started.elapsed().as_secs_f64());
+        for room in &batch {
+            m.room_ended(&room.end_reason);
+        }
+    }
+    for room in &batch {
+        tracing::debug!(room_sid = %room.sid, account_sid = %room.account_sid, reason = %room.end_reason, "room ended by timeout");
+    }
+    Ok(batch)
+}
+
+/// Sweeps every `interval` until `shutdown` resolves. Shutdown is noticed between batches, so
+/// the batch in progress commits and a long backlog does not delay the exit. A failed sweep is
+/// logged and retried at the next tick; it never stops the loop.
 pub async fn run(
     pool: PgPool,
     metrics: Arc<Metrics>,
@@ -56,19 +69,28 @@ pub async fn run(
             _ = &mut shutdown => return,
             _ = tick.tick() => {}
         }
-        match sweep(&pool, Some(&metrics)).await {
-            Ok(ended) => {
-                for room in &ended {
-                    tracing::debug!(room_sid = %room.sid, account_sid = %room.account_sid, reason = %room.end_reason, "room ended by timeout");
+        let mut ended = 0;
+        loop {
+            match sweep_batch(&pool, Some(&metrics)).await {
+                Ok(batch) => {
+                    ended += batch.len();
+                    if (batch.len() as i64) < BATCH {
+                        break;
+                    }
                 }
-                if !ended.is_empty() {
-                    tracing::info!(
-                        rooms = ended.len(),
-                        "sweeper ended rooms whose timeout passed"
-                    );
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweep failed; retrying next interval");
+                    break;
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "sweep failed; retrying next interval"),
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => return,
+                _ = std::future::ready(()) => {}
+            }
+        }
+        if ended > 0 {
+            tracing::info!(rooms = ended, "sweeper ended rooms whose timeout passed");
         }
     }
 }
