@@ -23,11 +23,20 @@ use std::time::{Duration, Instant};
 const PORT: u16 = 5432;
 const SUPERUSER: &str = "postgres";
 
-/// Durable (for `serve`) or disposable (for tests).
+/// Durable (for `serve`), disposable (for tests), or a scratch cluster with production settings
+/// in a temporary directory (for benchmarks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Durable,
     Disposable,
+    Scratch,
+}
+
+impl Mode {
+    /// Whether the cluster lives in a temporary directory removed afterwards.
+    fn temporary(self) -> bool {
+        matches!(self, Mode::Disposable | Mode::Scratch)
+    }
 }
 
 pub struct EmbeddedPostgres {
@@ -140,7 +149,7 @@ impl EmbeddedPostgres {
                 let data_dir = root.join("pgdata");
                 (root, data_dir)
             }
-            Mode::Disposable => {
+            Mode::Disposable | Mode::Scratch => {
                 let root = private_temp_dir("pg")?;
                 let data_dir = root.join("pgdata");
                 (root, data_dir)
@@ -153,7 +162,7 @@ impl EmbeddedPostgres {
         // From here on, a failure must not leave the temporary directories behind.
         let cleanup = |e: anyhow::Error| {
             let _ = fs::remove_dir_all(&socket_dir);
-            if mode == Mode::Disposable {
+            if mode.temporary() {
                 let _ = fs::remove_dir_all(&root);
             }
             e
@@ -163,7 +172,7 @@ impl EmbeddedPostgres {
             initdb(&bindir, &data_dir, mode, who).map_err(cleanup)?;
         }
 
-        let remove_on_exit = (mode == Mode::Disposable).then_some(root.as_path());
+        let remove_on_exit = mode.temporary().then_some(root.as_path());
         let watchdog = spawn_watchdog(&data_dir, &socket_dir, remove_on_exit).map_err(cleanup)?;
         let mut pg = EmbeddedPostgres {
             bindir,
