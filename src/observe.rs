@@ -22,7 +22,7 @@ pub struct RoomdRootSpan;
 
 impl RootSpanBuilder for RoomdRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        let id = format!("RQ{}", crate::domain::sid::random_hex32());
+        let id = crate::domain::sid::generate("RQ");
         let span = tracing::info_span!(
             "request",
             request_id = %id,

@@ -174,26 +174,17 @@ impl From<sqlx::Error> for PageError {
 }
 
 /// Reads a page with keyset pagination on `(date_created, sid)`: the token's row is looked up by
-/// primary key, and the page continues strictly after (or before) its position, so a deep page
-/// costs what the first one does.
+/// primary key inside the same statement, and the page continues strictly after (or before) its
+/// position, so a deep page costs what the first one does.
 pub async fn list(
     pool: &PgPool,
     account_sid: &str,
     filter: &RoomFilter,
     page: &PageRequest,
 ) -> Result<RoomPage, PageError> {
-    let position = match &page.cursor {
+    let token_sid = match &page.cursor {
         Cursor::Start => None,
-        Cursor::After(sid) | Cursor::Before(sid) => {
-            let at: Option<DateTime<Utc>> = sqlx::query_scalar(
-                "SELECT date_created FROM rooms WHERE account_sid = $1 AND sid = $2",
-            )
-            .bind(account_sid)
-            .bind(sid)
-            .fetch_optional(pool)
-            .await?;
-            Some((at.ok_or(PageError::UnknownToken)?, sid.as_str()))
-        }
+        Cursor::After(sid) | Cursor::Before(sid) => Some(sid.as_str()),
     };
     let backwards = matches!(page.cursor, Cursor::Before(_));
 
@@ -210,13 +201,18 @@ pub async fn list(
     if let Some(t) = filter.created_before {
         q.push(" AND date_created < ").push_bind(t);
     }
-    if let Some((at, sid)) = position {
+    if let Some(sid) = token_sid {
+        // The token's row position, looked up in the same statement. The date is a scalar
+        // subquery (an InitPlan, evaluated once), so the row comparison stays an index condition.
         q.push(if backwards {
-            " AND (date_created, sid) > ("
+            " AND (date_created, sid) > ((SELECT t.date_created FROM rooms t WHERE t.account_sid = "
         } else {
-            " AND (date_created, sid) < ("
+            " AND (date_created, sid) < ((SELECT t.date_created FROM rooms t WHERE t.account_sid = "
         });
-        q.push_bind(at).push(", ").push_bind(sid).push(")");
+        q.push_bind(account_sid)
+            .push(" AND t.sid = ")
+            .push_bind(sid);
+        q.push("), ").push_bind(sid).push(")");
     }
     q.push(if backwards {
         " ORDER BY date_created ASC, sid ASC"
@@ -229,6 +225,19 @@ pub async fn list(
             .push_bind(i64::try_from(page.offset()).unwrap_or(i64::MAX));
     }
     let mut rooms: Vec<RoomRow> = q.build_query_as().fetch_all(pool).await?;
+    // An empty page may mean the token names no room of this account: only then ask.
+    if let (true, Some(sid)) = (rooms.is_empty(), token_sid) {
+        let known: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM rooms WHERE account_sid = $1 AND sid = $2)",
+        )
+        .bind(account_sid)
+        .bind(sid)
+        .fetch_one(pool)
+        .await?;
+        if !known {
+            return Err(PageError::UnknownToken);
+        }
+    }
     let more_beyond = rooms.len() > page.page_size as usize;
     rooms.truncate(page.page_size as usize);
     if backwards {
