@@ -7,15 +7,32 @@ pub mod migrate;
 pub mod rooms;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 use std::time::Duration;
 
+/// A connection idle longer than this is pinged before it is handed out.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// The pool the server and workers share.
+///
+/// sqlx's default pings every connection before handing it out: a second round trip for every
+/// query. Here only a connection that sat idle for a while (and so may have been cut by a database
+/// restart or a failover) is pinged; under load none is. A busy connection that breaks fails its
+/// query (503, retryable) and fails sqlx's ping on release, which drops it.
 pub async fn pool(options: PgConnectOptions, size: u32) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(size)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(3))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await
 }
