@@ -412,22 +412,10 @@ struct Data {
 /// `n` fresh in-progress rooms of account 0 for a `complete` run to end (made untimed, with SQL),
 /// so that every timed completion ends a room that is really in progress.
 async fn rooms_to_complete(pool: &PgPool, n: i64) -> Result<Arc<Vec<String>>> {
-    let tag = format!("{:x}", rand_u64());
-    let sids: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO rooms (sid, account_sid, status, type, unique_name, status_callback_method, \
-            max_participants, max_participant_duration, max_concurrent_published_tracks, \
-            record_participants_on_connect, video_codecs, media_region, audio_only, \
-            empty_room_timeout, unused_room_timeout, large_room, deadline, deadline_reason) \
-         SELECT 'RM' || md5($2 || g), $1, 'in-progress', 'group', $2 || '-' || g, 'POST', 50, 14400, 0, \
-            false, ARRAY['VP8'], 'us1', false, 5, 5, false, now() + interval '1 day', 'unused_timeout' \
-         FROM generate_series(1, $3::bigint) g RETURNING sid",
-    )
-    .bind(account_sid(0))
-    .bind(format!("complete-{tag}"))
-    .bind(n)
-    .fetch_all(pool)
-    .await?;
-    Ok(Arc::new(sids))
+    let prefix = format!("complete-{:x}", rand_u64());
+    Ok(Arc::new(
+        rooms::insert_many_in_progress(pool, &account_sid(0), &prefix, n, 86_400.0).await?,
+    ))
 }
 
 async fn load_data(pool: &PgPool) -> Result<Data> {

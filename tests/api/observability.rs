@@ -1,7 +1,7 @@
 //! Request ids, metrics and logs.
 
 use crate::cli::{serve, signal, wait};
-use crate::helpers::{spawn_app, spawn_app_with, Options, TestAccount};
+use crate::helpers::{metric_value, spawn_app, spawn_app_with, Options, TestAccount};
 use reqwest::Method;
 use std::collections::HashSet;
 
@@ -11,16 +11,6 @@ fn is_request_id(v: &str) -> bool {
         && v[2..]
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// The value of one sample line `name{labels} value` in Prometheus text.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .map(|v| v.trim().parse().unwrap())
 }
 
 #[tokio::test]
@@ -83,8 +73,9 @@ async fn metrics_count_requests_by_route_template_rooms_auth_and_the_sweeper() {
         .unwrap()
         .starts_with("text/plain"));
     let text = resp.text().await.unwrap();
-    let get =
-        |series: &str| sample(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
+    let get = |series: &str| {
+        metric_value(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+    };
     assert_eq!(
         get(r#"roomd_http_requests_total{method="POST",route="/v1/Rooms",status="201"}"#),
         2.0
@@ -124,7 +115,7 @@ async fn metrics_count_requests_by_route_template_rooms_auth_and_the_sweeper() {
     assert_eq!(get("roomd_auth_cache_misses_total"), 1.0);
     assert_eq!(get("roomd_auth_cache_hits_total"), 8.0);
     assert!(get("roomd_db_pool_connections_idle") >= 0.0);
-    assert!(sample(&text, "roomd_db_pool_connections_in_use").is_some());
+    assert!(metric_value(&text, "roomd_db_pool_connections_in_use").is_some());
 }
 
 #[tokio::test]

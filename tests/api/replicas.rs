@@ -2,7 +2,7 @@
 //! process's.
 
 use crate::cli::{serve, signal, wait, Served};
-use crate::helpers::{empty_database, TestDb};
+use crate::helpers::{empty_database, metric_value, TestDb};
 use std::process::Command;
 use std::time::Duration;
 
@@ -27,15 +27,6 @@ async fn stop(replicas: (Served, Served)) {
         signal(&r.child, libc::SIGTERM);
         assert!(wait(r.child).await.success());
     }
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("{series} missing"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test]
@@ -78,19 +69,9 @@ async fn two_replicas_migrate_once_and_keep_names_unique_and_end_each_room_once(
         .all(|(s, b)| *s == 400 && b["code"] == 53113));
 
     // Rooms whose deadline has passed: both sweepers run every second.
-    sqlx::query(
-        "INSERT INTO rooms (sid, account_sid, status, type, unique_name, status_callback_method, \
-            max_participants, max_participant_duration, max_concurrent_published_tracks, \
-            record_participants_on_connect, video_codecs, media_region, audio_only, \
-            empty_room_timeout, unused_room_timeout, large_room, deadline, deadline_reason) \
-         SELECT 'RM' || md5('replica' || g), $1, 'in-progress', 'group', 'due-' || g, 'POST', 50, 14400, 0, \
-            false, ARRAY['VP8'], 'us1', false, 5, 5, false, now() - interval '1 second', 'unused_timeout' \
-         FROM generate_series(1, 3000) g",
-    )
-    .bind(SID)
-    .execute(&pool)
-    .await
-    .unwrap();
+    roomd::db::rooms::insert_many_in_progress(&pool, SID, "due", 3000, -1.0)
+        .await
+        .unwrap();
     let mut left = i64::MAX;
     for _ in 0..150 {
         left = sqlx::query_scalar(
@@ -115,7 +96,8 @@ async fn two_replicas_migrate_once_and_keep_names_unique_and_end_each_room_once(
             .text()
             .await
             .unwrap();
-        ended += metric(&text, r#"roomd_rooms_ended_total{reason="unused_timeout"}"#);
+        ended +=
+            metric_value(&text, r#"roomd_rooms_ended_total{reason="unused_timeout"}"#).unwrap();
     }
     assert_eq!(
         ended, 3000.0,

@@ -73,19 +73,9 @@ async fn a_room_completed_over_rest_is_not_ended_again_by_the_sweeper() {
 #[tokio::test]
 async fn two_sweepers_at_once_end_each_room_exactly_once() {
     let app = spawn_app().await;
-    sqlx::query(
-        "INSERT INTO rooms (sid, account_sid, status, type, unique_name, status_callback_method, \
-            max_participants, max_participant_duration, max_concurrent_published_tracks, \
-            record_participants_on_connect, video_codecs, media_region, audio_only, \
-            empty_room_timeout, unused_room_timeout, large_room, deadline, deadline_reason) \
-         SELECT 'RM' || md5(g::text), $1, 'in-progress', 'group', 'bulk-' || g, 'POST', 50, 14400, 0, \
-            false, ARRAY['VP8'], 'us1', false, 5, 5, false, now() - interval '1 minute', 'unused_timeout' \
-         FROM generate_series(1, 5000) g",
-    )
-    .bind(&app.account.sid)
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    roomd::db::rooms::insert_many_in_progress(&app.pool, &app.account.sid, "bulk", 5000, -60.0)
+        .await
+        .unwrap();
     let (a, b) = tokio::join!(sweep_once(&app.pool), sweep_once(&app.pool));
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.len() + b.len(), 5000);
