@@ -5,6 +5,7 @@ use crate::domain::room::{CreateRoom, RoomStatus};
 use crate::twilio::paging::{Cursor, PageRequest};
 use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder};
+use std::sync::LazyLock;
 
 /// The partial unique index that keeps in-progress names unique per account (53113).
 pub const UNIQUE_NAME_CONSTRAINT: &str = "rooms_in_progress_unique_name";
@@ -97,14 +98,25 @@ pub enum RoomKey<'a> {
     Name(&'a str),
 }
 
-impl RoomKey<'_> {
-    fn condition(&self) -> &'static str {
-        match self {
-            RoomKey::Sid(_) => "sid = $2",
-            RoomKey::Name(_) => "unique_name = $2 AND status = 'in-progress'",
-        }
-    }
+/// The fetch and completion statements, built once per process rather than once per request.
+static FETCH_BY_SID: LazyLock<String> = LazyLock::new(|| fetch_sql("sid = $2"));
+static FETCH_BY_NAME: LazyLock<String> = LazyLock::new(|| fetch_sql(NAME_CONDITION));
+static COMPLETE_BY_SID: LazyLock<String> = LazyLock::new(|| complete_sql("sid = $2"));
+static COMPLETE_BY_NAME: LazyLock<String> = LazyLock::new(|| complete_sql(NAME_CONDITION));
+const NAME_CONDITION: &str = "unique_name = $2 AND status = 'in-progress'";
 
+fn fetch_sql(condition: &str) -> String {
+    format!("SELECT {COLUMNS} FROM rooms WHERE account_sid = $1 AND {condition}")
+}
+
+fn complete_sql(condition: &str) -> String {
+    format!(
+        "UPDATE rooms SET {END_ROOM_SET}, end_reason = 'rest' \
+         WHERE account_sid = $1 AND {condition} AND status = 'in-progress' RETURNING {COLUMNS}"
+    )
+}
+
+impl RoomKey<'_> {
     fn value(&self) -> &str {
         match self {
             RoomKey::Sid(v) | RoomKey::Name(v) => v,
@@ -117,14 +129,15 @@ pub async fn fetch(
     account_sid: &str,
     key: RoomKey<'_>,
 ) -> Result<Option<RoomRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM rooms WHERE account_sid = $1 AND {}",
-        key.condition()
-    ))
-    .bind(account_sid)
-    .bind(key.value())
-    .fetch_optional(pool)
-    .await
+    let sql = match key {
+        RoomKey::Sid(_) => FETCH_BY_SID.as_str(),
+        RoomKey::Name(_) => FETCH_BY_NAME.as_str(),
+    };
+    sqlx::query_as(sql)
+        .bind(account_sid)
+        .bind(key.value())
+        .fetch_optional(pool)
+        .await
 }
 
 /// Completes an in-progress room in one compare-and-set UPDATE; `None` when no in-progress room
@@ -134,15 +147,15 @@ pub async fn complete(
     account_sid: &str,
     key: RoomKey<'_>,
 ) -> Result<Option<RoomRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "UPDATE rooms SET {END_ROOM_SET}, end_reason = 'rest' \
-         WHERE account_sid = $1 AND {} AND status = 'in-progress' RETURNING {COLUMNS}",
-        key.condition()
-    ))
-    .bind(account_sid)
-    .bind(key.value())
-    .fetch_optional(pool)
-    .await
+    let sql = match key {
+        RoomKey::Sid(_) => COMPLETE_BY_SID.as_str(),
+        RoomKey::Name(_) => COMPLETE_BY_NAME.as_str(),
+    };
+    sqlx::query_as(sql)
+        .bind(account_sid)
+        .bind(key.value())
+        .fetch_optional(pool)
+        .await
 }
 
 /// The list filters of `GET /v1/Rooms`.

@@ -183,6 +183,12 @@ async fn fetch(
     }
 }
 
+fn completed(state: &AppState, account: &Account, row: RoomRow) -> HttpResponse {
+    state.metrics.room_ended("rest");
+    tracing::info!(room_sid = %row.sid, account_sid = %account.sid, "room completed");
+    HttpResponse::Accepted().json(RoomResource::new(row, &state.public_url))
+}
+
 /// `POST /v1/Rooms/{RoomNameOrSid}` with `Status=completed` (202): one compare-and-set UPDATE.
 async fn update(
     req: HttpRequest,
@@ -207,19 +213,25 @@ async fn update(
             ))
         }
     }
-    for key in candidate_keys(&raw, normalized.as_deref()) {
-        if let Some(row) = rooms::complete(&state.pool, &account.sid, key).await? {
-            state.metrics.room_ended("rest");
-            tracing::info!(room_sid = %row.sid, account_sid = %account.sid, "room completed");
-            return Ok(HttpResponse::Accepted().json(RoomResource::new(row, &state.public_url)));
+    // A SID names that room in any status: if it is not in progress, that is 53118, and the
+    // segment is not then tried as the name of some other room.
+    if let Some(sid) = normalized.as_deref() {
+        if let Some(row) = rooms::complete(&state.pool, &account.sid, RoomKey::Sid(sid)).await? {
+            return Ok(completed(&state, &account, row));
+        }
+        if rooms::fetch(&state.pool, &account.sid, RoomKey::Sid(sid))
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::bad_request(
+                code::ROOM_COMPLETED,
+                "Room completed",
+            ));
         }
     }
-    // Nothing in progress matched: either the room has ended (53118) or there is no such room.
-    match find(&state, &account.sid, &raw, normalized.as_deref()).await? {
-        Some(_) => Err(ApiError::bad_request(
-            code::ROOM_COMPLETED,
-            "Room completed",
-        )),
+    // A name only ever names an in-progress room, so no match is "not found".
+    match rooms::complete(&state.pool, &account.sid, RoomKey::Name(&raw)).await? {
+        Some(row) => Ok(completed(&state, &account, row)),
         None => Err(resource_not_found(&format!("/Rooms/{raw}"))),
     }
 }

@@ -112,3 +112,19 @@ async fn completing_an_unknown_room_is_not_found() {
         .await
         .assert_error(404, 20404);
 }
+
+#[tokio::test]
+async fn a_completed_rooms_sid_never_completes_another_room_named_like_it() {
+    let app = spawn_app().await;
+    let ended = app.create_room("").await;
+    let sid = ended["sid"].as_str().unwrap();
+    app.complete_room(sid).await;
+    let namesake = app.create_room(&format!("UniqueName={sid}")).await;
+    app.post(&format!("/v1/Rooms/{sid}"), "Status=completed")
+        .await
+        .assert_error(400, 53118);
+    let still = app
+        .get(&format!("/v1/Rooms/{}", namesake["sid"].as_str().unwrap()))
+        .await;
+    assert_eq!(still.body["status"], "in-progress");
+}
