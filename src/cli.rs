@@ -226,8 +226,13 @@ async fn shutdown_signal() {
     }
 }
 
+/// Connections of the pool for work off the request path.
+const BACKGROUND_POOL_SIZE: u32 = 2;
+
 async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
-    let pool = db::pool(options, settings.pool_size)
+    // Off the request path: bootstrap, the sweeper and a separate /metrics listener. The
+    // serving connections (ROOMD_DB_POOL_SIZE) are the HTTP workers' own.
+    let pool = db::pool(options, BACKGROUND_POOL_SIZE)
         .await
         .context("connecting to PostgreSQL")?;
     bootstrap(&pool, &settings).await?;
@@ -236,6 +241,8 @@ async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
         public_url: settings.public_url.clone(),
         auth_cache_ttl: settings.auth_cache_ttl,
         metrics_bind: settings.metrics_bind,
+        workers: crate::startup::default_workers(),
+        db_pool_size: settings.pool_size,
     };
     let app =
         Application::build(server, pool.clone()).with_context(|| match settings.metrics_bind {

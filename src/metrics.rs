@@ -2,6 +2,7 @@
 //! mix). Route labels are route templates (`/v1/Rooms/{room}`), never raw paths, so label sets
 //! stay bounded.
 
+use crate::db::WorkerPools;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -158,11 +159,12 @@ impl Metrics {
         self.rooms_ended.with_label_values(&[reason]).inc();
     }
 
-    /// The text exposition, with the gauges that are read at scrape time brought up to date.
-    pub async fn render(&self, pool: &PgPool) -> String {
-        let idle = pool.num_idle() as i64;
-        self.pool_idle.set(idle);
-        self.pool_in_use.set(i64::from(pool.size()) - idle);
+    /// The text exposition, with the gauges that are read at scrape time brought up to date:
+    /// the serving pools' usage, and the rooms in progress counted through `pool`.
+    pub async fn render(&self, pool: &PgPool, pools: &WorkerPools) -> String {
+        let (size, idle) = pools.usage();
+        self.pool_idle.set(idle as i64);
+        self.pool_in_use.set(i64::from(size) - idle as i64);
         match sqlx::query_scalar::<_, i64>(
             "SELECT count(*) FROM rooms WHERE status = 'in-progress'",
         )

@@ -3,6 +3,7 @@
 //! requests: SIGTERM in production and a test's end share that one path.
 
 use crate::auth::AuthCache;
+use crate::db::WorkerPools;
 use crate::metrics::Metrics;
 use crate::observe::{observe, RoomdRootSpan};
 use crate::routes;
@@ -14,12 +15,15 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What every request handler can reach.
+/// What every request handler can reach. Each HTTP worker has its own, around its own pool.
 pub struct AppState {
+    /// This worker's pool (see `WorkerPools`).
     pub pool: PgPool,
     pub auth: Arc<AuthCache>,
     pub public_url: PublicUrl,
     pub metrics: Arc<Metrics>,
+    /// All the workers' pools, for the pool gauges.
+    pub pools: Arc<WorkerPools>,
 }
 
 /// How to serve: the settings `Application::build` needs.
@@ -31,6 +35,10 @@ pub struct ServerSettings {
     pub auth_cache_ttl: Duration,
     /// A separate listener for `/metrics`; `None` serves it on the main listener.
     pub metrics_bind: Option<SocketAddr>,
+    /// HTTP worker threads (one per core by default).
+    pub workers: usize,
+    /// PostgreSQL connections for serving requests, split evenly between the workers.
+    pub db_pool_size: u32,
 }
 
 impl ServerSettings {
@@ -41,18 +49,50 @@ impl ServerSettings {
             public_url: None,
             auth_cache_ttl: crate::auth::DEFAULT_CACHE_TTL,
             metrics_bind: None,
+            workers: default_workers(),
+            db_pool_size: 10,
         }
     }
+}
+
+/// One HTTP worker per core, as actix-web would pick.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 pub struct Application {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
-    state: web::Data<AppState>,
+    shared: Arc<Shared>,
+}
+
+/// What the workers share.
+struct Shared {
+    workers: usize,
+    /// The pool for work off the request path (`/metrics` on its own listener); the template
+    /// of the workers' pools.
+    background: PgPool,
+    auth: Arc<AuthCache>,
+    public_url: PublicUrl,
+    metrics: Arc<Metrics>,
+    pools: Arc<WorkerPools>,
+}
+
+impl Shared {
+    fn state(&self, pool: PgPool) -> web::Data<AppState> {
+        web::Data::new(AppState {
+            pool,
+            auth: self.auth.clone(),
+            public_url: self.public_url.clone(),
+            metrics: self.metrics.clone(),
+            pools: self.pools.clone(),
+        })
+    }
 }
 
 impl Application {
-    /// Binds the listener(s); port 0 picks a free port.
+    /// Binds the listener(s); port 0 picks a free port. `pool` serves work off the request path
+    /// and is the template (options, database) of the workers' own pools.
     pub fn build(settings: ServerSettings, pool: PgPool) -> std::io::Result<Application> {
         let listener = TcpListener::bind(settings.bind)?;
         let metrics_listener = settings.metrics_bind.map(TcpListener::bind).transpose()?;
@@ -61,16 +101,18 @@ impl Application {
             .public_url
             .unwrap_or_else(|| PublicUrl::new(&format!("http://{local}")));
         let metrics = Arc::new(Metrics::new());
-        let state = web::Data::new(AppState {
-            pool,
-            auth: Arc::new(AuthCache::new(settings.auth_cache_ttl, metrics.clone())),
-            public_url,
-            metrics,
-        });
+        let workers = settings.workers.max(1);
         Ok(Application {
             listener,
             metrics_listener,
-            state,
+            shared: Arc::new(Shared {
+                workers,
+                pools: Arc::new(WorkerPools::new(&pool, settings.db_pool_size, workers)),
+                background: pool,
+                auth: Arc::new(AuthCache::new(settings.auth_cache_ttl, metrics.clone())),
+                public_url,
+                metrics,
+            }),
         })
     }
 
@@ -83,7 +125,7 @@ impl Application {
 
     /// This application's metrics (shared with its sweeper).
     pub fn metrics(&self) -> Arc<Metrics> {
-        self.state.metrics.clone()
+        self.shared.metrics.clone()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -93,31 +135,38 @@ impl Application {
     }
 
     pub fn public_url(&self) -> &PublicUrl {
-        &self.state.public_url
+        &self.shared.public_url
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests
     /// (up to 10 s).
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-        let state = self.state;
-        let separate_metrics = self.metrics_listener.is_some();
-        let app_state = state.clone();
+        let Application {
+            listener,
+            metrics_listener,
+            shared,
+        } = self;
+        let separate_metrics = metrics_listener.is_some();
+        let app = shared.clone();
+        // The factory runs once on each worker's thread: that worker's pool is made there.
         let server = HttpServer::new(move || {
+            let state = app.state(app.pools.for_this_worker());
             App::new()
-                .app_data(app_state.clone())
-                .app_data(web::Data::from(app_state.metrics.clone()))
+                .app_data(web::Data::from(state.metrics.clone()))
+                .app_data(state)
                 .wrap(actix_web::middleware::from_fn(observe))
                 .wrap(tracing_actix_web::TracingLogger::<RoomdRootSpan>::new())
                 .configure(|cfg| routes::configure(cfg, !separate_metrics))
                 .default_service(web::to(routes::not_found))
         })
-        .listen(self.listener)?
+        .listen(listener)?
+        .workers(shared.workers)
         .disable_signals()
         .shutdown_timeout(10)
         .run();
-        let metrics_server = match self.metrics_listener {
+        let metrics_server = match metrics_listener {
             Some(listener) => {
-                let state = state.clone();
+                let state = shared.state(shared.background.clone());
                 let server = HttpServer::new(move || {
                     App::new()
                         .app_data(state.clone())
@@ -145,6 +194,8 @@ impl Application {
         if let Some(h) = metrics_handle {
             h.stop(true).await;
         }
-        server.await.map_err(std::io::Error::other)?
+        let result = server.await.map_err(std::io::Error::other)?;
+        shared.pools.clear();
+        result
     }
 }

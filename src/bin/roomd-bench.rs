@@ -44,6 +44,9 @@ struct Args {
     /// Connections of the main measurement (a second one at 8 is always reported).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Run only these scenarios (comma-separated; default all).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
@@ -732,6 +735,9 @@ async fn main() -> Result<()> {
     let mut results = Vec::new();
     for concurrency in [args.concurrency, 8] {
         for name in names {
+            if !args.only.is_empty() && !args.only.iter().any(|o| o == name) {
+                continue;
+            }
             let r = scenario(name, &server.addr, &pool, &data, concurrency, secs).await?;
             eprintln!("{:>14} c={:<3} api {:>8.0}/s p50 {:>6.2} ms p99 {:>6.2} ms | sql {:>8.0}/s | ratio {:.2} | api errors {}",
                 r.name, r.concurrency, r.api_ops_per_s, r.p50_ms, r.p99_ms, r.sql_ops_per_s, r.ratio, r.api_errors);

@@ -27,7 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
 pub async fn metrics(state: web::Data<crate::startup::AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render(&state.pool).await)
+        .body(state.metrics.render(&state.pool, &state.pools).await)
 }
 
 /// A 404 for `path`, named as Twilio does: without the `/v1` prefix.
