@@ -1,11 +1,16 @@
 //! HTTP Basic authentication of accounts (`AccountSid:AuthToken`).
 //!
 //! Tokens are stored as argon2id PHC hashes. Verifying one costs ~25 ms of CPU, so it runs on a
-//! blocking thread, and a successful verification is cached in-process for a short TTL, keyed by
-//! SHA-256(sid, token): a steady client pays argon2 once per TTL. The cache holds no token and
-//! is never consulted for a credential that has not verified, so a rotated token stops working
-//! on every replica within the TTL. Unknown SIDs verify against a dummy hash so the response time
-//! does not reveal which SIDs exist.
+//! blocking thread, and a successful verification is remembered in-process, keyed by
+//! SHA-256(sid, token), with a SHA-256 of the stored hash it verified against. Within the TTL a
+//! request is served from memory. After it, the account's stored hash is read again (one indexed
+//! query): if it is the one the token verified against, the token still verifies (argon2 is
+//! deterministic for a given hash) and the entry is renewed without argon2; if the token was
+//! rotated or the account suspended, the full path runs and fails. So a steady client pays
+//! argon2 once per process, and a revoked credential stops working on every replica within the
+//! TTL. The cache holds no token and is never consulted for a credential that has not verified.
+//! Unknown SIDs verify against a dummy hash so the response time does not reveal which SIDs
+//! exist.
 
 use crate::db;
 use crate::twilio::ApiError;
@@ -58,10 +63,26 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_token(&crate::domain::sid::random_hex32()))
 }
 
-/// Successful verifications, by SHA-256 of sid and token, with the moment they expire.
+/// A successful verification: until when it is trusted without a look at the database, and a
+/// digest of the stored hash it verified against.
+#[derive(Clone, Copy)]
+struct Verified {
+    fresh_until: Instant,
+    hash_digest: [u8; 32],
+}
+
+/// What the cache knows of a credential.
+enum Lookup {
+    Fresh,
+    /// Verified once, against the stored hash with this digest; to be checked again.
+    Stale([u8; 32]),
+    Unknown,
+}
+
+/// Successful verifications, by SHA-256 of sid and token.
 pub struct AuthCache {
     ttl: Duration,
-    entries: Mutex<HashMap<[u8; 32], Instant>>,
+    entries: Mutex<HashMap<[u8; 32], Verified>>,
     /// Bounds concurrent argon2 runs (each takes ~19 MiB and a core for ~25 ms): a burst of
     /// requests with one new credential waits here, then finds the first verification cached,
     /// and a flood of wrong tokens cannot exhaust memory.
@@ -94,29 +115,39 @@ impl AuthCache {
         h.finalize().into()
     }
 
-    fn hit(&self, key: &[u8; 32]) -> bool {
-        let now = Instant::now();
-        let mut entries = self.entries.lock().expect("auth cache lock");
+    fn digest(hash: &str) -> [u8; 32] {
+        Sha256::digest(hash.as_bytes()).into()
+    }
+
+    fn lookup(&self, key: &[u8; 32]) -> Lookup {
+        let entries = self.entries.lock().expect("auth cache lock");
         match entries.get(key) {
-            Some(expires) if *expires > now => true,
-            Some(_) => {
-                entries.remove(key);
-                false
-            }
-            None => false,
+            Some(v) if v.fresh_until > Instant::now() => Lookup::Fresh,
+            Some(v) => Lookup::Stale(v.hash_digest),
+            None => Lookup::Unknown,
         }
     }
 
-    fn remember(&self, key: [u8; 32]) {
+    fn remember(&self, key: [u8; 32], hash_digest: [u8; 32]) {
         let now = Instant::now();
         let mut entries = self.entries.lock().expect("auth cache lock");
-        if entries.len() >= MAX_CACHE_ENTRIES {
-            entries.retain(|_, expires| *expires > now);
+        if entries.len() >= MAX_CACHE_ENTRIES && !entries.contains_key(&key) {
+            entries.retain(|_, v| v.fresh_until > now);
             if entries.len() >= MAX_CACHE_ENTRIES {
                 entries.clear();
             }
         }
-        entries.insert(key, now + self.ttl);
+        entries.insert(
+            key,
+            Verified {
+                fresh_until: now + self.ttl,
+                hash_digest,
+            },
+        );
+    }
+
+    fn forget(&self, key: &[u8; 32]) {
+        self.entries.lock().expect("auth cache lock").remove(key);
     }
 
     /// Verifies `sid:token`, from the cache when it verified within the TTL.
@@ -127,18 +158,32 @@ impl AuthCache {
         token: &str,
     ) -> Result<bool, ApiError> {
         let key = Self::key(sid, token);
-        if self.hit(&key) {
-            self.metrics.auth_cache_hits.inc();
-            return Ok(true);
-        }
+        let stale = match self.lookup(&key) {
+            Lookup::Fresh => {
+                self.metrics.auth_cache_hits.inc();
+                return Ok(true);
+            }
+            Lookup::Stale(digest) => Some(digest),
+            Lookup::Unknown => None,
+        };
         self.metrics.auth_cache_misses.inc();
+        if let Some(digest) = stale {
+            match db::accounts::active_token_hash(pool, sid).await? {
+                Some(hash) if Self::digest(&hash) == digest => {
+                    self.remember(key, digest);
+                    return Ok(true);
+                }
+                // Rotated or suspended: verify from scratch (and most likely fail).
+                _ => self.forget(&key),
+            }
+        }
         let _permit = self
             .verifications
             .acquire()
             .await
             .map_err(ApiError::internal)?;
         // Another request may have verified this credential while we waited.
-        if self.hit(&key) {
+        if matches!(self.lookup(&key), Lookup::Fresh) {
             return Ok(true);
         }
         let stored = if crate::domain::sid::is_sid(crate::domain::sid::ACCOUNT, sid) {
@@ -148,13 +193,14 @@ impl AuthCache {
         };
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| dummy_hash().to_string());
+        let digest = Self::digest(&hash);
         let token = token.to_string();
         self.metrics.argon2_verifications.inc();
         let verified = web::block(move || verify_token(&token, &hash))
             .await
             .map_err(ApiError::internal)?;
         if verified && known {
-            self.remember(key);
+            self.remember(key, digest);
             return Ok(true);
         }
         Ok(false)
@@ -221,11 +267,17 @@ mod tests {
             Arc::new(crate::metrics::Metrics::new()),
         );
         let k = AuthCache::key("AC1", "t");
-        assert!(!cache.hit(&k));
-        cache.remember(k);
-        assert!(cache.hit(&k));
-        assert!(!cache.hit(&AuthCache::key("AC1", "u")));
+        let d = AuthCache::digest("$argon2id$...");
+        assert!(matches!(cache.lookup(&k), Lookup::Unknown));
+        cache.remember(k, d);
+        assert!(matches!(cache.lookup(&k), Lookup::Fresh));
+        assert!(matches!(
+            cache.lookup(&AuthCache::key("AC1", "u")),
+            Lookup::Unknown
+        ));
         std::thread::sleep(Duration::from_millis(40));
-        assert!(!cache.hit(&k));
+        assert!(matches!(cache.lookup(&k), Lookup::Stale(s) if s == d));
+        cache.forget(&k);
+        assert!(matches!(cache.lookup(&k), Lookup::Unknown));
     }
 }

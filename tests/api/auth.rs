@@ -110,7 +110,14 @@ async fn a_rotated_token_stops_working_once_the_cache_ttl_has_passed() {
         ..Default::default()
     })
     .await;
+    let argon2 = || app.metrics.argon2_verifications.get();
     assert_eq!(app.get("/v1/Rooms").await.status, 200);
+    assert_eq!(argon2(), 1);
+    // Past the TTL, an unchanged stored hash renews the entry without another argon2 run.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(app.get("/v1/Rooms").await.status, 200);
+    assert_eq!(app.get("/v1/Rooms").await.status, 200);
+    assert_eq!(argon2(), 1);
     let new_token = roomd::domain::sid::random_hex32();
     roomd::db::accounts::set_token_hash(
         &app.pool,
@@ -140,6 +147,8 @@ async fn suspended_accounts_cannot_authenticate() {
         ..Default::default()
     })
     .await;
+    // Verified once (and remembered); with a TTL of 0 every later request re-reads the account.
+    assert_eq!(app.get("/v1/Rooms").await.status, 200);
     sqlx::query("UPDATE accounts SET status = 'suspended' WHERE sid = $1")
         .bind(&app.account.sid)
         .execute(&app.pool)
