@@ -13,6 +13,7 @@
 //! exist.
 
 use crate::db;
+use crate::db::WorkerPool;
 use crate::twilio::ApiError;
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -21,7 +22,6 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -153,7 +153,7 @@ impl AuthCache {
     /// Verifies `sid:token`, from the cache when it verified within the TTL.
     pub async fn authenticate(
         &self,
-        pool: &PgPool,
+        pool: &WorkerPool,
         sid: &str,
         token: &str,
     ) -> Result<bool, ApiError> {
@@ -168,7 +168,10 @@ impl AuthCache {
         };
         self.metrics.auth_cache_misses.inc();
         if let Some(digest) = stale {
-            match db::accounts::active_token_hash(pool, sid).await? {
+            match pool
+                .run(async |c| db::accounts::active_token_hash(c, sid).await)
+                .await?
+            {
                 Some(hash) if Self::digest(&hash) == digest => {
                     self.remember(key, digest);
                     return Ok(true);
@@ -187,7 +190,8 @@ impl AuthCache {
             return Ok(true);
         }
         let stored = if crate::domain::sid::is_sid(crate::domain::sid::ACCOUNT, sid) {
-            db::accounts::active_token_hash(pool, sid).await?
+            pool.run(async |c| db::accounts::active_token_hash(c, sid).await)
+                .await?
         } else {
             None
         };

@@ -230,9 +230,9 @@ async fn shutdown_signal() {
 const BACKGROUND_POOL_SIZE: u32 = 2;
 
 async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
-    // Off the request path: bootstrap, the sweeper and a separate /metrics listener. The
-    // serving connections (ROOMD_DB_POOL_SIZE) are the HTTP workers' own.
-    let pool = db::pool(options, BACKGROUND_POOL_SIZE)
+    // Off the request path: bootstrap and the sweeper. The serving connections
+    // (ROOMD_DB_POOL_SIZE) are the HTTP workers' own.
+    let pool = db::pool(options.clone(), BACKGROUND_POOL_SIZE)
         .await
         .context("connecting to PostgreSQL")?;
     bootstrap(&pool, &settings).await?;
@@ -244,14 +244,13 @@ async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
         workers: crate::startup::default_workers(),
         db_pool_size: settings.pool_size,
     };
-    let app =
-        Application::build(server, pool.clone()).with_context(|| match settings.metrics_bind {
-            Some(m) => format!(
-                "binding ROOMD_BIND={} or ROOMD_METRICS_BIND={m}",
-                settings.bind
-            ),
-            None => format!("binding ROOMD_BIND={}", settings.bind),
-        })?;
+    let app = Application::build(server, options).with_context(|| match settings.metrics_bind {
+        Some(m) => format!(
+            "binding ROOMD_BIND={} or ROOMD_METRICS_BIND={m}",
+            settings.bind
+        ),
+        None => format!("binding ROOMD_BIND={}", settings.bind),
+    })?;
     tracing::info!(
         address = %app.local_addr(),
         metrics_address = %app.metrics_addr().map_or("(main listener)".to_string(), |a| a.to_string()),

@@ -2,12 +2,11 @@
 //! mix). Route labels are route templates (`/v1/Rooms/{room}`), never raw paths, so label sets
 //! stay bounded.
 
-use crate::db::WorkerPools;
+use crate::db::{WorkerPool, WorkerPools};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
-use sqlx::PgPool;
 
 pub struct Metrics {
     registry: Registry,
@@ -161,16 +160,20 @@ impl Metrics {
 
     /// The text exposition, with the gauges that are read at scrape time brought up to date:
     /// the serving pools' usage, and the rooms in progress counted through `pool`.
-    pub async fn render(&self, pool: &PgPool, pools: &WorkerPools) -> String {
+    pub async fn render(&self, pool: &WorkerPool, pools: &WorkerPools) -> String {
         let (size, idle) = pools.usage();
         self.pool_idle.set(idle as i64);
         self.pool_in_use.set(i64::from(size) - idle as i64);
-        match sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM rooms WHERE status = 'in-progress'",
-        )
-        .fetch_one(pool)
-        .await
-        {
+        let count = pool
+            .run(async |c| {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT count(*) FROM rooms WHERE status = 'in-progress'",
+                )
+                .fetch_one(c)
+                .await
+            })
+            .await;
+        match count {
             Ok(n) => self.rooms_in_progress.set(n),
             Err(e) => tracing::warn!(error = %e, "metrics: could not count rooms in progress"),
         }

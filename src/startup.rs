@@ -3,13 +3,13 @@
 //! requests: SIGTERM in production and a test's end share that one path.
 
 use crate::auth::AuthCache;
-use crate::db::WorkerPools;
+use crate::db::{WorkerPool, WorkerPools};
 use crate::metrics::Metrics;
 use crate::observe::{observe, RoomdRootSpan};
 use crate::routes;
 use crate::twilio::urls::PublicUrl;
 use actix_web::{web, App, HttpServer};
-use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -17,8 +17,8 @@ use std::time::Duration;
 
 /// What every request handler can reach. Each HTTP worker has its own, around its own pool.
 pub struct AppState {
-    /// This worker's pool (see `WorkerPools`).
-    pub pool: PgPool,
+    /// This worker's own connections (see `db::worker_pool`).
+    pub pool: Arc<WorkerPool>,
     pub auth: Arc<AuthCache>,
     pub public_url: PublicUrl,
     pub metrics: Arc<Metrics>,
@@ -69,9 +69,6 @@ pub struct Application {
 /// What the workers share.
 struct Shared {
     workers: usize,
-    /// The pool for work off the request path (`/metrics` on its own listener); the template
-    /// of the workers' pools.
-    background: PgPool,
     auth: Arc<AuthCache>,
     public_url: PublicUrl,
     metrics: Arc<Metrics>,
@@ -79,9 +76,10 @@ struct Shared {
 }
 
 impl Shared {
-    fn state(&self, pool: PgPool) -> web::Data<AppState> {
+    /// The state of one worker, with a pool of its own (of `max` connections, or its share).
+    fn worker_state(&self, max: Option<u32>) -> web::Data<AppState> {
         web::Data::new(AppState {
-            pool,
+            pool: self.pools.add(max),
             auth: self.auth.clone(),
             public_url: self.public_url.clone(),
             metrics: self.metrics.clone(),
@@ -91,9 +89,11 @@ impl Shared {
 }
 
 impl Application {
-    /// Binds the listener(s); port 0 picks a free port. `pool` serves work off the request path
-    /// and is the template (options, database) of the workers' own pools.
-    pub fn build(settings: ServerSettings, pool: PgPool) -> std::io::Result<Application> {
+    /// Binds the listener(s); port 0 picks a free port. The workers connect to `database`.
+    pub fn build(
+        settings: ServerSettings,
+        database: PgConnectOptions,
+    ) -> std::io::Result<Application> {
         let listener = TcpListener::bind(settings.bind)?;
         let metrics_listener = settings.metrics_bind.map(TcpListener::bind).transpose()?;
         let local = listener.local_addr()?;
@@ -107,8 +107,7 @@ impl Application {
             metrics_listener,
             shared: Arc::new(Shared {
                 workers,
-                pools: Arc::new(WorkerPools::new(&pool, settings.db_pool_size, workers)),
-                background: pool,
+                pools: Arc::new(WorkerPools::new(database, settings.db_pool_size, workers)),
                 auth: Arc::new(AuthCache::new(settings.auth_cache_ttl, metrics.clone())),
                 public_url,
                 metrics,
@@ -148,9 +147,9 @@ impl Application {
         } = self;
         let separate_metrics = metrics_listener.is_some();
         let app = shared.clone();
-        // The factory runs once on each worker's thread: that worker's pool is made there.
+        // The factory runs once for each worker: each gets a pool of its own.
         let server = HttpServer::new(move || {
-            let state = app.state(app.pools.for_this_worker());
+            let state = app.worker_state(None);
             App::new()
                 .app_data(web::Data::from(state.metrics.clone()))
                 .app_data(state)
@@ -166,10 +165,10 @@ impl Application {
         .run();
         let metrics_server = match metrics_listener {
             Some(listener) => {
-                let state = shared.state(shared.background.clone());
+                let shared = shared.clone();
                 let server = HttpServer::new(move || {
                     App::new()
-                        .app_data(state.clone())
+                        .app_data(shared.worker_state(Some(1)))
                         .route("/metrics", web::get().to(routes::metrics))
                         .default_service(web::to(routes::not_found))
                 })

@@ -615,7 +615,8 @@ async fn scenario(
                 let (pool, acct, filter, page) =
                     (pool.clone(), acct.clone(), filter.clone(), page.clone());
                 async move {
-                    match rooms::list(&pool, &acct, &filter, &page).await {
+                    let mut conn = pool.acquire().await?;
+                    match rooms::list(&mut conn, &acct, &filter, &page).await {
                         Ok(p) if p.rooms.len() == 50 => Ok(()),
                         Ok(_) => bail!("short page"),
                         Err(_) => bail!("list failed"),

@@ -30,10 +30,13 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Account>, sqlx::Error> {
 }
 
 /// The stored hash of an active account's token; `None` for unknown or inactive accounts.
-pub async fn active_token_hash(pool: &PgPool, sid: &str) -> Result<Option<String>, sqlx::Error> {
+pub async fn active_token_hash(
+    db: impl PgExecutor<'_>,
+    sid: &str,
+) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT auth_token_hash FROM accounts WHERE sid = $1 AND status = 'active'")
         .bind(sid)
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await
 }
 

@@ -1,10 +1,11 @@
 //! Rooms. Every query is scoped by account_sid; state changes are compare-and-set; deadlines and
 //! end times come from the database clock.
 
+use super::worker_pool::BreaksConnection;
 use crate::domain::room::{CreateRoom, RoomStatus};
 use crate::twilio::paging::{Cursor, PageRequest};
 use chrono::{DateTime, Utc};
-use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder};
+use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 use std::sync::LazyLock;
 
 /// The partial unique index that keeps in-progress names unique per account (53113).
@@ -125,7 +126,7 @@ impl RoomKey<'_> {
 }
 
 pub async fn fetch(
-    pool: &PgPool,
+    db: impl PgExecutor<'_>,
     account_sid: &str,
     key: RoomKey<'_>,
 ) -> Result<Option<RoomRow>, sqlx::Error> {
@@ -136,14 +137,14 @@ pub async fn fetch(
     sqlx::query_as(sql)
         .bind(account_sid)
         .bind(key.value())
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await
 }
 
 /// Completes an in-progress room in one compare-and-set UPDATE; `None` when no in-progress room
 /// matched (absent, another account's, or already ended).
 pub async fn complete(
-    pool: &PgPool,
+    db: impl PgExecutor<'_>,
     account_sid: &str,
     key: RoomKey<'_>,
 ) -> Result<Option<RoomRow>, sqlx::Error> {
@@ -154,7 +155,7 @@ pub async fn complete(
     sqlx::query_as(sql)
         .bind(account_sid)
         .bind(key.value())
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await
 }
 
@@ -186,11 +187,20 @@ impl From<sqlx::Error> for PageError {
     }
 }
 
+impl BreaksConnection for PageError {
+    fn breaks_connection(&self) -> bool {
+        match self {
+            PageError::UnknownToken => false,
+            PageError::Db(e) => e.breaks_connection(),
+        }
+    }
+}
+
 /// Reads a page with keyset pagination on `(date_created, sid)`: the token's row is looked up by
 /// primary key inside the same statement, and the page continues strictly after (or before) its
 /// position, so a deep page costs what the first one does.
 pub async fn list(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     account_sid: &str,
     filter: &RoomFilter,
     page: &PageRequest,
@@ -237,7 +247,7 @@ pub async fn list(
         q.push(" OFFSET ")
             .push_bind(i64::try_from(page.offset()).unwrap_or(i64::MAX));
     }
-    let mut rooms: Vec<RoomRow> = q.build_query_as().fetch_all(pool).await?;
+    let mut rooms: Vec<RoomRow> = q.build_query_as().fetch_all(&mut *conn).await?;
     // An empty page may mean the token names no room of this account: only then ask.
     if let (true, Some(sid)) = (rooms.is_empty(), token_sid) {
         let known: bool = sqlx::query_scalar(
@@ -245,7 +255,7 @@ pub async fn list(
         )
         .bind(account_sid)
         .bind(sid)
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
         if !known {
             return Err(PageError::UnknownToken);

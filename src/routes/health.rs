@@ -7,7 +7,9 @@ use std::time::Duration;
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     let ping = tokio::time::timeout(
         Duration::from_secs(2),
-        sqlx::query("SELECT 1").execute(&state.pool),
+        state
+            .pool
+            .run(async |c| sqlx::query("SELECT 1").execute(c).await),
     )
     .await;
     match ping {

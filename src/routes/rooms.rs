@@ -121,7 +121,9 @@ async fn create(
     let params = read_form(&req, body).await?;
     let room = CreateRoom::from_params(&params)?;
     let new_sid = sid::generate(sid::ROOM);
-    let row = rooms::insert(&state.pool, &account.sid, &new_sid, &room)
+    let row = state
+        .pool
+        .run(async |c| rooms::insert(c, &account.sid, &new_sid, &room).await)
         .await
         .map_err(|e| match crate::db::violated_unique_constraint(&e) {
             Some(rooms::UNIQUE_NAME_CONSTRAINT) => {
@@ -163,7 +165,11 @@ async fn find(
     normalized: Option<&str>,
 ) -> Result<Option<RoomRow>, ApiError> {
     for key in candidate_keys(raw, normalized) {
-        if let Some(row) = rooms::fetch(&state.pool, account, key).await? {
+        if let Some(row) = state
+            .pool
+            .run(async |c| rooms::fetch(c, account, key).await)
+            .await?
+        {
             return Ok(Some(row));
         }
     }
@@ -216,10 +222,17 @@ async fn update(
     // A SID names that room in any status: if it is not in progress, that is 53118, and the
     // segment is not then tried as the name of some other room.
     if let Some(sid) = normalized.as_deref() {
-        if let Some(row) = rooms::complete(&state.pool, &account.sid, RoomKey::Sid(sid)).await? {
+        let by_sid = RoomKey::Sid(sid);
+        if let Some(row) = state
+            .pool
+            .run(async |c| rooms::complete(c, &account.sid, by_sid).await)
+            .await?
+        {
             return Ok(completed(&state, &account, row));
         }
-        if rooms::fetch(&state.pool, &account.sid, RoomKey::Sid(sid))
+        if state
+            .pool
+            .run(async |c| rooms::fetch(c, &account.sid, by_sid).await)
             .await?
             .is_some()
         {
@@ -230,7 +243,12 @@ async fn update(
         }
     }
     // A name only ever names an in-progress room, so no match is "not found".
-    match rooms::complete(&state.pool, &account.sid, RoomKey::Name(&raw)).await? {
+    let by_name = RoomKey::Name(&raw);
+    match state
+        .pool
+        .run(async |c| rooms::complete(c, &account.sid, by_name).await)
+        .await?
+    {
         Some(row) => Ok(completed(&state, &account, row)),
         None => Err(resource_not_found(&format!("/Rooms/{raw}"))),
     }
@@ -296,7 +314,11 @@ async fn list(
     let (rows, more_beyond) = if invalid_name {
         (Vec::new(), false)
     } else {
-        match rooms::list(&state.pool, &account.sid, &filter, &page).await {
+        match state
+            .pool
+            .run(async |c| rooms::list(c, &account.sid, &filter, &page).await)
+            .await
+        {
             Ok(p) => (p.rooms, p.more_beyond),
             Err(PageError::UnknownToken) => {
                 return Err(ApiError::bad_request(

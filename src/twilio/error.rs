@@ -125,10 +125,7 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_) => true,
-        // Class 08: connection exception; 57P01..57P03: admin/crash shutdown, cannot connect now.
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
-        }),
+        sqlx::Error::Database(db) => crate::db::is_fatal_database_error(db.as_ref()),
         _ => false,
     }
 }

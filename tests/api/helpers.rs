@@ -195,7 +195,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             .then(|| "127.0.0.1:0".parse().unwrap()),
         ..ServerSettings::local()
     };
-    let app = Application::build(settings, pool.clone()).unwrap();
+    let app = Application::build(settings, db.options.clone()).unwrap();
     let address = format!("http://{}", app.local_addr());
     let metrics_address = app.metrics_addr().map(|a| format!("http://{a}"));
     let metrics = app.metrics();

@@ -13,3 +13,4 @@ mod rooms_fetch;
 mod rooms_list;
 mod rooms_update;
 mod sweeper;
+mod worker_pool;

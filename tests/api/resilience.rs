@@ -15,8 +15,8 @@ async fn while_the_database_is_down_requests_get_503_and_roomd_recovers_when_it_
             .unwrap();
     let options = pg.connect_options("postgres");
     roomd::db::migrate::run(&options).await.unwrap();
-    let pool = roomd::db::pool(options, 4).await.unwrap();
-    let app = Application::build(ServerSettings::local(), pool.clone()).unwrap();
+    let pool = roomd::db::pool(options.clone(), 4).await.unwrap();
+    let app = Application::build(ServerSettings::local(), options).unwrap();
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until(std::future::pending()));
     let account = create_account(&pool, "outage").await;

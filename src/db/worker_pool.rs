@@ -1,0 +1,250 @@
+//! The connections each HTTP worker keeps for itself.
+//!
+//! Each actix-web worker runs its own single-threaded Tokio runtime, and a connection's socket is
+//! driven by the runtime that opened it. A worker's pool is used only by that worker's requests
+//! and opens its connections lazily, inside them, so a query's I/O stays on the thread serving
+//! the request: one thread woken per reply from PostgreSQL, not two.
+//!
+//! It is not sqlx's `Pool` because that one confirms every connection with a round trip to the
+//! server (a `Sync`) each time it is returned: a third message, and a third wake-up of a
+//! PostgreSQL backend and of roomd, for every one-statement request. Here a connection goes back
+//! to the pool when the work on it completed or failed with a statement error that leaves it
+//! usable; one whose work was cancelled midway, or that failed at the connection level, is
+//! closed instead, so no connection comes back in an unknown state. A connection that sat idle
+//! for over a second (and so may have been cut by a restart or failover) is pinged before use.
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::Connection;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// How long a request waits for a connection (all in use) or for a new one to open.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A connection idle longer than this is pinged before it is handed out.
+pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+/// Idle longer than this, a connection is closed rather than reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Older than this, a connection is closed when it comes back (as sqlx's pool does), so server
+/// memory held by long-lived backends is returned and load balancers can rebalance.
+const MAX_LIFETIME: Duration = Duration::from_secs(1800);
+
+/// Whether an error means the connection it happened on can no longer be trusted.
+pub trait BreaksConnection {
+    fn breaks_connection(&self) -> bool;
+}
+
+impl BreaksConnection for sqlx::Error {
+    fn breaks_connection(&self) -> bool {
+        match self {
+            // A statement error (constraint, bad input): the server is ready for the next one,
+            // unless it is a fatal one that ends the session.
+            sqlx::Error::Database(db) => super::is_fatal_database_error(db.as_ref()),
+            sqlx::Error::RowNotFound => false,
+            _ => true,
+        }
+    }
+}
+
+struct Idle {
+    conn: PgConnection,
+    since: Instant,
+    opened: Instant,
+}
+
+/// One worker's connections: at most `max` open, handed out in most-recently-used order.
+pub struct WorkerPool {
+    connect: PgConnectOptions,
+    max: u32,
+    acquire_timeout: Duration,
+    permits: Semaphore,
+    idle: Mutex<Vec<Idle>>,
+    open: AtomicU32,
+}
+
+impl WorkerPool {
+    /// At most `max` connections; waiting for one gives up after `acquire_timeout`.
+    pub fn new(connect: PgConnectOptions, max: u32, acquire_timeout: Duration) -> WorkerPool {
+        let max = max.max(1);
+        WorkerPool {
+            connect,
+            max,
+            acquire_timeout,
+            permits: Semaphore::new(max as usize),
+            idle: Mutex::new(Vec::new()),
+            open: AtomicU32::new(0),
+        }
+    }
+
+    /// Runs `work` on one of this pool's connections. Waiting for a free connection, or for a
+    /// new one to open, gives up after the acquire timeout with `PoolTimedOut`.
+    pub async fn run<T, E>(
+        &self,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<sqlx::Error> + BreaksConnection,
+    {
+        let deadline = tokio::time::Instant::now() + self.acquire_timeout;
+        let _permit = tokio::time::timeout_at(deadline, self.permits.acquire())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let mut lease = Lease {
+            pool: self,
+            conn: Some(self.checkout(deadline).await?),
+        };
+        let result = work(&mut lease.conn_mut().conn).await;
+        match &result {
+            Err(e) if e.breaks_connection() => lease.discard(),
+            _ => lease.give_back(),
+        }
+        result
+    }
+
+    /// An idle connection (pinged if it sat a while), else a new one.
+    async fn checkout(&self, deadline: tokio::time::Instant) -> Result<Idle, sqlx::Error> {
+        loop {
+            // (The lock is released before any await below.)
+            let popped = self.lock().pop();
+            let Some(mut idle) = popped else { break };
+            let idle_for = idle.since.elapsed();
+            if idle_for > IDLE_TIMEOUT {
+                self.closed(idle);
+                continue;
+            }
+            if idle_for > PING_IF_IDLE_FOR {
+                match tokio::time::timeout_at(deadline, idle.conn.ping()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => {
+                        self.closed(idle);
+                        continue;
+                    }
+                    Err(_) => {
+                        self.closed(idle);
+                        return Err(sqlx::Error::PoolTimedOut);
+                    }
+                }
+            }
+            return Ok(idle);
+        }
+        let conn = tokio::time::timeout_at(deadline, PgConnection::connect_with(&self.connect))
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
+        self.open.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        Ok(Idle {
+            conn,
+            since: now,
+            opened: now,
+        })
+    }
+
+    /// Forgets a connection: dropping it closes its socket.
+    fn closed(&self, idle: Idle) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        drop(idle);
+    }
+
+    /// (open connections, idle connections).
+    pub fn usage(&self) -> (u32, usize) {
+        (self.open.load(Ordering::Relaxed), self.lock().len())
+    }
+
+    pub fn max_connections(&self) -> u32 {
+        self.max
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Idle>> {
+        // Only whole connections are pushed and popped: a panic cannot leave the list torn.
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A connection out of the pool. Dropped without `give_back` (the work was cancelled, or failed
+/// at the connection level), it is closed, not returned.
+struct Lease<'a> {
+    pool: &'a WorkerPool,
+    conn: Option<Idle>,
+}
+
+impl Lease<'_> {
+    fn conn_mut(&mut self) -> &mut Idle {
+        self.conn
+            .as_mut()
+            .expect("a lease holds its connection until it ends")
+    }
+
+    fn give_back(mut self) {
+        if let Some(mut idle) = self.conn.take() {
+            if idle.opened.elapsed() > MAX_LIFETIME {
+                self.pool.closed(idle);
+            } else {
+                idle.since = Instant::now();
+                self.pool.lock().push(idle);
+            }
+        }
+    }
+
+    fn discard(mut self) {
+        if let Some(idle) = self.conn.take() {
+            self.pool.closed(idle);
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(idle) = self.conn.take() {
+            self.pool.closed(idle);
+        }
+    }
+}
+
+/// The serving pools of one process: one per HTTP worker, `ROOMD_DB_POOL_SIZE` split evenly
+/// between them (rounded up). Kept together for the pool gauges.
+pub struct WorkerPools {
+    connect: PgConnectOptions,
+    per_worker: u32,
+    pools: Mutex<Vec<Arc<WorkerPool>>>,
+}
+
+impl WorkerPools {
+    pub fn new(connect: PgConnectOptions, total: u32, workers: usize) -> WorkerPools {
+        let workers = u32::try_from(workers.max(1)).unwrap_or(u32::MAX);
+        WorkerPools {
+            connect,
+            per_worker: total.div_ceil(workers).max(1),
+            pools: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A new pool for one worker (or any other single-threaded server).
+    pub fn add(&self, max: Option<u32>) -> Arc<WorkerPool> {
+        let pool = Arc::new(WorkerPool::new(
+            self.connect.clone(),
+            max.unwrap_or(self.per_worker),
+            ACQUIRE_TIMEOUT,
+        ));
+        self.lock().push(pool.clone());
+        pool
+    }
+
+    /// (open connections, idle connections) over all the pools.
+    pub fn usage(&self) -> (u32, usize) {
+        self.lock().iter().fold((0, 0), |(open, idle), p| {
+            let (o, i) = p.usage();
+            (open + o, idle + i)
+        })
+    }
+
+    /// Forgets the pools (after the workers have stopped): their connections close with them.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Arc<WorkerPool>>> {
+        self.pools.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
