@@ -11,12 +11,14 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use roomd::db::embedded::{EmbeddedPostgres, Mode};
 use roomd::db::rooms::{self, RoomFilter, RoomKey};
+use roomd::db::worker_pool::BreaksConnection;
+use roomd::db::WorkerPool;
 use roomd::domain::room::{CreateRoom, RoomStatus};
 use roomd::twilio::form::Params;
 use roomd::twilio::paging::{Cursor, PageRequest};
 use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -273,7 +275,17 @@ where
 struct Server {
     child: Child,
     addr: String,
-    _work: PathBuf,
+    work: PathBuf,
+}
+
+/// Stops roomd however the benchmark ends, an error included: no server is left behind.
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
 }
 
 fn roomd_binary() -> Result<PathBuf> {
@@ -319,26 +331,24 @@ async fn start_roomd(bin: &PathBuf, url: &str) -> Result<Server> {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(work.join("roomd.log"))?)
         .spawn()?;
-    let addr = format!("127.0.0.1:{port}");
+    let server = Server {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+        work,
+    };
     for _ in 0..600 {
-        if let Ok(mut s) = TcpStream::connect(&addr).await {
+        if let Ok(mut s) = TcpStream::connect(&server.addr).await {
             s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").await?;
             let mut out = String::new();
             s.read_to_string(&mut out).await?;
             if out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200") {
-                return Ok(Server {
-                    child,
-                    addr,
-                    _work: work,
-                });
+                return Ok(server);
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!(
-        "roomd did not become healthy; see {}",
-        work.join("roomd.log").display()
-    )
+    let log = std::fs::read_to_string(server.work.join("roomd.log")).unwrap_or_default();
+    bail!("roomd did not become healthy; its log:\n{log}")
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
@@ -390,6 +400,10 @@ struct ScenarioResult {
     sql_ops_per_s: f64,
     sql_p50_ms: f64,
     ratio: f64,
+    /// The same statements through roomd's own worker pool (main concurrency only): what the
+    /// HTTP layer costs over the best direct path, without sqlx's release round trip.
+    own_pool_sql_ops_per_s: Option<f64>,
+    ratio_to_own_pool: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -464,6 +478,7 @@ async fn scenario(
     data: &Data,
     concurrency: usize,
     secs: f64,
+    with_own_pool: bool,
 ) -> Result<ScenarioResult> {
     // Enough fresh rooms for a completion run at up to 10,000/s.
     let completions = (10_000.0 * secs) as i64;
@@ -475,7 +490,6 @@ async fn scenario(
     } else {
         (Arc::new(Vec::new()), Arc::new(Vec::new()))
     };
-    let acct = account_sid(0);
     let run_tag = format!("{:x}", rand_u64());
     let (expect, make): (u16, MakeRequest) = match name {
         "create" => {
@@ -542,9 +556,91 @@ async fn scenario(
     };
     let api = http_run(addr, concurrency, secs, expect, make).await?;
 
-    // The same db functions roomd calls for this scenario, straight through a pool.
-    let pool = pool.clone();
-    let sql = match name {
+    // The same db functions roomd calls for this scenario, straight through an sqlx pool (the
+    // baseline) and, at the main concurrency, through roomd's own worker pool.
+    let sql = direct_run(
+        name,
+        Direct::Sqlx(pool.clone()),
+        data,
+        concurrency,
+        secs,
+        to_complete_sql,
+    )
+    .await?;
+    let own_pool = if with_own_pool {
+        let to_complete = if name == "complete" {
+            rooms_to_complete(pool, completions).await?
+        } else {
+            Arc::new(Vec::new())
+        };
+        let own = Arc::new(WorkerPool::new(
+            (*pool.connect_options()).clone(),
+            POOL_SIZE,
+            Duration::from_secs(3),
+        ));
+        Some(direct_run(name, Direct::Own(own), data, concurrency, secs, to_complete).await?)
+    } else {
+        None
+    };
+    Ok(ScenarioResult {
+        name: name.to_string(),
+        concurrency,
+        api_ops_per_s: api.ops_per_s,
+        p50_ms: api.p50_ms,
+        p99_ms: api.p99_ms,
+        api_errors: api.errors,
+        sql_ops_per_s: sql.ops_per_s,
+        sql_p50_ms: sql.p50_ms,
+        ratio: ratio(api.ops_per_s, sql.ops_per_s),
+        own_pool_sql_ops_per_s: own_pool.map(|r| r.ops_per_s),
+        ratio_to_own_pool: own_pool.map(|r| ratio(api.ops_per_s, r.ops_per_s)),
+    })
+}
+
+fn ratio(api: f64, sql: f64) -> f64 {
+    if sql > 0.0 {
+        api / sql
+    } else {
+        0.0
+    }
+}
+
+/// Where a direct run sends its statements: an sqlx pool (the baseline), or roomd's own
+/// worker pool (to show what the pool itself is worth).
+enum Direct {
+    Sqlx(PgPool),
+    Own(Arc<WorkerPool>),
+}
+
+impl Direct {
+    async fn run<T, E>(
+        &self,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<sqlx::Error> + BreaksConnection,
+    {
+        match self {
+            // What `query.fetch_*(&pool)` does: acquire, run, and release (sqlx pings on release).
+            Direct::Sqlx(pool) => work(&mut *pool.acquire().await?).await,
+            Direct::Own(pool) => pool.run(work).await,
+        }
+    }
+}
+
+/// The direct-SQL side of one scenario.
+async fn direct_run(
+    name: &str,
+    direct: Direct,
+    data: &Data,
+    concurrency: usize,
+    secs: f64,
+    to_complete: Arc<Vec<String>>,
+) -> Result<Run> {
+    let acct = account_sid(0);
+    let run_tag = format!("{:x}", rand_u64());
+    let pool = Arc::new(direct);
+    let run = match name {
         "create" => {
             let room =
                 CreateRoom::from_params(&Params::parse(b"").map_err(|e| anyhow::anyhow!("{e}"))?)
@@ -555,7 +651,8 @@ async fn scenario(
                 async move {
                     room.unique_name = Some(format!("sql-{tag}-{n}"));
                     let sid = roomd::domain::sid::generate("RM");
-                    rooms::insert(&pool, &acct, &sid, &room).await?;
+                    pool.run(async |c| rooms::insert(c, &acct, &sid, &room).await)
+                        .await?;
                     Ok(())
                 }
             })
@@ -577,7 +674,7 @@ async fn scenario(
                     } else {
                         RoomKey::Sid(k)
                     };
-                    rooms::fetch(&pool, &acct, key)
+                    pool.run(async |c| rooms::fetch(c, &acct, key).await)
                         .await?
                         .context("room missing")?;
                     Ok(())
@@ -615,8 +712,10 @@ async fn scenario(
                 let (pool, acct, filter, page) =
                     (pool.clone(), acct.clone(), filter.clone(), page.clone());
                 async move {
-                    let mut conn = pool.acquire().await?;
-                    match rooms::list(&mut conn, &acct, &filter, &page).await {
+                    match pool
+                        .run(async |c| rooms::list(c, &acct, &filter, &page).await)
+                        .await
+                    {
                         Ok(p) if p.rooms.len() == 50 => Ok(()),
                         Ok(_) => bail!("short page"),
                         Err(_) => bail!("list failed"),
@@ -626,14 +725,14 @@ async fn scenario(
             .await?
         }
         "complete" => {
-            let sids = to_complete_sql.clone();
+            let sids = to_complete.clone();
             sql_run(concurrency, secs, move |n| {
                 let (pool, acct, sids) = (pool.clone(), acct.clone(), sids.clone());
                 async move {
                     let sid = sids
                         .get(n as usize)
                         .context("ran out of rooms to complete")?;
-                    rooms::complete(&pool, &acct, RoomKey::Sid(sid))
+                    pool.run(async |c| rooms::complete(c, &acct, RoomKey::Sid(sid)).await)
                         .await?
                         .context("room was not in progress")?;
                     Ok(())
@@ -643,21 +742,7 @@ async fn scenario(
         }
         _ => unreachable!(),
     };
-    Ok(ScenarioResult {
-        name: name.to_string(),
-        concurrency,
-        api_ops_per_s: api.ops_per_s,
-        p50_ms: api.p50_ms,
-        p99_ms: api.p99_ms,
-        api_errors: api.errors,
-        sql_ops_per_s: sql.ops_per_s,
-        sql_p50_ms: sql.p50_ms,
-        ratio: if sql.ops_per_s > 0.0 {
-            api.ops_per_s / sql.ops_per_s
-        } else {
-            0.0
-        },
-    })
+    Ok(run)
 }
 
 fn rand_u64() -> u64 {
@@ -739,9 +824,11 @@ async fn main() -> Result<()> {
             if !args.only.is_empty() && !args.only.iter().any(|o| o == name) {
                 continue;
             }
-            let r = scenario(name, &server.addr, &pool, &data, concurrency, secs).await?;
-            eprintln!("{:>14} c={:<3} api {:>8.0}/s p50 {:>6.2} ms p99 {:>6.2} ms | sql {:>8.0}/s | ratio {:.2} | api errors {}",
-                r.name, r.concurrency, r.api_ops_per_s, r.p50_ms, r.p99_ms, r.sql_ops_per_s, r.ratio, r.api_errors);
+            let main = concurrency == args.concurrency;
+            let r = scenario(name, &server.addr, &pool, &data, concurrency, secs, main).await?;
+            eprintln!("{:>14} c={:<3} api {:>8.0}/s p50 {:>6.2} ms p99 {:>6.2} ms | sql {:>8.0}/s | ratio {:.2} | own pool {} | api errors {}",
+                r.name, r.concurrency, r.api_ops_per_s, r.p50_ms, r.p99_ms, r.sql_ops_per_s, r.ratio,
+                r.own_pool_sql_ops_per_s.map_or("-".into(), |o| format!("{o:.0}/s")), r.api_errors);
             results.push(r);
         }
     }
@@ -759,11 +846,7 @@ async fn main() -> Result<()> {
         / wall0.elapsed().as_secs_f64()
         / std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
     let peak = peak_rss_mb(server.child.id());
-    let mut child = server.child;
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&server._work);
+    drop(server);
 
     // The sweeper: up to 100,000 rooms (10% of the preload) made due, then ended in batches.
     let due = (rooms_n / 10).min(100_000);
@@ -817,13 +900,23 @@ async fn main() -> Result<()> {
 
 fn print_table(r: &Report, swept: usize) {
     println!(
-        "| scenario | conns | API ops/s | p50 ms | p99 ms | direct SQL ops/s | ratio API/SQL |"
+        "| scenario | conns | API ops/s | p50 ms | p99 ms | direct SQL ops/s | ratio API/SQL | SQL via roomd's pool ops/s | ratio API/that |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let or_dash =
+        |v: Option<f64>, decimals: usize| v.map_or("-".to_string(), |v| format!("{v:.decimals$}"));
     for s in &r.scenarios {
         println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} |",
-            s.name, s.concurrency, s.api_ops_per_s, s.p50_ms, s.p99_ms, s.sql_ops_per_s, s.ratio
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {} | {} |",
+            s.name,
+            s.concurrency,
+            s.api_ops_per_s,
+            s.p50_ms,
+            s.p99_ms,
+            s.sql_ops_per_s,
+            s.ratio,
+            or_dash(s.own_pool_sql_ops_per_s, 0),
+            or_dash(s.ratio_to_own_pool, 2)
         );
     }
     println!();

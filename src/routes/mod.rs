@@ -30,6 +30,20 @@ pub async fn metrics(state: web::Data<crate::startup::AppState>) -> HttpResponse
         .body(state.metrics.render(&state.pool, &state.pools).await)
 }
 
+/// A JSON response, serialized once into a buffer of `capacity` bytes (no regrowth for the
+/// expected size).
+pub fn json(
+    mut response: actix_web::HttpResponseBuilder,
+    body: &impl serde::Serialize,
+    capacity: usize,
+) -> HttpResponse {
+    let mut buf = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut buf, body) {
+        Ok(()) => response.content_type(header::ContentType::json()).body(buf),
+        Err(e) => ApiError::internal(e).error_response(),
+    }
+}
+
 /// A 404 for `path`, named as Twilio does: without the `/v1` prefix.
 pub fn resource_not_found(path: &str) -> ApiError {
     ApiError::not_found(path)

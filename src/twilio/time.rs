@@ -2,14 +2,34 @@
 //! twilio-python parses only that shape, so fractional seconds are never emitted.
 
 use super::error::ApiError;
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use std::fmt;
+
+/// Displays a date in Twilio's format, without building a string first.
+pub struct TwilioDate<'a>(pub &'a DateTime<Utc>);
+
+impl fmt::Display for TwilioDate<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.0;
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    }
+}
 
 pub fn format(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+    TwilioDate(t).to_string()
 }
 
 pub fn serialize<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format(t))
+    s.collect_str(&TwilioDate(t))
 }
 
 pub fn serialize_opt<S: serde::Serializer>(
@@ -53,6 +73,14 @@ mod tests {
         let t = Utc.with_ymd_and_hms(2015, 7, 30, 20, 0, 0).unwrap()
             + chrono::Duration::milliseconds(999);
         assert_eq!(format(&t), "2015-07-30T20:00:00Z");
+        let padded = Utc.with_ymd_and_hms(987, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(format(&padded), "0987-01-02T03:04:05Z");
+        #[derive(serde::Serialize)]
+        struct S(#[serde(serialize_with = "serialize")] DateTime<Utc>);
+        assert_eq!(
+            serde_json::to_string(&S(t)).unwrap(),
+            "\"2015-07-30T20:00:00Z\""
+        );
     }
 
     #[test]
