@@ -82,6 +82,28 @@ async fn a_cancelled_query_closes_its_connection_instead_of_returning_it() {
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
+/// `n` tasks, each holding one of the pool's connections for `secs`.
+fn sleep_on(
+    pool: &Arc<WorkerPool>,
+    n: usize,
+    secs: f64,
+) -> Vec<tokio::task::JoinHandle<Result<sqlx::postgres::PgQueryResult, sqlx::Error>>> {
+    (0..n)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                pool.run(async |c: &mut PgConnection| {
+                    sqlx::query("SELECT pg_sleep($1)")
+                        .bind(secs)
+                        .execute(c)
+                        .await
+                })
+                .await
+            })
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn at_most_max_connections_open_and_waiters_time_out() {
     let db = fresh_database().await;
@@ -90,34 +112,14 @@ async fn at_most_max_connections_open_and_waiters_time_out() {
         2,
         Duration::from_millis(300),
     ));
-    let sleepers: Vec<_> = (0..6)
-        .map(|_| {
-            let pool = pool.clone();
-            tokio::spawn(async move {
-                pool.run(async |c: &mut PgConnection| {
-                    sqlx::query("SELECT pg_sleep(0.05)").execute(c).await
-                })
-                .await
-            })
-        })
-        .collect();
+    let sleepers = sleep_on(&pool, 6, 0.05);
     for s in sleepers {
         s.await.unwrap().unwrap();
     }
     assert_eq!(pool.usage(), (2, 2));
 
     // Both connections busy for longer than the acquire timeout: a third caller gives up.
-    let busy: Vec<_> = (0..2)
-        .map(|_| {
-            let pool = pool.clone();
-            tokio::spawn(async move {
-                pool.run(async |c: &mut PgConnection| {
-                    sqlx::query("SELECT pg_sleep(1)").execute(c).await
-                })
-                .await
-            })
-        })
-        .collect();
+    let busy = sleep_on(&pool, 2, 1.0);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let err = pool
         .run(async |c: &mut PgConnection| sqlx::query("SELECT 1").execute(c).await)
