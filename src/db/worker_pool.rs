@@ -51,6 +51,24 @@ struct Idle {
     conn: PgConnection,
     since: Instant,
     opened: Instant,
+    _counted: Counted,
+}
+
+/// One open connection in the pool's count, for as long as the connection exists, however it
+/// ends (closed on purpose, or dropped with a cancelled request).
+struct Counted(Arc<AtomicU32>);
+
+impl Counted {
+    fn new(open: &Arc<AtomicU32>) -> Counted {
+        open.fetch_add(1, Ordering::Relaxed);
+        Counted(open.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One worker's connections: at most `max` open, handed out in most-recently-used order.
@@ -60,7 +78,7 @@ pub struct WorkerPool {
     acquire_timeout: Duration,
     permits: Semaphore,
     idle: Mutex<Vec<Idle>>,
-    open: AtomicU32,
+    open: Arc<AtomicU32>,
 }
 
 impl WorkerPool {
@@ -73,7 +91,7 @@ impl WorkerPool {
             acquire_timeout,
             permits: Semaphore::new(max as usize),
             idle: Mutex::new(Vec::new()),
-            open: AtomicU32::new(0),
+            open: Arc::new(AtomicU32::new(0)),
         }
     }
 
@@ -97,7 +115,7 @@ impl WorkerPool {
         };
         let result = work(&mut lease.conn_mut().conn).await;
         match &result {
-            Err(e) if e.breaks_connection() => lease.discard(),
+            Err(e) if e.breaks_connection() => drop(lease),
             _ => lease.give_back(),
         }
         result
@@ -111,20 +129,13 @@ impl WorkerPool {
             let Some(mut idle) = popped else { break };
             let idle_for = idle.since.elapsed();
             if idle_for > IDLE_TIMEOUT {
-                self.closed(idle);
                 continue;
             }
             if idle_for > PING_IF_IDLE_FOR {
                 match tokio::time::timeout_at(deadline, idle.conn.ping()).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(_)) => {
-                        self.closed(idle);
-                        continue;
-                    }
-                    Err(_) => {
-                        self.closed(idle);
-                        return Err(sqlx::Error::PoolTimedOut);
-                    }
+                    Ok(Err(_)) => continue,
+                    Err(_) => return Err(sqlx::Error::PoolTimedOut),
                 }
             }
             return Ok(idle);
@@ -132,19 +143,13 @@ impl WorkerPool {
         let conn = tokio::time::timeout_at(deadline, PgConnection::connect_with(&self.connect))
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)??;
-        self.open.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         Ok(Idle {
             conn,
             since: now,
             opened: now,
+            _counted: Counted::new(&self.open),
         })
-    }
-
-    /// Forgets a connection: dropping it closes its socket.
-    fn closed(&self, idle: Idle) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
-        drop(idle);
     }
 
     /// (open connections, idle connections).
@@ -163,7 +168,7 @@ impl WorkerPool {
 }
 
 /// A connection out of the pool. Dropped without `give_back` (the work was cancelled, or failed
-/// at the connection level), it is closed, not returned.
+/// at the connection level), its connection is dropped too, which closes it.
 struct Lease<'a> {
     pool: &'a WorkerPool,
     conn: Option<Idle>,
@@ -176,28 +181,13 @@ impl Lease<'_> {
             .expect("a lease holds its connection until it ends")
     }
 
+    /// Returns the connection to the idle list, unless it has lived long enough.
     fn give_back(mut self) {
         if let Some(mut idle) = self.conn.take() {
-            if idle.opened.elapsed() > MAX_LIFETIME {
-                self.pool.closed(idle);
-            } else {
+            if idle.opened.elapsed() <= MAX_LIFETIME {
                 idle.since = Instant::now();
                 self.pool.lock().push(idle);
             }
-        }
-    }
-
-    fn discard(mut self) {
-        if let Some(idle) = self.conn.take() {
-            self.pool.closed(idle);
-        }
-    }
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        if let Some(idle) = self.conn.take() {
-            self.pool.closed(idle);
         }
     }
 }
