@@ -241,7 +241,7 @@ async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
         public_url: settings.public_url.clone(),
         auth_cache_ttl: settings.auth_cache_ttl,
         metrics_bind: settings.metrics_bind,
-        workers: crate::startup::default_workers(),
+        workers: settings.http_workers,
         db_pool_size: settings.pool_size,
     };
     let app = Application::build(server, options).with_context(|| match settings.metrics_bind {
@@ -256,6 +256,8 @@ async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
         metrics_address = %app.metrics_addr().map_or("(main listener)".to_string(), |a| a.to_string()),
         public_url = app.public_url().as_str(),
         auth_cache_ttl_s = settings.auth_cache_ttl.as_secs(),
+        http_workers = settings.http_workers,
+        db_pool_size = settings.pool_size,
         "roomd listening"
     );
 

@@ -21,6 +21,8 @@ pub struct Settings {
     pub bootstrap_account: Option<BootstrapAccount>,
     pub auth_cache_ttl: Duration,
     pub pool_size: u32,
+    /// `ROOMD_HTTP_WORKERS`: HTTP worker threads (one per core by default).
+    pub http_workers: usize,
     /// `ROOMD_DB_CONNECT_TIMEOUT`: how long start-up waits for an unreachable database.
     pub db_connect_timeout: Duration,
     /// `ROOMD_METRICS_BIND`: a separate listener for `/metrics`.
@@ -53,6 +55,7 @@ impl std::fmt::Debug for Settings {
             .field("bootstrap_account", &self.bootstrap_account)
             .field("auth_cache_ttl", &self.auth_cache_ttl)
             .field("pool_size", &self.pool_size)
+            .field("http_workers", &self.http_workers)
             .field("db_connect_timeout", &self.db_connect_timeout)
             .field("metrics_bind", &self.metrics_bind)
             .finish()
@@ -75,6 +78,20 @@ fn seconds(name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Re
             Ok(n) if range.contains(&n) => Ok(Duration::from_secs(n)),
             _ => bail!(
                 "invalid {name}: {v:?} is not a whole number of seconds in {}..={}",
+                range.start(),
+                range.end()
+            ),
+        },
+    }
+}
+
+fn number(name: &str, default: u32, range: std::ops::RangeInclusive<u32>) -> Result<u32> {
+    match var(name)? {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => bail!(
+                "invalid {name}: {v:?} is not a number in {}..={}",
                 range.start(),
                 range.end()
             ),
@@ -140,13 +157,6 @@ impl Settings {
         let public_url = var("ROOMD_PUBLIC_URL")?
             .map(|u| parse_public_url(&u))
             .transpose()?;
-        let pool_size = match var("ROOMD_DB_POOL_SIZE")? {
-            None => 10,
-            Some(v) => match v.trim().parse::<u32>() {
-                Ok(n) if (1..=1000).contains(&n) => n,
-                _ => bail!("invalid ROOMD_DB_POOL_SIZE: {v:?} is not a number in 1..=1000"),
-            },
-        };
         Ok(Settings {
             database,
             bind,
@@ -163,7 +173,12 @@ impl Settings {
                 crate::auth::DEFAULT_CACHE_TTL.as_secs(),
                 0..=crate::auth::MAX_CACHE_TTL.as_secs(),
             )?,
-            pool_size,
+            pool_size: number("ROOMD_DB_POOL_SIZE", 10, 1..=1000)?,
+            http_workers: number(
+                "ROOMD_HTTP_WORKERS",
+                crate::startup::default_workers() as u32,
+                1..=256,
+            )? as usize,
             db_connect_timeout: seconds("ROOMD_DB_CONNECT_TIMEOUT", 30, 0..=3600)?,
             metrics_bind: socket_addr("ROOMD_METRICS_BIND")?,
         })

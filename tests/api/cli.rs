@@ -117,6 +117,8 @@ async fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
     for (name, value) in [
         ("ROOMD_BIND", "not-an-address"),
         ("ROOMD_SWEEP_INTERVAL", "0"),
+        ("ROOMD_DB_POOL_SIZE", "0"),
+        ("ROOMD_HTTP_WORKERS", "many"),
         ("ROOMD_PUBLIC_URL", "ftp://x"),
         ("ROOMD_BOOTSTRAP_ACCOUNT", "ACnope:tok"),
         ("DATABASE_URL", "mysql://nope"),
