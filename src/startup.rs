@@ -193,8 +193,6 @@ impl Application {
         if let Some(h) = metrics_handle {
             h.stop(true).await;
         }
-        let result = server.await.map_err(std::io::Error::other)?;
-        shared.pools.clear();
-        result
+        server.await.map_err(std::io::Error::other)?
     }
 }

@@ -16,7 +16,7 @@
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::Connection;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
@@ -193,11 +193,12 @@ impl Lease<'_> {
 }
 
 /// The serving pools of one process: one per HTTP worker, `ROOMD_DB_POOL_SIZE` split evenly
-/// between them (rounded up). Kept together for the pool gauges.
+/// between them (rounded up). Listed for the pool gauges, without keeping them alive: a pool
+/// (and its connections) goes with the worker that owns it.
 pub struct WorkerPools {
     connect: PgConnectOptions,
     per_worker: u32,
-    pools: Mutex<Vec<Arc<WorkerPool>>>,
+    pools: Mutex<Vec<Weak<WorkerPool>>>,
 }
 
 impl WorkerPools {
@@ -217,24 +218,24 @@ impl WorkerPools {
             max.unwrap_or(self.per_worker),
             ACQUIRE_TIMEOUT,
         ));
-        self.lock().push(pool.clone());
+        let mut pools = self.lock();
+        pools.retain(|p| p.strong_count() > 0);
+        pools.push(Arc::downgrade(&pool));
         pool
     }
 
     /// (open connections, idle connections) over all the pools.
     pub fn usage(&self) -> (u32, usize) {
-        self.lock().iter().fold((0, 0), |(open, idle), p| {
-            let (o, i) = p.usage();
-            (open + o, idle + i)
-        })
+        self.lock()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .fold((0, 0), |(open, idle), p| {
+                let (o, i) = p.usage();
+                (open + o, idle + i)
+            })
     }
 
-    /// Forgets the pools (after the workers have stopped): their connections close with them.
-    pub fn clear(&self) {
-        self.lock().clear();
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Vec<Arc<WorkerPool>>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Weak<WorkerPool>>> {
         self.pools.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
