@@ -130,15 +130,7 @@ pub async fn fetch(
     account_sid: &str,
     key: RoomKey<'_>,
 ) -> Result<Option<RoomRow>, sqlx::Error> {
-    let sql = match key {
-        RoomKey::Sid(_) => FETCH_BY_SID.as_str(),
-        RoomKey::Name(_) => FETCH_BY_NAME.as_str(),
-    };
-    sqlx::query_as(sql)
-        .bind(account_sid)
-        .bind(key.value())
-        .fetch_optional(db)
-        .await
+    one_by_key(db, [&FETCH_BY_SID, &FETCH_BY_NAME], account_sid, key).await
 }
 
 /// Completes an in-progress room in one compare-and-set UPDATE; `None` when no in-progress room
@@ -148,9 +140,20 @@ pub async fn complete(
     account_sid: &str,
     key: RoomKey<'_>,
 ) -> Result<Option<RoomRow>, sqlx::Error> {
+    one_by_key(db, [&COMPLETE_BY_SID, &COMPLETE_BY_NAME], account_sid, key).await
+}
+
+/// Runs the statement for `key`'s kind (`[by SID, by name]`, each taking `$1` the account and
+/// `$2` the key) and returns the room it yields, if any.
+async fn one_by_key(
+    db: impl PgExecutor<'_>,
+    [by_sid, by_name]: [&str; 2],
+    account_sid: &str,
+    key: RoomKey<'_>,
+) -> Result<Option<RoomRow>, sqlx::Error> {
     let sql = match key {
-        RoomKey::Sid(_) => COMPLETE_BY_SID.as_str(),
-        RoomKey::Name(_) => COMPLETE_BY_NAME.as_str(),
+        RoomKey::Sid(_) => by_sid,
+        RoomKey::Name(_) => by_name,
     };
     sqlx::query_as(sql)
         .bind(account_sid)

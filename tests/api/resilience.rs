@@ -27,6 +27,14 @@ async fn while_the_database_is_down_requests_get_503_and_roomd_recovers_when_it_
             .basic_auth(&account.sid, Some(&account.token))
             .send()
     };
+    let healthz = || async {
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
     assert_eq!(list().await.unwrap().status(), 200);
 
     let mut pg = tokio::task::spawn_blocking(move || {
@@ -52,15 +60,7 @@ async fn while_the_database_is_down_requests_get_503_and_roomd_recovers_when_it_
     )
     .await;
     created.assert_error(503, 20503);
-    assert_eq!(
-        client
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    assert_eq!(healthz().await, 503);
 
     let pg = tokio::task::spawn_blocking(move || {
         pg.restart().unwrap();
@@ -80,15 +80,7 @@ async fn while_the_database_is_down_requests_get_503_and_roomd_recovers_when_it_
         recovered,
         "roomd did not recover after the database returned"
     );
-    assert_eq!(
-        client
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(healthz().await, 200);
     pool.close().await;
     tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
 }
