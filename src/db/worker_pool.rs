@@ -74,7 +74,6 @@ impl Drop for Counted {
 /// One worker's connections: at most `max` open, handed out in most-recently-used order.
 pub struct WorkerPool {
     connect: PgConnectOptions,
-    max: u32,
     acquire_timeout: Duration,
     permits: Semaphore,
     idle: Mutex<Vec<Idle>>,
@@ -84,12 +83,10 @@ pub struct WorkerPool {
 impl WorkerPool {
     /// At most `max` connections; waiting for one gives up after `acquire_timeout`.
     pub fn new(connect: PgConnectOptions, max: u32, acquire_timeout: Duration) -> WorkerPool {
-        let max = max.max(1);
         WorkerPool {
             connect,
-            max,
             acquire_timeout,
-            permits: Semaphore::new(max as usize),
+            permits: Semaphore::new(max.max(1) as usize),
             idle: Mutex::new(Vec::new()),
             open: Arc::new(AtomicU32::new(0)),
         }
@@ -155,10 +152,6 @@ impl WorkerPool {
     /// (open connections, idle connections).
     pub fn usage(&self) -> (u32, usize) {
         (self.open.load(Ordering::Relaxed), self.lock().len())
-    }
-
-    pub fn max_connections(&self) -> u32 {
-        self.max
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Idle>> {
