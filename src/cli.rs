@@ -36,12 +36,23 @@ pub enum Command {
     Healthcheck,
 }
 
+/// How `accounts create` prints the new account.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Json,
+    Env,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum AccountsCommand {
     /// Create an account; prints it as JSON with its auth token (shown only this once).
     Create {
         #[arg(long)]
         friendly_name: String,
+        /// `json` (one object), or `env`: `export TWILIO_ACCOUNT_SID=...` and
+        /// `export TWILIO_AUTH_TOKEN=...` lines, for `eval` in a shell.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+        format: OutputFormat,
     },
     /// List accounts as JSON (no secrets).
     List,
@@ -119,7 +130,10 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 async fn accounts(pool: &PgPool, cmd: AccountsCommand) -> Result<()> {
     match cmd {
-        AccountsCommand::Create { friendly_name } => {
+        AccountsCommand::Create {
+            friendly_name,
+            format,
+        } => {
             let token = sid::random_hex32();
             let hash = tokio::task::spawn_blocking({
                 let token = token.clone();
@@ -136,7 +150,14 @@ async fn accounts(pool: &PgPool, cmd: AccountsCommand) -> Result<()> {
                 date_created: account.date_created,
                 auth_token: token,
             };
-            println!("{}", serde_json::to_string(&out)?);
+            match format {
+                OutputFormat::Json => println!("{}", serde_json::to_string(&out)?),
+                // SIDs and tokens are hex: nothing in them needs shell quoting.
+                OutputFormat::Env => println!(
+                    "export TWILIO_ACCOUNT_SID={}\nexport TWILIO_AUTH_TOKEN={}",
+                    out.sid, out.auth_token
+                ),
+            }
         }
         AccountsCommand::List => {
             println!(

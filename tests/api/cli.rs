@@ -112,6 +112,65 @@ async fn accounts_created_listed_and_rotated_from_the_cli_work_over_http() {
 }
 
 #[tokio::test]
+async fn accounts_create_with_format_env_prints_export_lines_whose_credentials_work() {
+    let app = spawn_app().await;
+    let url = app.database_url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        roomd(
+            &url,
+            &[
+                "accounts",
+                "create",
+                "--friendly-name",
+                "Env",
+                "--format",
+                "env",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let sid = lines[0].strip_prefix("export TWILIO_ACCOUNT_SID=").unwrap();
+    let token = lines[1].strip_prefix("export TWILIO_AUTH_TOKEN=").unwrap();
+    assert!(roomd::domain::sid::is_sid("AC", sid), "{sid}");
+    assert!(roomd::domain::account::is_valid_token(token));
+    let account = TestAccount {
+        sid: sid.to_string(),
+        token: token.to_string(),
+    };
+    let r = app
+        .request_as(
+            Some(&account),
+            Method::POST,
+            "/v1/Rooms",
+            Some("UniqueName=env"),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+
+    let bad = roomd(
+        &app.database_url,
+        &[
+            "accounts",
+            "create",
+            "--friendly-name",
+            "X",
+            "--format",
+            "yaml",
+        ],
+    );
+    assert!(!bad.status.success());
+}
+
+#[tokio::test]
 async fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
     let app = spawn_app().await;
     for (name, value) in [

@@ -5,22 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-TWILIO_PYTHON_VERSION="9.11.0"
-venv="target/sdk-venv"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import twilio, sys; sys.exit(twilio.__version__ != '$TWILIO_PYTHON_VERSION')" 2>/dev/null; then
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "twilio==$TWILIO_PYTHON_VERSION"
-fi
+. tests/sdk/setup.sh
 
-if command -v npm >/dev/null 2>&1; then
-  (cd tests/sdk/node && npm ci --no-audit --no-fund --silent)
-else
-  echo "npm not found: skipping the twilio-node smoke test" >&2
-fi
-
-cargo build --quiet
-roomd="target/debug/roomd"
+# The binary cargo builds, wherever CARGO_TARGET_DIR puts it.
+cargo build --quiet --bin roomd
+target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+roomd="$target_dir/debug/roomd"
 
 work="$(mktemp -d)"
 # As root, roomd runs PostgreSQL as the postgres user, which must be able to enter this directory.
@@ -54,7 +44,7 @@ done
 status=0
 echo "-- twilio-python"
 timeout 300 "$venv/bin/python" tests/sdk/smoke.py "$base" "$sid" "$token" || status=$?
-if [ -d tests/sdk/node/node_modules/twilio ]; then
+if [ -n "$node_modules" ]; then
   echo "-- twilio-node"
   timeout 300 node tests/sdk/node/smoke.js "$base" "$sid" "$token" || status=$?
 fi

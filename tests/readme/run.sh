@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Runs the README's quick start as a new user would: its run command (taken from README.md, not a
+# copy) with no DATABASE_URL and no roomd settings, then its first-account, curl, twilio-python and
+# twilio-node blocks against that server, then SIGTERM. Fails when any of them stops working, when
+# the server does not exit 0, or when it leaves a PostgreSQL running.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root="$PWD"
+block() { python3 tests/readme/blocks.py "$@"; }
+passed=0
+ok() { echo "ok   $*"; passed=$((passed + 1)); }
+
+run_cmd="$(block quickstart 1)"
+case "$run_cmd" in *" serve"*) ;; *) echo "FAIL: the quick start's first line is not a serve command: $run_cmd"; exit 1 ;; esac
+
+. tests/sdk/setup.sh
+
+# A new user's shell: no database, no roomd settings, no Twilio region or edge.
+unset DATABASE_URL TWILIO_REGION TWILIO_EDGE RUST_LOG
+for v in $(compgen -e); do case "$v" in ROOMD_*) unset "$v" ;; esac; done
+
+data_dir="$root/roomd-data"
+if [ -e "$data_dir" ]; then
+  echo "FAIL: $data_dir exists; the quick start check runs in a fresh clone (remove it to run it here)"
+  exit 1
+fi
+# As root the embedded PostgreSQL runs as the postgres user, which must be able to enter the
+# clone (the README says so). A clone under a private directory gets a data directory elsewhere.
+if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$root" 2>/dev/null; then
+  data_dir="$(mktemp -d)/roomd-data"
+  chmod 755 "$(dirname "$data_dir")"
+  export ROOMD_DATA_DIR="$data_dir"
+  echo "note: the postgres user cannot enter $root; the data directory is $data_dir"
+fi
+
+# The README's address, unless something else already listens there.
+readme_addr="127.0.0.1:8080"
+addr="$readme_addr"
+if ! python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 8080))" 2>/dev/null; then
+  addr="127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  export ROOMD_BIND="$addr"
+  echo "note: $readme_addr is taken; serving on $addr and pointing the snippets there"
+fi
+base="http://$addr"
+snippet() { block "$1" | sed "s#http://$readme_addr#$base#g"; }
+
+log="$(mktemp)"
+work="$(mktemp -d)"
+echo "\$ $run_cmd"
+bash -c "$run_cmd" >"$log" 2>&1 &
+pid=$!
+cleanup() {
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  rm -rf "$data_dir" "$work" "$log"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*"
+  echo "--- the server's output (last 40 lines):"
+  tail -n 40 "$log"
+  exit 1
+}
+
+# The first run builds in release mode: allow it time.
+for _ in $(seq 1 1800); do
+  curl -fsS -o /dev/null "$base/healthz" 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || fail "the run command exited before /healthz answered"
+  sleep 0.5
+done
+curl -fsS -o /dev/null "$base/healthz" || fail "/healthz did not answer within 15 minutes"
+ok "the run command serves $base/healthz"
+
+echo "\$ $(block first-account 1)"
+eval "$(snippet first-account)"
+[[ "${TWILIO_ACCOUNT_SID:-}" =~ ^AC[0-9a-f]{32}$ ]] || fail "the first-account block set no TWILIO_ACCOUNT_SID"
+[ -n "${TWILIO_AUTH_TOKEN:-}" ] || fail "the first-account block set no TWILIO_AUTH_TOKEN"
+ok "the first-account block created $TWILIO_ACCOUNT_SID"
+
+# curl as the README shows it, made to fail on an HTTP error instead of printing it.
+curl() { command curl --silent --show-error --fail-with-body "$@"; echo; }
+out="$(eval "$(snippet curl)")" || fail "a curl call failed: $out"
+echo "$out"
+[ "$(grep -c '"sid":"RM' <<<"$out")" -ge 3 ] || fail "the curl calls did not return the room"
+ok "the curl block"
+unset -f curl
+
+snippet python >"$work/first_call.py"
+out="$("$venv/bin/python" "$work/first_call.py" 2>&1)" || fail "the twilio-python snippet failed: $out"
+echo "$out"
+grep -q '^RM[0-9a-f]\{32\}' <<<"$out" || fail "the twilio-python snippet printed no room SID"
+ok "the twilio-python snippet"
+
+if [ -n "$node_modules" ]; then
+  snippet node >"$work/first_call.js"
+  out="$(NODE_PATH="$node_modules" node "$work/first_call.js" 2>&1)" || fail "the twilio-node snippet failed: $out"
+  echo "$out"
+  grep -q '^RM[0-9a-f]\{32\} DailyStandup' <<<"$out" || fail "the twilio-node snippet listed no room"
+  ok "the twilio-node snippet"
+fi
+
+kill -TERM "$pid"
+status=0
+for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "the server did not exit within 30 s of SIGTERM"
+wait "$pid" || status=$?
+[ "$status" = 0 ] || fail "the server exited $status after SIGTERM"
+for cmdline in /proc/[0-9]*/cmdline; do
+  if tr '\0' ' ' <"$cmdline" 2>/dev/null | grep -q -- "$data_dir/pgdata"; then
+    fail "a PostgreSQL is still running on $data_dir: $(tr '\0' ' ' <"$cmdline")"
+  fi
+done
+ok "SIGTERM: the server exited 0 and left no PostgreSQL running"
+echo "readme: $passed passed, 0 failed"
