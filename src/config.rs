@@ -25,7 +25,8 @@ pub struct Settings {
     pub http_workers: usize,
     /// `ROOMD_DB_CONNECT_TIMEOUT`: how long start-up waits for an unreachable database.
     pub db_connect_timeout: Duration,
-    /// `ROOMD_METRICS_BIND`: a separate listener for `/metrics`.
+    /// `ROOMD_METRICS_BIND`: the listener of its own for `/metrics` (loopback by default);
+    /// `None` (the value `main`) serves `/metrics` on the main listener.
     pub metrics_bind: Option<SocketAddr>,
 }
 
@@ -99,14 +100,23 @@ fn number(name: &str, default: u32, range: std::ops::RangeInclusive<u32>) -> Res
     }
 }
 
-fn socket_addr(name: &str) -> Result<Option<SocketAddr>> {
-    var(name)?
-        .map(|v| {
-            v.trim().parse().map_err(|_| {
-                anyhow!("invalid {name}: {v:?} is not an address:port such as 127.0.0.1:8080")
-            })
-        })
-        .transpose()
+/// Where `/metrics` is served unless `ROOMD_METRICS_BIND` says otherwise: a listener of its own on
+/// loopback, so metrics (which span every tenant) are not public by default.
+pub const DEFAULT_METRICS_BIND: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+
+/// `ROOMD_METRICS_BIND`: unset is `DEFAULT_METRICS_BIND`; `main` serves `/metrics` on the main
+/// listener (`None`); anything else is the address:port of a listener of its own.
+pub fn parse_metrics_bind(value: Option<&str>) -> Result<Option<SocketAddr>> {
+    match value.map(str::trim) {
+        None => Ok(Some(DEFAULT_METRICS_BIND)),
+        Some("main") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            anyhow!(
+                "invalid ROOMD_METRICS_BIND: {v:?} is not an address:port such as 127.0.0.1:9464, or main"
+            )
+        }),
+    }
 }
 
 pub fn parse_database_url(url: &str) -> Result<PgConnectOptions> {
@@ -180,7 +190,7 @@ impl Settings {
                 1..=256,
             )? as usize,
             db_connect_timeout: seconds("ROOMD_DB_CONNECT_TIMEOUT", 30, 0..=3600)?,
-            metrics_bind: socket_addr("ROOMD_METRICS_BIND")?,
+            metrics_bind: parse_metrics_bind(var("ROOMD_METRICS_BIND")?.as_deref())?,
         })
     }
 }
@@ -211,6 +221,18 @@ mod tests {
             .to_string();
         assert!(e.starts_with("invalid DATABASE_URL"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn metrics_are_on_loopback_unless_asked_for_on_the_main_listener() {
+        let default = parse_metrics_bind(None).unwrap().unwrap();
+        assert!(default.ip().is_loopback());
+        assert_eq!(parse_metrics_bind(Some("main")).unwrap(), None);
+        assert_eq!(
+            parse_metrics_bind(Some("0.0.0.0:9100")).unwrap(),
+            Some("0.0.0.0:9100".parse().unwrap())
+        );
+        assert!(parse_metrics_bind(Some("public")).is_err());
     }
 
     #[test]

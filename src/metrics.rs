@@ -7,6 +7,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
+use std::time::{Duration, Instant};
 
 pub struct Metrics {
     registry: Registry,
@@ -22,7 +23,13 @@ pub struct Metrics {
     pub argon2_verifications: IntCounter,
     pool_in_use: IntGauge,
     pool_idle: IntGauge,
+    /// When `rooms_in_progress` was last counted: at most every `GAUGE_REFRESH`, however many
+    /// scrapers there are (the count scans the in-progress index).
+    counted_at: tokio::sync::Mutex<Option<Instant>>,
 }
+
+/// How long a database-wide gauge is served from its last reading.
+pub const GAUGE_REFRESH: Duration = Duration::from_secs(5);
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
     registry
@@ -141,6 +148,7 @@ impl Metrics {
                 .unwrap(),
             ),
             registry: r,
+            counted_at: tokio::sync::Mutex::new(None),
         }
         .with_known_labels()
     }
@@ -159,24 +167,33 @@ impl Metrics {
     }
 
     /// The text exposition, with the gauges that are read at scrape time brought up to date:
-    /// the serving pools' usage, and the rooms in progress counted through `pool`.
+    /// the serving pools' usage, and the rooms in progress counted through `pool` (at most every
+    /// `GAUGE_REFRESH`).
     pub async fn render(&self, pool: &WorkerPool, pools: &WorkerPools) -> String {
         let (size, idle) = pools.usage();
         self.pool_idle.set(idle as i64);
         self.pool_in_use.set(i64::from(size) - idle as i64);
-        let count = pool
-            .run(async |c| {
-                sqlx::query_scalar::<_, i64>(
-                    "SELECT count(*) FROM rooms WHERE status = 'in-progress'",
-                )
-                .fetch_one(c)
-                .await
-            })
-            .await;
-        match count {
-            Ok(n) => self.rooms_in_progress.set(n),
-            Err(e) => tracing::warn!(error = %e, "metrics: could not count rooms in progress"),
+        // One scraper counts; the others wait for it and use its reading.
+        let mut counted_at = self.counted_at.lock().await;
+        if counted_at.is_none_or(|t| t.elapsed() >= GAUGE_REFRESH) {
+            let count = pool
+                .run(async |c| {
+                    sqlx::query_scalar::<_, i64>(
+                        "SELECT count(*) FROM rooms WHERE status = 'in-progress'",
+                    )
+                    .fetch_one(c)
+                    .await
+                })
+                .await;
+            match count {
+                Ok(n) => {
+                    self.rooms_in_progress.set(n);
+                    *counted_at = Some(Instant::now());
+                }
+                Err(e) => tracing::warn!(error = %e, "metrics: could not count rooms in progress"),
+            }
         }
+        drop(counted_at);
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

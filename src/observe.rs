@@ -47,7 +47,7 @@ pub async fn observe(
     let started = Instant::now();
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let id = req.extensions().get::<RequestId>().cloned();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let mut res = next.call(req).await?;
     let route = res
         .request()
@@ -63,7 +63,7 @@ pub async fn observe(
     }
     if let Some(m) = metrics {
         m.http_requests
-            .with_label_values(&[&method, &route, &status.to_string()])
+            .with_label_values(&[method, &route, &status.to_string()])
             .inc();
         m.http_duration
             .with_label_values(&[&route])
@@ -71,4 +71,20 @@ pub async fn observe(
     }
     tracing::info!(%route, status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request served");
     Ok(res)
+}
+
+/// The `method` label: the methods roomd knows, and `other` for anything else (actix accepts any
+/// token as a method, and a label per made-up method would grow the series without bound).
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }

@@ -325,6 +325,7 @@ async fn start_roomd(bin: &PathBuf, url: &str) -> Result<Server> {
         .arg("serve")
         .env("DATABASE_URL", url)
         .env("ROOMD_BIND", format!("127.0.0.1:{port}"))
+        .env("ROOMD_METRICS_BIND", "main")
         .env("ROOMD_DB_POOL_SIZE", POOL_SIZE.to_string())
         .env("RUST_LOG", "warn")
         .env("ROOMD_LOG_FORMAT", "text")

@@ -218,6 +218,7 @@ pub async fn serve(envs: Vec<(&'static str, String)>) -> Served {
     cmd.arg("serve")
         .env_remove("DATABASE_URL")
         .env("ROOMD_BIND", "127.0.0.1:0")
+        .env("ROOMD_METRICS_BIND", "main")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .env("ROOMD_LOG_FORMAT", "text")

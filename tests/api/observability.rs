@@ -216,3 +216,56 @@ async fn json_logs_carry_the_request_id_and_never_a_secret() {
         }
     }
 }
+
+#[tokio::test]
+async fn made_up_methods_share_one_metric_label_so_series_stay_bounded() {
+    let app = spawn_app().await;
+    let scrape = || async {
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let series = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("roomd_http_requests_total{"))
+            .count()
+    };
+    for i in 0..200 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        let r = app
+            .client
+            .request(method, app.url("/v1/Rooms"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405);
+    }
+    let text = scrape().await;
+    assert!(!text.contains("MADEUP"), "no raw method as a label");
+    assert_eq!(
+        metric_value(
+            &text,
+            r#"roomd_http_requests_total{method="other",route="/v1/Rooms",status="405"}"#
+        ),
+        Some(200.0)
+    );
+    let before = series(&text);
+    for i in 200..400 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        app.client
+            .request(method, app.url("/v1/Rooms"))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        series(&scrape().await),
+        before + 1,
+        "only the first scrape's own series is new"
+    );
+}

@@ -87,7 +87,9 @@ async fn while_the_database_is_down_requests_get_503_and_roomd_recovers_when_it_
 
 fn roomd_output(envs: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_roomd"));
-    cmd.arg("serve").env("RUST_LOG", "error");
+    cmd.arg("serve")
+        .env("RUST_LOG", "error")
+        .env("ROOMD_METRICS_BIND", "main");
     for (k, v) in envs {
         cmd.env(k, v);
     }

@@ -42,6 +42,10 @@ if ! python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 8080))" 
   echo "note: $readme_addr is taken; serving on $addr and pointing the snippets there"
 fi
 base="http://$addr"
+if ! python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 9464))" 2>/dev/null; then
+  export ROOMD_METRICS_BIND=127.0.0.1:0
+  echo "note: 127.0.0.1:9464 (the metrics listener) is taken; metrics go to a free port"
+fi
 snippet() { block "$1" | sed "s#http://$readme_addr#$base#g"; }
 
 log="$(mktemp)"

@@ -20,7 +20,7 @@ sid="AC$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 token="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 base="http://127.0.0.1:$port"
 
-ROOMD_DATA_DIR="$work/data" ROOMD_BIND="127.0.0.1:$port" ROOMD_BOOTSTRAP_ACCOUNT="$sid:$token" \
+ROOMD_DATA_DIR="$work/data" ROOMD_BIND="127.0.0.1:$port" ROOMD_METRICS_BIND=main ROOMD_BOOTSTRAP_ACCOUNT="$sid:$token" \
   RUST_LOG=warn "$roomd" serve >"$work/roomd.log" 2>&1 &
 pid=$!
 cleanup() {
