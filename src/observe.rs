@@ -48,7 +48,7 @@ pub async fn observe(
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let id = req.extensions().get::<RequestId>().cloned();
     let method = method_label(req.method());
-    let mut res = next.call(req).await?;
+    let mut res = crate::db::worker_pool::with_request_budget(next.call(req)).await?;
     let route = res
         .request()
         .match_pattern()

@@ -35,7 +35,7 @@ pub async fn pool(options: PgConnectOptions, size: u32) -> Result<PgPool, sqlx::
                 Ok(true)
             })
         })
-        .connect_with(options)
+        .connect_with(worker_pool::with_session_limits(options))
         .await
 }
 
@@ -50,6 +50,10 @@ pub async fn wait_for(options: &PgConnectOptions, timeout: Duration) -> anyhow::
             Ok(conn) => {
                 let _ = conn.close().await;
                 return Ok(());
+            }
+            // Wrong credentials or a database that does not exist will not fix themselves.
+            Err(sqlx::Error::Database(e)) if is_permanent_connect_error(e.as_ref()) => {
+                anyhow::bail!("could not connect to the database (DATABASE_URL): {e}")
             }
             Err(e) if tokio::time::Instant::now() + delay < deadline => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not reachable yet");
@@ -66,11 +70,26 @@ pub async fn wait_for(options: &PgConnectOptions, timeout: Duration) -> anyhow::
     }
 }
 
+/// Whether a refused connection is final: class 28 (invalid authorization: wrong password, no
+/// such role, pg_hba rejects) and 3D000 (no such database).
+fn is_permanent_connect_error(e: &dyn DatabaseError) -> bool {
+    e.code()
+        .is_some_and(|c| c.starts_with("28") || c.as_ref() == "3D000")
+}
+
 /// Whether a server error ends the session: class 08 (connection exception) and 57P01..57P03
 /// (admin shutdown, crash shutdown, cannot connect now).
 pub fn is_fatal_database_error(e: &dyn DatabaseError) -> bool {
     e.code()
         .is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03"))
+}
+
+/// Whether a statement error means the database is too busy or stalled to answer in time
+/// (57014: cancelled by `statement_timeout`; 55P03: lock not available): retryable, and the
+/// session stays usable.
+pub fn is_overloaded_database_error(e: &dyn DatabaseError) -> bool {
+    e.code()
+        .is_some_and(|c| matches!(c.as_ref(), "57014" | "55P03"))
 }
 
 /// Unique-violation constraint name, if `e` is one.

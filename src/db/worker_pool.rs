@@ -22,6 +22,60 @@ use tokio::sync::Semaphore;
 
 /// How long a request waits for a connection (all in use) or for a new one to open.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The most one request spends on the database, from its first use of a pool to its last
+/// result, however many statements and checkouts that takes. Past it the work is dropped (its
+/// connection closed) and the request answers 503: a stalled or frozen server (SIGSTOP, a lock
+/// held elsewhere, a network partition) costs a client seconds, never the length of the stall.
+pub const REQUEST_DB_BUDGET: Duration = Duration::from_secs(4);
+/// The server-side limits every connection of roomd's carries (`statement_timeout`,
+/// `idle_in_transaction_session_timeout`): PostgreSQL cancels a statement, or ends a session
+/// left idle inside a transaction, before the client-side budget above runs out.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(3);
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `options` with roomd's session limits.
+pub fn with_session_limits(options: PgConnectOptions) -> PgConnectOptions {
+    options.options([
+        (
+            "statement_timeout",
+            format!("{}ms", STATEMENT_TIMEOUT.as_millis()),
+        ),
+        (
+            "idle_in_transaction_session_timeout",
+            format!("{}ms", IDLE_IN_TRANSACTION_TIMEOUT.as_millis()),
+        ),
+    ])
+}
+
+tokio::task_local! {
+    /// When the current request's database budget runs out (set by its first `run`).
+    static BUDGET_ENDS: std::cell::Cell<Option<tokio::time::Instant>>;
+}
+
+/// Runs `request` with one database budget (`REQUEST_DB_BUDGET`) for all its pool work.
+pub async fn with_request_budget<F: std::future::Future>(request: F) -> F::Output {
+    BUDGET_ENDS.scope(std::cell::Cell::new(None), request).await
+}
+
+/// When the current request's budget ends (starting it now if this is its first use); outside a
+/// request, each `run` has a budget of its own.
+fn budget_deadline() -> tokio::time::Instant {
+    let fresh = || tokio::time::Instant::now() + REQUEST_DB_BUDGET;
+    BUDGET_ENDS
+        .try_with(|ends| {
+            let end = ends.get().unwrap_or_else(fresh);
+            ends.set(Some(end));
+            end
+        })
+        .unwrap_or_else(|_| fresh())
+}
+
+fn budget_spent() -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the database did not answer within the request's budget",
+    ))
+}
 /// A connection idle longer than this is pinged before it is handed out.
 pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 /// Idle longer than this, a connection is closed rather than reused.
@@ -84,7 +138,7 @@ impl WorkerPool {
     /// At most `max` connections; waiting for one gives up after `acquire_timeout`.
     pub fn new(connect: PgConnectOptions, max: u32, acquire_timeout: Duration) -> WorkerPool {
         WorkerPool {
-            connect,
+            connect: with_session_limits(connect),
             acquire_timeout,
             permits: Semaphore::new(max.max(1) as usize),
             idle: Mutex::new(Vec::new()),
@@ -101,7 +155,8 @@ impl WorkerPool {
     where
         E: From<sqlx::Error> + BreaksConnection,
     {
-        let deadline = tokio::time::Instant::now() + self.acquire_timeout;
+        let budget = budget_deadline();
+        let deadline = budget.min(tokio::time::Instant::now() + self.acquire_timeout);
         let _permit = tokio::time::timeout_at(deadline, self.permits.acquire())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?
@@ -110,7 +165,11 @@ impl WorkerPool {
             pool: self,
             conn: Some(self.checkout(deadline).await?),
         };
-        let result = work(&mut lease.conn_mut().conn).await;
+        // Past the budget the work is dropped mid-statement; so is the lease, which closes the
+        // connection (its state is unknown).
+        let result = tokio::time::timeout_at(budget, work(&mut lease.conn_mut().conn))
+            .await
+            .map_err(|_| E::from(budget_spent()))?;
         match &result {
             Err(e) if e.breaks_connection() => drop(lease),
             _ => lease.give_back(),

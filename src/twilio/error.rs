@@ -125,7 +125,10 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => crate::db::is_fatal_database_error(db.as_ref()),
+        sqlx::Error::Database(db) => {
+            crate::db::is_fatal_database_error(db.as_ref())
+                || crate::db::is_overloaded_database_error(db.as_ref())
+        }
         _ => false,
     }
 }

@@ -214,3 +214,29 @@ async fn a_request_in_flight_during_sigterm_still_gets_its_answer() {
     let rest = lines.finish();
     assert!(rest.iter().any(|l| l.contains("roomd stopped")), "{rest:?}");
 }
+
+#[tokio::test]
+async fn a_database_that_refuses_the_credentials_fails_the_start_at_once_without_retrying() {
+    let db = crate::helpers::empty_database().await;
+    // The server answers, but this database does not exist: retrying cannot help.
+    let url = db.url.replace(&db.name, "roomd_no_such_database");
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_roomd"));
+        cmd.arg("migrate")
+            .env("DATABASE_URL", url)
+            .env("ROOMD_DB_CONNECT_TIMEOUT", "600")
+            .env("RUST_LOG", "warn")
+            .env("ROOMD_LOG_FORMAT", "text");
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("not reachable yet"),
+        "no retries: {stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("roomd_no_such_database"), "{stderr}");
+}

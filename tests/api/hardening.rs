@@ -1,0 +1,112 @@
+//! Hostile or unlucky conditions: stalls, slow bodies, floods of bad input. Each answers with
+//! Twilio's error body within bounded time, and never holds what a client asks it to.
+
+use crate::helpers::{create_account, spawn_app, Reply};
+use roomd::db::embedded::{EmbeddedPostgres, Mode};
+use roomd::startup::{Application, ServerSettings};
+use sqlx::Executor;
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_statement_stuck_behind_a_lock_is_cancelled_and_answered_503() {
+    let app = spawn_app().await;
+    let room = app.create_room("UniqueName=locked").await;
+    let sid = room["sid"].as_str().unwrap().to_string();
+    // Another session holds the table for 20 s; without a statement timeout the request
+    // would wait that long and then succeed.
+    let mut tx = app.pool.begin().await.unwrap();
+    tx.execute("LOCK TABLE rooms IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let held = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        tx.rollback().await.unwrap();
+    });
+    let r = app.get(&format!("/v1/Rooms/{sid}")).await;
+    r.assert_error(503, 20503);
+    held.abort();
+}
+
+/// The PostgreSQL processes serving `database` (all of them, when `None`), by pid.
+async fn backend_pids(pool: &sqlx::PgPool) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+fn signal_all(pids: &[i32], signal: libc::c_int) {
+    for &pid in pids {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid, signal) };
+    }
+}
+
+#[tokio::test]
+async fn a_frozen_database_costs_a_request_its_budget_not_the_length_of_the_freeze() {
+    // A cluster of this test's own: freezing it disturbs no other test.
+    let pg =
+        tokio::task::spawn_blocking(|| EmbeddedPostgres::start(Mode::Disposable, None).unwrap())
+            .await
+            .unwrap();
+    let options = pg.connect_options("postgres");
+    roomd::db::migrate::run(&options).await.unwrap();
+    let pool = roomd::db::pool(options.clone(), 2).await.unwrap();
+    let app = Application::build(ServerSettings::local(), options).unwrap();
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let account = create_account(&pool, "frozen").await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let list = || async {
+        Reply::from(
+            client
+                .get(format!("{base}/v1/Rooms"))
+                .basic_auth(&account.sid, Some(&account.token))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    };
+    // Warm every worker's connection and the credential cache.
+    for _ in 0..8 {
+        assert_eq!(list().await.status, 200);
+    }
+    // SIGSTOP every backend (roomd's connections) and the postmaster (new connections): the
+    // server is there but answers nothing, as in a VM pause or a partition. Thawed after 15 s.
+    let mut frozen = backend_pids(&pool).await;
+    let postmaster: i32 =
+        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
+            .fetch_one(&pool)
+            .await
+            .map(|checkpointer: i32| {
+                std::fs::read_to_string(format!("/proc/{checkpointer}/stat"))
+                    .unwrap()
+                    .split_whitespace()
+                    .nth(3)
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .unwrap();
+    frozen.push(postmaster);
+    signal_all(&frozen, libc::SIGSTOP);
+    let thaw = {
+        let frozen = frozen.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            signal_all(&frozen, libc::SIGCONT);
+        })
+    };
+    let r = list().await;
+    signal_all(&frozen, libc::SIGCONT);
+    thaw.abort();
+    r.assert_error(503, 20503);
+    pool.close().await;
+    tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
+}
