@@ -264,6 +264,7 @@ async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
         metrics_bind: settings.metrics_bind,
         workers: settings.http_workers,
         db_pool_size: settings.pool_size,
+        body_timeout: settings.body_timeout,
     };
     let app = Application::build(server, options).with_context(|| match settings.metrics_bind {
         Some(m) => format!(

@@ -25,6 +25,8 @@ pub struct Settings {
     pub http_workers: usize,
     /// `ROOMD_DB_CONNECT_TIMEOUT`: how long start-up waits for an unreachable database.
     pub db_connect_timeout: Duration,
+    /// `ROOMD_BODY_TIMEOUT`: how long a request body may take to arrive.
+    pub body_timeout: Duration,
     /// `ROOMD_METRICS_BIND`: the listener of its own for `/metrics` (loopback by default);
     /// `None` (the value `main`) serves `/metrics` on the main listener.
     pub metrics_bind: Option<SocketAddr>,
@@ -58,6 +60,7 @@ impl std::fmt::Debug for Settings {
             .field("pool_size", &self.pool_size)
             .field("http_workers", &self.http_workers)
             .field("db_connect_timeout", &self.db_connect_timeout)
+            .field("body_timeout", &self.body_timeout)
             .field("metrics_bind", &self.metrics_bind)
             .finish()
     }
@@ -190,6 +193,11 @@ impl Settings {
                 1..=256,
             )? as usize,
             db_connect_timeout: seconds("ROOMD_DB_CONNECT_TIMEOUT", 30, 0..=3600)?,
+            body_timeout: seconds(
+                "ROOMD_BODY_TIMEOUT",
+                crate::startup::DEFAULT_BODY_TIMEOUT.as_secs(),
+                1..=300,
+            )?,
             metrics_bind: parse_metrics_bind(var("ROOMD_METRICS_BIND")?.as_deref())?,
         })
     }

@@ -13,3 +13,4 @@ pub mod startup;
 pub mod sweeper;
 pub mod telemetry;
 pub mod twilio;
+pub mod unread_body;

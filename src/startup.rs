@@ -8,6 +8,7 @@ use crate::metrics::Metrics;
 use crate::observe::{observe, RoomdRootSpan};
 use crate::routes;
 use crate::twilio::urls::PublicUrl;
+use crate::unread_body::close_on_unread_body;
 use actix_web::{web, App, HttpServer};
 use sqlx::postgres::PgConnectOptions;
 use std::future::Future;
@@ -24,7 +25,12 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// All the workers' pools, for the pool gauges.
     pub pools: Arc<WorkerPools>,
+    /// How long a request body may take to arrive (`ROOMD_BODY_TIMEOUT`).
+    pub body_timeout: Duration,
 }
+
+/// `ROOMD_BODY_TIMEOUT`'s default.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How to serve: the settings `Application::build` needs.
 #[derive(Clone, Debug)]
@@ -39,6 +45,8 @@ pub struct ServerSettings {
     pub workers: usize,
     /// PostgreSQL connections for serving requests, split evenly between the workers.
     pub db_pool_size: u32,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
 }
 
 impl ServerSettings {
@@ -51,6 +59,7 @@ impl ServerSettings {
             metrics_bind: None,
             workers: default_workers(),
             db_pool_size: 10,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 }
@@ -73,6 +82,7 @@ struct Shared {
     public_url: PublicUrl,
     metrics: Arc<Metrics>,
     pools: Arc<WorkerPools>,
+    body_timeout: Duration,
 }
 
 impl Shared {
@@ -84,6 +94,7 @@ impl Shared {
             public_url: self.public_url.clone(),
             metrics: self.metrics.clone(),
             pools: self.pools.clone(),
+            body_timeout: self.body_timeout,
         })
     }
 }
@@ -111,6 +122,7 @@ impl Application {
                 auth: Arc::new(AuthCache::new(settings.auth_cache_ttl, metrics.clone())),
                 public_url,
                 metrics,
+                body_timeout: settings.body_timeout,
             }),
         })
     }
@@ -155,11 +167,18 @@ impl Application {
                 .app_data(state)
                 .wrap(actix_web::middleware::from_fn(observe))
                 .wrap(tracing_actix_web::TracingLogger::<RoomdRootSpan>::new())
+                .wrap(actix_web::middleware::from_fn(close_on_unread_body))
                 .configure(|cfg| routes::configure(cfg, !separate_metrics))
                 .default_service(web::to(routes::not_found))
         })
         .listen(listener)?
         .workers(shared.workers)
+        // A request's headers must arrive within 5 s of its connection (or of the previous
+        // response), an idle keep-alive connection is closed after 5 s, and one being closed
+        // (after a 408 or 413, say, with its body still arriving) gets 1 s to go.
+        .client_request_timeout(Duration::from_secs(5))
+        .keep_alive(Duration::from_secs(5))
+        .client_disconnect_timeout(Duration::from_secs(1))
         .disable_signals()
         .shutdown_timeout(10)
         .run();
@@ -169,6 +188,7 @@ impl Application {
                 let server = HttpServer::new(move || {
                     App::new()
                         .app_data(shared.worker_state(Some(1)))
+                        .wrap(actix_web::middleware::from_fn(close_on_unread_body))
                         .route("/metrics", web::get().to(routes::metrics))
                         .default_service(web::to(routes::not_found))
                 })

@@ -65,23 +65,48 @@ pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     .error_response()
 }
 
-/// Reads a form-encoded body of at most 64 KiB. A body with another Content-Type is refused; an
-/// empty body needs none (curl -X POST sends none).
+/// Reads a form-encoded body of at most 64 KiB, within the body timeout (`ROOMD_BODY_TIMEOUT`):
+/// a client that trickles its body, or declares more than it sends, gets 408 and its connection
+/// closed instead of holding it. A body with another Content-Type is refused; an empty body needs
+/// none (curl -X POST sends none).
 pub async fn read_form(req: &HttpRequest, mut payload: web::Payload) -> Result<Params, ApiError> {
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::invalid_parameter(format!("Could not read the request body: {e}"))
-        })?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                code::INVALID_PARAMETER,
-                format!("Request body is larger than {} KiB", MAX_BODY_BYTES / 1024),
-            ));
+    let timeout = req
+        .app_data::<web::Data<crate::startup::AppState>>()
+        .map_or(crate::startup::DEFAULT_BODY_TIMEOUT, |s| s.body_timeout);
+    let read = async {
+        let payload = &mut payload;
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::invalid_parameter(format!("Could not read the request body: {e}"))
+            })?;
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    code::INVALID_PARAMETER,
+                    format!("Request body is larger than {} KiB", MAX_BODY_BYTES / 1024),
+                ));
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
+        Ok(body)
+    };
+    let read = tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                code::INVALID_PARAMETER,
+                format!(
+                    "The request body did not arrive within {} s",
+                    timeout.as_secs()
+                ),
+            ))
+        });
+    let body = match read {
+        Ok(body) => body,
+        Err(e) => return Err(e),
+    };
     if !body.is_empty() {
         let content_type = req
             .headers()

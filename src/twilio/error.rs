@@ -181,6 +181,10 @@ impl ResponseError for ApiError {
         if let ApiError::Unauthorized = self {
             resp.insert_header((header::WWW_AUTHENTICATE, r#"Basic realm="Twilio API""#));
         }
+        // The rest of an unread body may still be on its way: the connection cannot be reused.
+        if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::PAYLOAD_TOO_LARGE {
+            resp.force_close();
+        }
         resp.json(body)
     }
 }

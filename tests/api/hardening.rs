@@ -110,3 +110,80 @@ async fn a_frozen_database_costs_a_request_its_budget_not_the_length_of_the_free
     pool.close().await;
     tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
 }
+
+/// Sends `head` (request line and headers, without the blank line) as the test account, then
+/// `body` one piece every 200 ms for at most 30 s, and returns what roomd answered.
+async fn trickle(app: &crate::helpers::TestApp, head: &str, body: &[&[u8]]) -> String {
+    use base64::Engine;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.address.strip_prefix("http://").unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", app.account.sid, app.account.token));
+    s.write_all(format!("{head}\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (mut r, mut w) = s.into_split();
+    let body: Vec<Vec<u8>> = body.iter().map(|b| b.to_vec()).collect();
+    let writer = tokio::spawn(async move {
+        for _ in 0..150 {
+            for piece in &body {
+                if w.write_all(piece).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    let mut out = Vec::new();
+    // Reads to EOF: roomd must answer and close, well before the trickle ends.
+    let done = tokio::time::timeout(Duration::from_secs(20), r.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out).into_owned();
+    assert!(
+        done.is_ok(),
+        "roomd held the connection after {head}; it sent: {out}"
+    );
+    writer.abort();
+    out
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_in_is_answered_408_and_its_connection_closed() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        body_timeout: Duration::from_secs(2),
+        ..Default::default()
+    })
+    .await;
+    let slow = trickle(
+        &app,
+        "POST /v1/Rooms HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000",
+        &[b"a"],
+    )
+    .await;
+    assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
+    assert!(
+        slow.contains(r#""code":20001"#) && slow.contains(r#""status":408"#),
+        "{slow}"
+    );
+    // A chunked body that declares 2^64-1 bytes and sends them slowly.
+    let chunked = trickle(
+        &app,
+        "POST /v1/Rooms HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked",
+        &[b"ffffffffffffffff\r\n", b"a"],
+    )
+    .await;
+    assert!(
+        chunked.starts_with("HTTP/1.1 408") || chunked.starts_with("HTTP/1.1 400"),
+        "{chunked}"
+    );
+    assert!(chunked.contains(r#""code":20001"#), "{chunked}");
+    // A route that reads no body answers, and the connection still closes.
+    let get = trickle(
+        &app,
+        "GET /v1/Rooms HTTP/1.1\r\nTransfer-Encoding: chunked",
+        &[b"ffffffffffffffff\r\n", b"a"],
+    )
+    .await;
+    assert!(get.starts_with("HTTP/1.1 200"), "{get}");
+    assert_eq!(app.room_count().await, 0);
+}

@@ -167,6 +167,7 @@ pub struct Options {
     pub auth_cache_ttl: Duration,
     pub public_url: Option<String>,
     pub separate_metrics: bool,
+    pub body_timeout: Duration,
 }
 
 impl Default for Options {
@@ -175,6 +176,7 @@ impl Default for Options {
             auth_cache_ttl: Duration::from_secs(10),
             public_url: None,
             separate_metrics: false,
+            body_timeout: roomd::startup::DEFAULT_BODY_TIMEOUT,
         }
     }
 }
@@ -193,6 +195,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         metrics_bind: options
             .separate_metrics
             .then(|| "127.0.0.1:0".parse().unwrap()),
+        body_timeout: options.body_timeout,
         ..ServerSettings::local()
     };
     let app = Application::build(settings, db.options.clone()).unwrap();
