@@ -11,6 +11,9 @@ use serde::Serialize;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 1000;
+/// The most items a `Page` number without a `PageToken` may skip: deeper pages are reached by
+/// following `next_page_url` (keyset tokens), so no request scans an account's whole history.
+pub const MAX_PAGE_OFFSET: u64 = 10_000;
 
 /// Where a page starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +59,11 @@ impl PageRequest {
             None | Some("") => (None, Cursor::Start),
             Some(t) => (Some(t.to_string()), parse_token(t, sid_prefix)?),
         };
+        if cursor == Cursor::Start && u64::from(page) * u64::from(page_size) > MAX_PAGE_OFFSET {
+            return Err(ApiError::invalid_parameter(format!(
+                "Page * PageSize may not exceed {MAX_PAGE_OFFSET} without a PageToken: follow next_page_url"
+            )));
+        }
         Ok(PageRequest {
             page_size,
             page,

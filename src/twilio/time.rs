@@ -45,22 +45,27 @@ pub fn serialize_opt<S: serde::Serializer>(
 /// A date filter: `YYYY-MM-DD` (midnight UTC) or a full ISO-8601 / RFC 3339 timestamp, which is
 /// what the helper libraries send (`2017-01-01T00:00:01Z`).
 pub fn parse_filter(key: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
-    if let Ok(d) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
-        if value.len() == 10 {
-            return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
-        }
-    }
-    DateTime::parse_from_rfc3339(value)
-        .map(|t| t.with_timezone(&Utc))
-        // Without an offset, a date-time is taken as UTC, as Twilio's dates are.
-        .or_else(|_| {
-            chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S").map(|t| t.and_utc())
-        })
-        .map_err(|_| {
-            ApiError::invalid_parameter(format!(
-                "Invalid value for {key}: expected YYYY-MM-DD or an ISO-8601 date-time"
-            ))
-        })
+    let date = NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .ok()
+        .filter(|_| value.len() == 10)
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    date.or_else(|| {
+        DateTime::parse_from_rfc3339(value)
+            .map(|t| t.with_timezone(&Utc))
+            // Without an offset, a date-time is taken as UTC, as Twilio's dates are.
+            .or_else(|_| {
+                chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S")
+                    .map(|t| t.and_utc())
+            })
+            .ok()
+    })
+    // Years PostgreSQL cannot hold (or a client cannot mean) are bad input, not a 500.
+    .filter(|t| (1..=9999).contains(&t.year()))
+    .ok_or_else(|| {
+        ApiError::invalid_parameter(format!(
+            "Invalid value for {key}: expected YYYY-MM-DD or an ISO-8601 date-time in the years 0001 to 9999"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -98,6 +103,10 @@ mod tests {
             "yesterday",
             "2017-01-01T25:00:00Z",
             "2017-1-1",
+            "-5000-01-01T00:00:00",
+            "+200000-01-01T00:00:00Z",
+            "0000-12-31T23:00:00Z",
+            "9999-12-31T23:00:00-05:00",
         ] {
             assert!(parse_filter("D", bad).is_err(), "{bad}");
         }

@@ -241,6 +241,13 @@ async fn bad_paging_and_filter_values_are_400_not_500() {
         "PageSize=5&PageSize=6",
         "Status=%FF",
         "Status=%zz",
+        // Years PostgreSQL cannot hold.
+        "DateCreatedAfter=-5000-01-01T00:00:00",
+        "DateCreatedBefore=%2B200000-01-01T00:00:00Z",
+        "DateCreatedAfter=0000-01-01",
+        // A page number without a token may not skip more than 10,000 rooms.
+        "Page=11&PageSize=1000",
+        "Page=4294967295&PageSize=1000",
     ] {
         app.get(&format!("/v1/Rooms?{q}"))
             .await
@@ -266,4 +273,6 @@ async fn bad_paging_and_filter_values_are_400_not_500() {
         .await
         .assert_error(400, 21481);
     let _: Value = Value::Null;
+    // Up to the bound, a page number still works.
+    assert_eq!(app.get("/v1/Rooms?Page=10&PageSize=1000").await.status, 200);
 }
