@@ -189,7 +189,7 @@ impl Application {
                     App::new()
                         .app_data(shared.worker_state(Some(1)))
                         .wrap(actix_web::middleware::from_fn(close_on_unread_body))
-                        .route("/metrics", web::get().to(routes::metrics))
+                        .route("/metrics", routes::get().to(routes::metrics))
                         .default_service(web::to(routes::not_found))
                 })
                 .listen(listener)?

@@ -16,11 +16,17 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Every route; `/metrics` too unless it has a listener of its own (`ROOMD_METRICS_BIND`).
 pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
-    cfg.route("/healthz", web::get().to(health::healthz))
+    cfg.route("/healthz", get().to(health::healthz))
         .configure(rooms::configure);
     if with_metrics {
-        cfg.route("/metrics", web::get().to(metrics));
+        cfg.route("/metrics", get().to(metrics));
     }
+}
+
+/// A route for GET, and for HEAD, which answers the same without a body (HTTP/1.1 requires
+/// both; actix-http leaves the body out of a HEAD response).
+pub fn get() -> actix_web::Route {
+    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
 }
 
 /// `GET /metrics` (no auth): Prometheus text format.
@@ -125,14 +131,27 @@ pub async fn read_form(req: &HttpRequest, mut payload: web::Payload) -> Result<P
     Params::parse(&body)
 }
 
-/// A path parameter, percent-decoded (no `+` rule in paths). A segment that is not UTF-8 cannot
-/// name anything, so it is a 404 like any other unknown name.
+/// A path parameter, percent-decoded once, strictly, from the raw path (no `+` rule in paths).
+/// actix-router's own decoding turns invalid UTF-8 such as `%FF` into U+FFFD, which could name a
+/// room called "\u{FFFD}"; a segment that is not UTF-8 cannot name anything, so it is a 404 like
+/// any other unknown name.
 pub fn path_segment(req: &HttpRequest, name: &str) -> Result<String, ApiError> {
-    let raw = req.match_info().get(name).unwrap_or("");
-    percent_decode(raw.as_bytes(), false).ok_or_else(|| {
+    let not_found = || {
         let path = req.path();
         resource_not_found(path.strip_prefix("/v1").unwrap_or(path))
-    })
+    };
+    let placeholder = format!("{{{name}}}");
+    let index = req
+        .match_pattern()
+        .and_then(|p| p.split('/').position(|s| s == placeholder))
+        .ok_or_else(not_found)?;
+    let raw = req
+        .uri()
+        .path()
+        .split('/')
+        .nth(index)
+        .ok_or_else(not_found)?;
+    percent_decode(raw.as_bytes(), false).ok_or_else(not_found)
 }
 
 #[cfg(test)]

@@ -131,12 +131,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/v1/Rooms")
             .route(web::post().to(create))
-            .route(web::get().to(list))
+            .route(super::get().to(list))
             .default_service(web::to(super::method_not_allowed)),
     )
     .service(
         web::resource("/v1/Rooms/{room}")
-            .route(web::get().to(fetch))
+            .route(super::get().to(fetch))
             .route(web::post().to(update))
             .default_service(web::to(super::method_not_allowed)),
     );

@@ -83,3 +83,48 @@ async fn a_name_that_looks_like_a_sid_still_finds_its_room() {
     assert_eq!(r.body["sid"], room["sid"]);
     let _ = Method::GET;
 }
+
+#[tokio::test]
+async fn an_invalid_utf8_segment_never_names_the_replacement_character_room() {
+    let app = spawn_app().await;
+    // A room really named U+FFFD, which lossy decoding would turn %FF into.
+    let room = app.create_room("UniqueName=%EF%BF%BD").await;
+    assert_eq!(room["unique_name"], "\u{FFFD}");
+    app.get("/v1/Rooms/%FF").await.assert_error(404, 20404);
+    app.post("/v1/Rooms/%FF", "Status=completed")
+        .await
+        .assert_error(404, 20404);
+    // Its real name, percent-encoded, still finds it.
+    let r = app.get("/v1/Rooms/%EF%BF%BD").await;
+    assert_eq!(r.body["sid"], room["sid"]);
+}
+
+#[tokio::test]
+async fn head_on_a_get_route_answers_like_get_without_a_body() {
+    let app = spawn_app().await;
+    let room = app.create_room("UniqueName=headed").await;
+    for path in ["/v1/Rooms", "/v1/Rooms/headed", "/healthz"] {
+        let r = app
+            .client
+            .head(app.url(path))
+            .basic_auth(&app.account.sid, Some(&app.account.token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"));
+        assert!(r.bytes().await.unwrap().is_empty());
+    }
+    let missing = app
+        .client
+        .head(app.url("/v1/Rooms/nope"))
+        .basic_auth(&app.account.sid, Some(&app.account.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let _ = room;
+}
