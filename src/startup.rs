@@ -112,13 +112,23 @@ impl Application {
             .public_url
             .unwrap_or_else(|| PublicUrl::new(&format!("http://{local}")));
         let metrics = Arc::new(Metrics::new());
-        let workers = settings.workers.max(1);
+        // Each worker keeps connections of its own, so there are never more workers than
+        // connections: ROOMD_DB_POOL_SIZE bounds what the process opens.
+        let pool_size = settings.db_pool_size.max(1);
+        let workers = settings.workers.clamp(1, pool_size as usize);
+        if workers < settings.workers {
+            tracing::warn!(
+                http_workers = workers,
+                db_pool_size = pool_size,
+                "fewer HTTP workers than asked for: each needs one of ROOMD_DB_POOL_SIZE's connections"
+            );
+        }
         Ok(Application {
             listener,
             metrics_listener,
             shared: Arc::new(Shared {
                 workers,
-                pools: Arc::new(WorkerPools::new(database, settings.db_pool_size, workers)),
+                pools: Arc::new(WorkerPools::new(database, pool_size, workers)),
                 auth: Arc::new(AuthCache::new(settings.auth_cache_ttl, metrics.clone())),
                 public_url,
                 metrics,

@@ -132,6 +132,7 @@ pub struct WorkerPool {
     permits: Semaphore,
     idle: Mutex<Vec<Idle>>,
     open: Arc<AtomicU32>,
+    max: u32,
 }
 
 impl WorkerPool {
@@ -141,6 +142,7 @@ impl WorkerPool {
             connect: with_session_limits(connect),
             acquire_timeout,
             permits: Semaphore::new(max.max(1) as usize),
+            max: max.max(1),
             idle: Mutex::new(Vec::new()),
             open: Arc::new(AtomicU32::new(0)),
         }
@@ -244,35 +246,41 @@ impl Lease<'_> {
     }
 }
 
-/// The serving pools of one process: one per HTTP worker, `ROOMD_DB_POOL_SIZE` split evenly
-/// between them (rounded up). Listed for the pool gauges, without keeping them alive: a pool
-/// (and its connections) goes with the worker that owns it.
+/// The serving pools of one process: one per HTTP worker, `ROOMD_DB_POOL_SIZE` split between
+/// them so that together they never open more than that (the first `total % workers` workers get
+/// one more than the rest). Listed for the pool gauges, without keeping them alive: a pool (and
+/// its connections) goes with the worker that owns it.
 pub struct WorkerPools {
     connect: PgConnectOptions,
-    per_worker: u32,
-    pools: Mutex<Vec<Weak<WorkerPool>>>,
+    base: u32,
+    extra: usize,
+    /// (serves requests, the pool).
+    pools: Mutex<Vec<(bool, Weak<WorkerPool>)>>,
 }
 
 impl WorkerPools {
+    /// `workers` must not exceed `total` (each worker needs a connection).
     pub fn new(connect: PgConnectOptions, total: u32, workers: usize) -> WorkerPools {
         let workers = u32::try_from(workers.max(1)).unwrap_or(u32::MAX);
         WorkerPools {
             connect,
-            per_worker: total.div_ceil(workers).max(1),
+            base: (total / workers).max(1),
+            extra: (total % workers) as usize,
             pools: Mutex::new(Vec::new()),
         }
     }
 
-    /// A new pool for one worker (or any other single-threaded server).
+    /// A new pool for one HTTP worker (its share of the total), or with `max` connections for
+    /// another single-threaded server (the metrics listener).
     pub fn add(&self, max: Option<u32>) -> Arc<WorkerPool> {
-        let pool = Arc::new(WorkerPool::new(
-            self.connect.clone(),
-            max.unwrap_or(self.per_worker),
-            ACQUIRE_TIMEOUT,
-        ));
         let mut pools = self.lock();
-        pools.retain(|p| p.strong_count() > 0);
-        pools.push(Arc::downgrade(&pool));
+        pools.retain(|(_, p)| p.strong_count() > 0);
+        let size = max.unwrap_or_else(|| {
+            let serving = pools.iter().filter(|(serving, _)| *serving).count();
+            self.base + u32::from(serving < self.extra)
+        });
+        let pool = Arc::new(WorkerPool::new(self.connect.clone(), size, ACQUIRE_TIMEOUT));
+        pools.push((max.is_none(), Arc::downgrade(&pool)));
         pool
     }
 
@@ -280,14 +288,24 @@ impl WorkerPools {
     pub fn usage(&self) -> (u32, usize) {
         self.lock()
             .iter()
-            .filter_map(Weak::upgrade)
+            .filter_map(|(_, p)| p.upgrade())
             .fold((0, 0), |(open, idle), p| {
                 let (o, i) = p.usage();
                 (open + o, idle + i)
             })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Weak<WorkerPool>>> {
+    /// The most connections `add` hands out, so far, to the serving pools.
+    pub fn serving_capacity(&self) -> u32 {
+        self.lock()
+            .iter()
+            .filter(|(serving, _)| *serving)
+            .filter_map(|(_, p)| p.upgrade())
+            .map(|p| p.max)
+            .sum()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<(bool, Weak<WorkerPool>)>> {
         self.pools.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -187,3 +187,64 @@ async fn a_body_that_trickles_in_is_answered_408_and_its_connection_closed() {
     assert!(get.starts_with("HTTP/1.1 200"), "{get}");
     assert_eq!(app.room_count().await, 0);
 }
+
+#[tokio::test]
+async fn the_pool_size_bounds_the_connections_a_process_opens_whatever_the_worker_count() {
+    let db = crate::helpers::fresh_database().await;
+    // Split exactly: 10 over 4 workers is 3 + 3 + 2 + 2.
+    let pools = roomd::db::WorkerPools::new(db.options.clone(), 10, 4);
+    let kept: Vec<_> = (0..4).map(|_| pools.add(None)).collect();
+    assert_eq!(pools.serving_capacity(), 10);
+    drop(kept);
+
+    let pool = roomd::db::pool(db.options.clone(), 2).await.unwrap();
+    let settings = ServerSettings {
+        workers: 16,
+        db_pool_size: 4,
+        ..ServerSettings::local()
+    };
+    let app = Application::build(settings, db.options.clone()).unwrap();
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let account = create_account(&pool, "capped").await;
+    let client = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let req = client
+            .get(format!("{base}{path}"))
+            .basic_auth(&account.sid, Some(&account.token));
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get("/v1/Rooms").await, 200);
+    // Every request blocks on a locked table while holding a connection, so each worker opens
+    // as many as it may.
+    let mut tx = pool.begin().await.unwrap();
+    tx.execute("LOCK TABLE rooms IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let requests = tokio::spawn(futures_util::future::join_all(
+        (0..64).map(|_| get("/v1/Rooms")),
+    ));
+    let mut most = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        // Less the session holding the lock.
+        most = most.max(open - 1);
+    }
+    tx.rollback().await.unwrap();
+    let statuses = requests.await.unwrap();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+    assert!(most >= 1, "the requests held connections");
+    assert!(
+        most <= 4,
+        "{most} connections open with ROOMD_DB_POOL_SIZE=4"
+    );
+}
