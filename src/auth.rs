@@ -10,11 +10,15 @@
 //! argon2 once per process, and a revoked credential stops working on every replica within the
 //! TTL. The cache holds no token and is never consulted for a credential that has not verified.
 //! Unknown SIDs verify against a dummy hash so the response time does not reveal which SIDs
-//! exist.
+//! exist. argon2 runs on `verifier`'s fixed threads (bounded memory, fair between SIDs), and
+//! repeated failures for a SID or from an address are refused with 429 before any of that work
+//! (`throttle`).
 
 use crate::db;
 use crate::db::WorkerPool;
+use crate::throttle::Throttle;
 use crate::twilio::ApiError;
+use crate::verifier::Verifier;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
@@ -24,6 +28,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -83,11 +88,15 @@ enum Lookup {
 pub struct AuthCache {
     ttl: Duration,
     entries: Mutex<HashMap<[u8; 32], Verified>>,
-    /// Bounds concurrent argon2 runs (each takes ~19 MiB and a core for ~25 ms): a burst of
-    /// requests with one new credential waits here, then finds the first verification cached,
-    /// and a flood of wrong tokens cannot exhaust memory.
-    verifications: tokio::sync::Semaphore,
+    verifier: Verifier,
+    throttle: Throttle,
     metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Drop for AuthCache {
+    fn drop(&mut self) {
+        self.verifier.close();
+    }
 }
 
 impl AuthCache {
@@ -98,7 +107,8 @@ impl AuthCache {
         AuthCache {
             ttl,
             entries: Mutex::new(HashMap::new()),
-            verifications: tokio::sync::Semaphore::new(cores),
+            verifier: Verifier::start(cores, metrics.argon2_verifications.clone()),
+            throttle: Throttle::default(),
             metrics,
         }
     }
@@ -150,12 +160,13 @@ impl AuthCache {
         self.entries.lock().expect("auth cache lock").remove(key);
     }
 
-    /// Verifies `sid:token`, from the cache when it verified within the TTL.
+    /// Verifies `sid:token` (from `address`), from the cache when it verified within the TTL.
     pub async fn authenticate(
         &self,
         pool: &WorkerPool,
         sid: &str,
         token: &str,
+        address: Option<IpAddr>,
     ) -> Result<bool, ApiError> {
         let key = Self::key(sid, token);
         let stale = match self.lookup(&key) {
@@ -180,14 +191,10 @@ impl AuthCache {
                 _ => self.forget(&key),
             }
         }
-        let _permit = self
-            .verifications
-            .acquire()
-            .await
-            .map_err(ApiError::internal)?;
-        // Another request may have verified this credential while we waited.
-        if matches!(self.lookup(&key), Lookup::Fresh) {
-            return Ok(true);
+        // Not verified before: refused at once after too many failures, known SID or not.
+        let sid_key = Self::digest(sid);
+        if let Some(retry_after) = self.throttle.check(sid_key, address) {
+            return Err(ApiError::TooManyRequests { retry_after });
         }
         let stored = if crate::domain::sid::is_sid(crate::domain::sid::ACCOUNT, sid) {
             pool.run(async |c| db::accounts::active_token_hash(c, sid).await)
@@ -198,15 +205,16 @@ impl AuthCache {
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| dummy_hash().to_string());
         let digest = Self::digest(&hash);
-        let token = token.to_string();
-        self.metrics.argon2_verifications.inc();
-        let verified = web::block(move || verify_token(&token, &hash))
+        let verified = self
+            .verifier
+            .verify(sid_key, key, token, hash)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(|_busy| ApiError::TooManyRequests { retry_after: 1 })?;
         if verified && known {
             self.remember(key, digest);
             return Ok(true);
         }
+        self.throttle.failed(sid_key, address);
         Ok(false)
     }
 }
@@ -235,6 +243,7 @@ impl FromRequest for Account {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let creds = basic_credentials(req);
+        let address = req.peer_addr().map(|a| a.ip());
         let state = req
             .app_data::<web::Data<crate::startup::AppState>>()
             .cloned();
@@ -242,7 +251,10 @@ impl FromRequest for Account {
             let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
             let (sid, token) = creds.ok_or(ApiError::Unauthorized)?;
             let cache: &Arc<AuthCache> = &state.auth;
-            if cache.authenticate(&state.pool, &sid, &token).await? {
+            if cache
+                .authenticate(&state.pool, &sid, &token, address)
+                .await?
+            {
                 Ok(Account { sid })
             } else {
                 Err(ApiError::Unauthorized)

@@ -12,5 +12,7 @@ pub mod routes;
 pub mod startup;
 pub mod sweeper;
 pub mod telemetry;
+pub mod throttle;
 pub mod twilio;
 pub mod unread_body;
+pub mod verifier;

@@ -11,6 +11,7 @@ pub mod code {
     pub const AUTHENTICATE: u32 = 20003;
     pub const METHOD_NOT_ALLOWED: u32 = 20004;
     pub const NOT_FOUND: u32 = 20404;
+    pub const TOO_MANY_REQUESTS: u32 = 20429;
     pub const INTERNAL: u32 = 20500;
     pub const UNAVAILABLE: u32 = 20503;
     pub const INVALID_PAGE_TOKEN: u32 = 21481;
@@ -41,6 +42,11 @@ pub enum ApiError {
         message: String,
     },
     Unauthorized,
+    /// Too many failed authentications (or a full verification queue): try again in this many
+    /// seconds (`Retry-After`).
+    TooManyRequests {
+        retry_after: u64,
+    },
     Unavailable(anyhow::Error),
     Internal(anyhow::Error),
 }
@@ -81,6 +87,7 @@ impl ApiError {
         match self {
             ApiError::Twilio { status, .. } => *status,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -90,6 +97,7 @@ impl ApiError {
         match self {
             ApiError::Twilio { code, .. } => *code,
             ApiError::Unauthorized => code::AUTHENTICATE,
+            ApiError::TooManyRequests { .. } => code::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => code::UNAVAILABLE,
             ApiError::Internal(_) => code::INTERNAL,
         }
@@ -99,6 +107,7 @@ impl ApiError {
         match self {
             ApiError::Twilio { message, .. } => message,
             ApiError::Unauthorized => "Authenticate",
+            ApiError::TooManyRequests { .. } => "Too Many Requests",
             ApiError::Unavailable(_) => "Service is unavailable. Please try again",
             ApiError::Internal(_) => "An internal server error occurred",
         }
@@ -178,8 +187,14 @@ impl ResponseError for ApiError {
             status: status.as_u16(),
         };
         let mut resp = HttpResponse::build(status);
-        if let ApiError::Unauthorized = self {
-            resp.insert_header((header::WWW_AUTHENTICATE, r#"Basic realm="Twilio API""#));
+        match self {
+            ApiError::Unauthorized => {
+                resp.insert_header((header::WWW_AUTHENTICATE, r#"Basic realm="Twilio API""#));
+            }
+            ApiError::TooManyRequests { retry_after } => {
+                resp.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            _ => {}
         }
         // The rest of an unread body may still be on its way: the connection cannot be reused.
         if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::PAYLOAD_TOO_LARGE {

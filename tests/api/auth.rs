@@ -156,3 +156,57 @@ async fn suspended_accounts_cannot_authenticate() {
         .unwrap();
     app.get("/v1/Rooms").await.assert_error(401, 20003);
 }
+
+#[tokio::test]
+async fn repeated_failures_for_a_sid_get_429_before_any_verification_and_spare_other_accounts() {
+    let app = spawn_app().await;
+    // The account's own client is verified (and cached) before the flood.
+    assert_eq!(app.get("/v1/Rooms").await.status, 200);
+    let wrong = TestAccount {
+        sid: app.account.sid.clone(),
+        token: "0".repeat(32),
+    };
+    let unknown = TestAccount {
+        sid: roomd::domain::sid::generate("AC"),
+        token: "0".repeat(32),
+    };
+    for attacked in [&wrong, &unknown] {
+        let mut statuses = Vec::new();
+        for _ in 0..30 {
+            let r = app
+                .request_as(Some(attacked), Method::GET, "/v1/Rooms", None)
+                .await;
+            if r.status == 429 {
+                r.assert_error(429, 20429);
+                let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!((1..=60).contains(&wait), "{wait}");
+            }
+            statuses.push(r.status);
+        }
+        // Known and unknown SIDs are throttled alike, after the same number of failures.
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 401).count(),
+            roomd::throttle::MAX_FAILURES_PER_SID as usize,
+            "{statuses:?}"
+        );
+        assert!(statuses[20..].iter().all(|s| *s == 429), "{statuses:?}");
+    }
+    let before = app.metrics.argon2_verifications.get();
+    for _ in 0..10 {
+        app.request_as(Some(&wrong), Method::GET, "/v1/Rooms", None)
+            .await
+            .assert_error(429, 20429);
+    }
+    assert_eq!(
+        app.metrics.argon2_verifications.get(),
+        before,
+        "no argon2 for a 429"
+    );
+    // The cached credential of the attacked account, and another account, still work.
+    assert_eq!(app.get("/v1/Rooms").await.status, 200);
+    let other = crate::helpers::create_account(&app.pool, "other").await;
+    let r = app
+        .request_as(Some(&other), Method::GET, "/v1/Rooms", None)
+        .await;
+    assert_eq!(r.status, 200);
+}

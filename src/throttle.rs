@@ -1,0 +1,108 @@
+//! Failed-authentication throttling: past a number of failures in a window, for one account SID
+//! or from one client address, requests with a credential that is not already verified get 429
+//! (Twilio's 20429, with `Retry-After`) before any database or argon2 work. A credential that is
+//! in the verification cache is never throttled, so a flood against an account does not lock out
+//! its own running clients.
+//!
+//! The counts are per process (each replica throttles what it sees) and bounded in memory.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The window failures are counted in.
+pub const WINDOW: Duration = Duration::from_secs(60);
+/// Failures per SID in a window before its unverified credentials are refused.
+pub const MAX_FAILURES_PER_SID: u32 = 20;
+/// Failures per client address in a window (higher: a proxy or NAT may carry many clients).
+pub const MAX_FAILURES_PER_ADDRESS: u32 = 100;
+/// Keys tracked at most; past it the expired ones go, then (under a flood of new keys) all.
+const MAX_KEYS: usize = 100_000;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Sid([u8; 32]),
+    Address(IpAddr),
+}
+
+struct Window {
+    started: Instant,
+    failures: u32,
+}
+
+#[derive(Default)]
+pub struct Throttle {
+    windows: Mutex<HashMap<Key, Window>>,
+}
+
+impl Throttle {
+    /// `Some(seconds to wait)` when `sid` (as a digest) or `address` has failed too often.
+    pub fn check(&self, sid: [u8; 32], address: Option<IpAddr>) -> Option<u64> {
+        let now = Instant::now();
+        let windows = self.lock();
+        let over = |key: Key, max: u32| {
+            windows
+                .get(&key)
+                .filter(|w| now.duration_since(w.started) < WINDOW && w.failures >= max)
+                .map(|w| (WINDOW - now.duration_since(w.started)).as_secs().max(1))
+        };
+        let by_sid = over(Key::Sid(sid), MAX_FAILURES_PER_SID);
+        let by_address = address.and_then(|a| over(Key::Address(a), MAX_FAILURES_PER_ADDRESS));
+        by_sid.max(by_address)
+    }
+
+    /// Counts one failed authentication for `sid` and `address`.
+    pub fn failed(&self, sid: [u8; 32], address: Option<IpAddr>) {
+        let now = Instant::now();
+        let mut windows = self.lock();
+        if windows.len() >= MAX_KEYS {
+            windows.retain(|_, w| now.duration_since(w.started) < WINDOW);
+            if windows.len() >= MAX_KEYS {
+                windows.clear();
+            }
+        }
+        for key in std::iter::once(Key::Sid(sid)).chain(address.map(Key::Address)) {
+            let w = windows.entry(key).or_insert(Window {
+                started: now,
+                failures: 0,
+            });
+            if now.duration_since(w.started) >= WINDOW {
+                *w = Window {
+                    started: now,
+                    failures: 0,
+                };
+            }
+            w.failures = w.failures.saturating_add(1);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Window>> {
+        self.windows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sid_or_an_address_is_throttled_after_its_failures() {
+        let t = Throttle::default();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let here: IpAddr = "127.0.0.1".parse().unwrap();
+        let there: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..MAX_FAILURES_PER_SID {
+            assert_eq!(t.check(a, Some(here)), None);
+            t.failed(a, Some(here));
+        }
+        let wait = t.check(a, Some(there)).expect("the SID is throttled");
+        assert!((1..=WINDOW.as_secs()).contains(&wait));
+        assert_eq!(t.check(b, Some(there)), None, "another SID is not");
+        for _ in MAX_FAILURES_PER_SID..MAX_FAILURES_PER_ADDRESS {
+            t.failed(b, Some(here));
+        }
+        assert!(t.check([3u8; 32], Some(here)).is_some(), "the address is");
+        assert_eq!(t.check([3u8; 32], Some(there)), None);
+    }
+}
