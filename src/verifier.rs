@@ -20,8 +20,9 @@ use tokio::sync::oneshot;
 
 /// Verifications waiting for one fair key, at most (distinct credentials; duplicates share).
 const MAX_QUEUED_PER_KEY: usize = 8;
-/// Verifications waiting in all, at most.
-const MAX_QUEUED: usize = 256;
+/// Verifications waiting in all, at most, per thread: with ~25 ms each, a job admitted to a full
+/// queue waits under half a second; past it, a request is refused at once instead.
+const MAX_QUEUED_PER_THREAD: usize = 16;
 /// The largest argon2 memory cost (KiB) a stored hash may ask for; roomd writes 19 MiB ones.
 const MAX_M_COST_KIB: u32 = 64 * 1024;
 
@@ -71,6 +72,7 @@ struct Shared {
 #[derive(Clone)]
 pub struct Verifier {
     shared: Arc<Shared>,
+    max_queued: usize,
 }
 
 impl Verifier {
@@ -82,14 +84,18 @@ impl Verifier {
             wake: Condvar::new(),
             runs,
         });
-        for i in 0..threads.max(1) {
+        let threads = threads.max(1);
+        for i in 0..threads {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("roomd-argon2-{i}"))
                 .spawn(move || work(&shared))
                 .expect("spawning an argon2 thread");
         }
-        Verifier { shared }
+        Verifier {
+            shared,
+            max_queued: threads * MAX_QUEUED_PER_THREAD,
+        }
     }
 
     /// Whether `token` matches the PHC string `hash`, verified in turn with the other jobs of
@@ -114,7 +120,7 @@ impl Verifier {
                 job.replies.push(tx);
             } else {
                 let waiting = q.by_key.get(&fair_key).map_or(0, VecDeque::len);
-                if waiting >= MAX_QUEUED_PER_KEY || q.queued >= MAX_QUEUED {
+                if waiting >= MAX_QUEUED_PER_KEY || q.queued >= self.max_queued {
                     return Err(Busy);
                 }
                 let job = Job {
@@ -268,6 +274,7 @@ mod tests {
                 wake: Condvar::new(),
                 runs: prometheus::IntCounter::new("runs", "runs").unwrap(),
             }),
+            max_queued: MAX_QUEUED_PER_THREAD,
         };
         let flood = [1u8; 32];
         for i in 0..MAX_QUEUED_PER_KEY as u8 {
