@@ -2,7 +2,6 @@
 //! Twilio's error body within bounded time, and never holds what a client asks it to.
 
 use crate::helpers::{create_account, spawn_app, Reply};
-use roomd::db::embedded::{EmbeddedPostgres, Mode};
 use roomd::startup::{Application, ServerSettings};
 use sqlx::Executor;
 use std::time::Duration;
@@ -46,18 +45,12 @@ fn signal_all(pids: &[i32], signal: libc::c_int) {
 
 #[tokio::test]
 async fn a_frozen_database_costs_a_request_its_budget_not_the_length_of_the_freeze() {
-    // A cluster of this test's own: freezing it disturbs no other test.
-    let pg =
-        tokio::task::spawn_blocking(|| EmbeddedPostgres::start(Mode::Disposable, None).unwrap())
-            .await
-            .unwrap();
-    let options = pg.connect_options("postgres");
-    roomd::db::migrate::run(&options).await.unwrap();
-    let pool = roomd::db::pool(options.clone(), 2).await.unwrap();
-    let app = Application::build(ServerSettings::local(), options).unwrap();
-    let base = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until(std::future::pending()));
-    let account = create_account(&pool, "frozen").await;
+    let crate::helpers::OwnCluster {
+        pg,
+        pool,
+        base,
+        account,
+    } = crate::helpers::spawn_app_on_own_cluster().await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()

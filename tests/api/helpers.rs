@@ -334,3 +334,32 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
         })
         .map(|v| v.trim().parse().unwrap())
 }
+
+/// A roomd on a PostgreSQL cluster of the test's own (so stopping or freezing the database
+/// disturbs no other test): the cluster, a pool on it, the server's base URL and an account.
+pub struct OwnCluster {
+    pub pg: EmbeddedPostgres,
+    pub pool: PgPool,
+    pub base: String,
+    pub account: TestAccount,
+}
+
+pub async fn spawn_app_on_own_cluster() -> OwnCluster {
+    let pg =
+        tokio::task::spawn_blocking(|| EmbeddedPostgres::start(Mode::Disposable, None).unwrap())
+            .await
+            .unwrap();
+    let options = pg.connect_options("postgres");
+    roomd::db::migrate::run(&options).await.unwrap();
+    let pool = roomd::db::pool(options.clone(), 2).await.unwrap();
+    let app = Application::build(ServerSettings::local(), options).unwrap();
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let account = create_account(&pool, "own-cluster").await;
+    OwnCluster {
+        pg,
+        pool,
+        base,
+        account,
+    }
+}

@@ -1,25 +1,17 @@
 //! Start-up, shutdown and database outages.
 
-use crate::helpers::{create_account, fresh_database, Reply};
-use roomd::db::embedded::{EmbeddedPostgres, Mode};
-use roomd::startup::{Application, ServerSettings};
+use crate::helpers::{fresh_database, Reply};
 use std::process::Command;
 use std::time::Duration;
 
 #[tokio::test]
 async fn while_the_database_is_down_requests_get_503_and_roomd_recovers_when_it_returns() {
-    // A cluster of this test's own, so stopping it disturbs no other test.
-    let mut pg =
-        tokio::task::spawn_blocking(|| EmbeddedPostgres::start(Mode::Disposable, None).unwrap())
-            .await
-            .unwrap();
-    let options = pg.connect_options("postgres");
-    roomd::db::migrate::run(&options).await.unwrap();
-    let pool = roomd::db::pool(options.clone(), 4).await.unwrap();
-    let app = Application::build(ServerSettings::local(), options).unwrap();
-    let base = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until(std::future::pending()));
-    let account = create_account(&pool, "outage").await;
+    let crate::helpers::OwnCluster {
+        mut pg,
+        pool,
+        base,
+        account,
+    } = crate::helpers::spawn_app_on_own_cluster().await;
     let client = reqwest::Client::new();
     let list = || {
         client
