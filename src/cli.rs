@@ -1,7 +1,7 @@
 //! The command line: `serve`, `migrate`, `accounts create|list|rotate-token`.
 
 use crate::config::Settings;
-use crate::db::embedded::{self, EmbeddedPostgres, Mode};
+use crate::db::embedded::{self, EmbeddedPostgres, Mode, Postmaster};
 use crate::domain::account::NewAccount;
 use crate::domain::sid;
 use crate::startup::{Application, ServerSettings};
@@ -61,6 +61,10 @@ pub enum AccountsCommand {
     RotateToken { sid: String },
 }
 
+/// How long a start waits for a postmaster left on the data directory to stop or to accept
+/// connections.
+const PREVIOUS_POSTMASTER_WAIT: std::time::Duration = std::time::Duration::from_secs(40);
+
 /// The database for this process: `DATABASE_URL`, else a `roomd serve` already running on
 /// `ROOMD_DATA_DIR`, else the embedded cluster under `ROOMD_DATA_DIR`, started here (and stopped
 /// when the returned guard drops).
@@ -69,11 +73,33 @@ async fn database(settings: &Settings) -> Result<(PgConnectOptions, Option<Embed
         db::wait_for(options, settings.db_connect_timeout).await?;
         return Ok((options.clone(), None));
     }
-    if let Some(options) = embedded::find_running(&settings.data_dir) {
-        if let Ok(conn) = sqlx::PgConnection::connect_with(&options).await {
-            let _ = conn.close().await;
-            tracing::info!(data_dir = %settings.data_dir.display(), "using the embedded PostgreSQL another roomd process runs");
-            return Ok((options, None));
+    // A postmaster left on the data directory is either another roomd's (connect to it, once it
+    // accepts connections) or a killed roomd's, which its watchdog is stopping (wait until it is
+    // gone, within a bound longer than the watchdog's 30 s before SIGKILL, then start our own).
+    let deadline = std::time::Instant::now() + PREVIOUS_POSTMASTER_WAIT;
+    let mut waiting = false;
+    loop {
+        let previous = embedded::live_postmaster(&settings.data_dir);
+        if let (Some(Postmaster::Owned(_)), Some(options)) =
+            (previous, embedded::find_running(&settings.data_dir))
+        {
+            if let Ok(conn) = sqlx::PgConnection::connect_with(&options).await {
+                let _ = conn.close().await;
+                tracing::info!(data_dir = %settings.data_dir.display(), "using the embedded PostgreSQL another roomd process runs");
+                return Ok((options, None));
+            }
+        }
+        match previous {
+            Some(Postmaster::Owned(pid) | Postmaster::Orphaned(pid))
+                if std::time::Instant::now() < deadline =>
+            {
+                if !waiting {
+                    waiting = true;
+                    tracing::info!(pid, data_dir = %settings.data_dir.display(), "waiting for the PostgreSQL a previous roomd left on this data directory");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            _ => break,
         }
     }
     let data_dir = settings.data_dir.clone();
