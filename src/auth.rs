@@ -25,6 +25,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::future::Future;
@@ -44,12 +45,13 @@ pub struct Account {
 }
 
 /// Hashes a token as an argon2id PHC string with a fresh salt.
-pub fn hash_token(token: &str) -> String {
+pub fn hash_token(token: &str) -> SecretString {
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
     Argon2::default()
         .hash_password(token.as_bytes(), &salt)
         .expect("argon2 with default parameters cannot fail")
         .to_string()
+        .into()
 }
 
 /// Whether `token` matches the PHC string `hash` (false for a malformed hash).
@@ -63,8 +65,8 @@ pub fn verify_token(token: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
+fn dummy_hash() -> &'static SecretString {
+    static DUMMY: OnceLock<SecretString> = OnceLock::new();
     DUMMY.get_or_init(|| hash_token(&crate::domain::sid::random_hex32()))
 }
 
@@ -129,6 +131,10 @@ impl AuthCache {
         Sha256::digest(hash.as_bytes()).into()
     }
 
+    fn hash_digest(hash: &SecretString) -> [u8; 32] {
+        Self::digest(hash.expose_secret())
+    }
+
     fn lookup(&self, key: &[u8; 32]) -> Lookup {
         let entries = self.entries.lock().expect("auth cache lock");
         match entries.get(key) {
@@ -165,9 +171,10 @@ impl AuthCache {
         &self,
         pool: &WorkerPool,
         sid: &str,
-        token: &str,
+        token: &SecretString,
         address: Option<IpAddr>,
     ) -> Result<bool, ApiError> {
+        let token = token.expose_secret();
         let key = Self::key(sid, token);
         let stale = match self.lookup(&key) {
             Lookup::Fresh => {
@@ -183,7 +190,7 @@ impl AuthCache {
                 .run(async |c| db::accounts::active_token_hash(c, sid).await)
                 .await?
             {
-                Some(hash) if Self::digest(&hash) == digest => {
+                Some(hash) if Self::hash_digest(&hash) == digest => {
                     self.remember(key, digest);
                     return Ok(true);
                 }
@@ -203,8 +210,8 @@ impl AuthCache {
             None
         };
         let known = stored.is_some();
-        let hash = stored.unwrap_or_else(|| dummy_hash().to_string());
-        let digest = Self::digest(&hash);
+        let hash = stored.unwrap_or_else(|| dummy_hash().clone());
+        let digest = Self::hash_digest(&hash);
         let verified = self
             .verifier
             .verify(sid_key, key, token, hash)
@@ -220,7 +227,7 @@ impl AuthCache {
 }
 
 /// `(sid, token)` from an `Authorization: Basic` header.
-fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
+fn basic_credentials(req: &HttpRequest) -> Option<(String, SecretString)> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, encoded) = value.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -229,12 +236,12 @@ fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (sid, token) = decoded.split_once(':')?;
+    let decoded = SecretString::from(String::from_utf8(decoded).ok()?);
+    let (sid, token) = decoded.expose_secret().split_once(':')?;
     if sid.is_empty() || token.is_empty() {
         return None;
     }
-    Some((sid.to_string(), token.to_string()))
+    Some((sid.to_string(), SecretString::from(token)))
 }
 
 impl FromRequest for Account {
@@ -270,9 +277,10 @@ mod tests {
     #[test]
     fn hashes_verify_only_their_token() {
         let h = hash_token("0123456789abcdef0123456789abcdef");
+        let h = h.expose_secret();
         assert!(h.starts_with("$argon2id$"));
-        assert!(verify_token("0123456789abcdef0123456789abcdef", &h));
-        assert!(!verify_token("0123456789abcdef0123456789abcdee", &h));
+        assert!(verify_token("0123456789abcdef0123456789abcdef", h));
+        assert!(!verify_token("0123456789abcdef0123456789abcdee", h));
         assert!(!verify_token("x", "not a hash"));
     }
 

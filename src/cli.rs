@@ -8,6 +8,7 @@ use crate::startup::{Application, ServerSettings};
 use crate::{auth, db, sweeper};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgPool};
 use std::future::Future;
@@ -70,8 +71,8 @@ const PREVIOUS_POSTMASTER_WAIT: std::time::Duration = std::time::Duration::from_
 /// when the returned guard drops).
 async fn database(settings: &Settings) -> Result<(PgConnectOptions, Option<EmbeddedPostgres>)> {
     if let Some(options) = &settings.database {
-        db::wait_for(options, settings.db_connect_timeout).await?;
-        return Ok((options.clone(), None));
+        db::wait_for(options.expose(), settings.db_connect_timeout).await?;
+        return Ok((options.expose().clone(), None));
     }
     // A postmaster left on the data directory is either another roomd's (connect to it, once it
     // accepts connections) or a killed roomd's, which its watchdog is stopping (wait until it is
@@ -160,12 +161,7 @@ async fn accounts(pool: &PgPool, cmd: AccountsCommand) -> Result<()> {
             friendly_name,
             format,
         } => {
-            let token = sid::random_hex32();
-            let hash = tokio::task::spawn_blocking({
-                let token = token.clone();
-                move || auth::hash_token(&token)
-            })
-            .await?;
+            let (token, hash) = new_token().await?;
             let account =
                 db::accounts::create(pool, &sid::generate(sid::ACCOUNT), &friendly_name, &hash)
                     .await?;
@@ -181,7 +177,8 @@ async fn accounts(pool: &PgPool, cmd: AccountsCommand) -> Result<()> {
                 // SIDs and tokens are hex: nothing in them needs shell quoting.
                 OutputFormat::Env => println!(
                     "export TWILIO_ACCOUNT_SID={}\nexport TWILIO_AUTH_TOKEN={}",
-                    out.sid, out.auth_token
+                    out.sid,
+                    out.auth_token.expose_secret()
                 ),
             }
         }
@@ -198,22 +195,28 @@ async fn accounts(pool: &PgPool, cmd: AccountsCommand) -> Result<()> {
                 );
             }
             let account_sid = sid::normalize(sid::ACCOUNT, &account_sid);
-            let token = sid::random_hex32();
-            let hash = tokio::task::spawn_blocking({
-                let token = token.clone();
-                move || auth::hash_token(&token)
-            })
-            .await?;
+            let (token, hash) = new_token().await?;
             if !db::accounts::set_token_hash(pool, &account_sid, &hash).await? {
                 bail!("no account {account_sid}");
             }
             println!(
                 "{}",
-                serde_json::json!({ "sid": account_sid, "auth_token": token })
+                serde_json::json!({ "sid": account_sid, "auth_token": token.expose_secret() })
             );
         }
     }
     Ok(())
+}
+
+/// A fresh auth token and its argon2 hash (hashed off the async executor).
+async fn new_token() -> Result<(SecretString, SecretString)> {
+    let token = SecretString::from(sid::random_hex32());
+    let hash = tokio::task::spawn_blocking({
+        let token = token.clone();
+        move || auth::hash_token(token.expose_secret())
+    })
+    .await?;
+    Ok((token, hash))
 }
 
 /// Makes sure `ROOMD_BOOTSTRAP_ACCOUNT` exists with its token; leaves it untouched when the
@@ -223,14 +226,18 @@ async fn bootstrap(pool: &PgPool, settings: &Settings) -> Result<()> {
         return Ok(());
     };
     if let Some(hash) = db::accounts::token_hash(pool, &b.sid).await? {
-        let (token, hash2) = (b.token.clone(), hash.clone());
-        if tokio::task::spawn_blocking(move || auth::verify_token(&token, &hash2)).await? {
+        let token = b.token.clone();
+        if tokio::task::spawn_blocking(move || {
+            auth::verify_token(token.expose_secret(), hash.expose_secret())
+        })
+        .await?
+        {
             tracing::info!(account_sid = %b.sid, "bootstrap account present");
             return Ok(());
         }
     }
     let token = b.token.clone();
-    let hash = tokio::task::spawn_blocking(move || auth::hash_token(&token)).await?;
+    let hash = tokio::task::spawn_blocking(move || auth::hash_token(token.expose_secret())).await?;
     let created = db::accounts::upsert(pool, &b.sid, "bootstrap", &hash).await?;
     tracing::info!(account_sid = %b.sid, created, "bootstrap account ready");
     Ok(())

@@ -3,6 +3,7 @@
 
 use crate::twilio::urls::PublicUrl;
 use anyhow::{anyhow, bail, Result};
+use secrecy::SecretString;
 use sqlx::postgres::PgConnectOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct Settings {
     /// `DATABASE_URL`; `None` runs the embedded PostgreSQL under `data_dir`.
-    pub database: Option<PgConnectOptions>,
+    pub database: Option<crate::db::DbOptions>,
     pub bind: SocketAddr,
     /// `ROOMD_PUBLIC_URL`; `None` means `http://` + the bound address.
     pub public_url: Option<PublicUrl>,
@@ -32,25 +33,16 @@ pub struct Settings {
     pub metrics_bind: Option<SocketAddr>,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct BootstrapAccount {
     pub sid: String,
-    pub token: String,
-}
-
-impl std::fmt::Debug for BootstrapAccount {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:[redacted]", self.sid)
-    }
+    pub token: SecretString,
 }
 
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
-            .field(
-                "database",
-                &self.database.as_ref().map(|_| "[DATABASE_URL, redacted]"),
-            )
+            .field("database", &self.database)
             .field("bind", &self.bind)
             .field("public_url", &self.public_url)
             .field("sweep_interval", &self.sweep_interval)
@@ -152,14 +144,14 @@ pub fn parse_bootstrap_account(raw: &str) -> Result<BootstrapAccount> {
     }
     Ok(BootstrapAccount {
         sid: crate::domain::sid::normalize(crate::domain::sid::ACCOUNT, sid),
-        token: token.to_string(),
+        token: SecretString::from(token),
     })
 }
 
 impl Settings {
     pub fn from_env() -> Result<Settings> {
         let database = var("DATABASE_URL")?
-            .map(|u| parse_database_url(&u))
+            .map(|u| parse_database_url(&u).map(crate::db::DbOptions::new))
             .transpose()?;
         let bind = match var("ROOMD_BIND")? {
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -206,12 +198,14 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn bootstrap_accounts_parse_and_redact() {
         let b = parse_bootstrap_account("ACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:s3cret").unwrap();
         assert_eq!(b.sid, format!("AC{}", "a".repeat(32)));
         assert!(!format!("{b:?}").contains("s3cret"));
+        assert_eq!(b.token.expose_secret(), "s3cret");
         for bad in [
             "AC123:x",
             "nocolon",
@@ -220,6 +214,22 @@ mod tests {
         ] {
             assert!(parse_bootstrap_account(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn settings_never_print_the_database_password_or_the_bootstrap_token() {
+        let mut settings = Settings::from_env().unwrap();
+        settings.database = Some(crate::db::DbOptions::new(
+            parse_database_url("postgres://u:hunter2@localhost/db").unwrap(),
+        ));
+        settings.bootstrap_account =
+            Some(parse_bootstrap_account("ACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:s3cret").unwrap());
+        let printed = format!("{settings:?} {settings:#?}");
+        assert!(printed.contains("ACaaaa"), "{printed}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("s3cret"),
+            "{printed}"
+        );
     }
 
     #[test]

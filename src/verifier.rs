@@ -14,6 +14,7 @@
 
 use argon2::password_hash::{Output, PasswordHash};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use tokio::sync::oneshot;
@@ -33,21 +34,9 @@ pub struct Busy;
 /// A credential to check: the token (wiped when dropped) and the stored PHC hash.
 struct Job {
     credential: [u8; 32],
-    token: Token,
-    hash: String,
+    token: SecretSlice<u8>,
+    hash: SecretString,
     replies: Vec<oneshot::Sender<bool>>,
-}
-
-/// The token bytes of a queued job, zeroed when the job is done; never printed.
-struct Token(Vec<u8>);
-
-impl Drop for Token {
-    fn drop(&mut self) {
-        for b in self.0.iter_mut() {
-            // SAFETY: a volatile write to a byte we own, so the wipe is not optimised away.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
-    }
 }
 
 #[derive(Default)]
@@ -105,7 +94,7 @@ impl Verifier {
         fair_key: [u8; 32],
         credential: [u8; 32],
         token: &str,
-        hash: String,
+        hash: SecretString,
     ) -> Result<bool, Busy> {
         let (tx, rx) = oneshot::channel();
         {
@@ -125,7 +114,7 @@ impl Verifier {
                 }
                 let job = Job {
                     credential,
-                    token: Token(token.as_bytes().to_vec()),
+                    token: SecretSlice::from(token.as_bytes().to_vec()),
                     hash,
                     replies: vec![tx],
                 };
@@ -177,7 +166,11 @@ fn work(shared: &Shared) {
             }
         };
         shared.runs.inc();
-        let ok = verify_with(&mut memory, &job.token.0, &job.hash);
+        let ok = verify_with(
+            &mut memory,
+            job.token.expose_secret(),
+            job.hash.expose_secret(),
+        );
         let joined = lock(shared)
             .running
             .remove(&job.credential)
@@ -252,14 +245,14 @@ mod tests {
         assert!(verify_with(
             &mut memory,
             b"0123456789abcdef0123456789abcdef",
-            &hash
+            hash.expose_secret()
         ));
         let size = memory.len();
         assert!(size > 0);
         assert!(!verify_with(
             &mut memory,
             b"0123456789abcdef0123456789abcdee",
-            &hash
+            hash.expose_secret()
         ));
         assert_eq!(memory.len(), size, "the block is reused, not grown");
         assert!(!verify_with(&mut memory, b"x", "not a hash"));

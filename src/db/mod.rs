@@ -15,6 +15,27 @@ use sqlx::{Connection, PgPool};
 use std::time::Duration;
 use worker_pool::{ACQUIRE_TIMEOUT, PING_IF_IDLE_FOR};
 
+/// PostgreSQL connection options, password included, for structs that keep them: `Debug` prints
+/// nothing of them (sqlx's own `Debug` of `PgConnectOptions` shows the password).
+#[derive(Clone)]
+pub struct DbOptions(PgConnectOptions);
+
+impl DbOptions {
+    pub fn new(options: PgConnectOptions) -> DbOptions {
+        DbOptions(options)
+    }
+
+    pub fn expose(&self) -> &PgConnectOptions {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DbOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DbOptions([redacted])")
+    }
+}
+
 /// A pool for work off the request path (the sweeper, the CLI, bootstrap) and for tools.
 ///
 /// sqlx's default pings every connection before handing it out: a second round trip for every

@@ -127,7 +127,7 @@ impl Drop for Counted {
 
 /// One worker's connections: at most `max` open, handed out in most-recently-used order.
 pub struct WorkerPool {
-    connect: PgConnectOptions,
+    connect: super::DbOptions,
     acquire_timeout: Duration,
     permits: Semaphore,
     idle: Mutex<Vec<Idle>>,
@@ -139,7 +139,7 @@ impl WorkerPool {
     /// At most `max` connections; waiting for one gives up after `acquire_timeout`.
     pub fn new(connect: PgConnectOptions, max: u32, acquire_timeout: Duration) -> WorkerPool {
         WorkerPool {
-            connect: with_session_limits(connect),
+            connect: super::DbOptions::new(with_session_limits(connect)),
             acquire_timeout,
             permits: Semaphore::new(max.max(1) as usize),
             max: max.max(1),
@@ -198,9 +198,10 @@ impl WorkerPool {
             }
             return Ok(idle);
         }
-        let conn = tokio::time::timeout_at(deadline, PgConnection::connect_with(&self.connect))
-            .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)??;
+        let conn =
+            tokio::time::timeout_at(deadline, PgConnection::connect_with(self.connect.expose()))
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)??;
         let now = Instant::now();
         Ok(Idle {
             conn,
@@ -251,7 +252,7 @@ impl Lease<'_> {
 /// one more than the rest). Listed for the pool gauges, without keeping them alive: a pool (and
 /// its connections) goes with the worker that owns it.
 pub struct WorkerPools {
-    connect: PgConnectOptions,
+    connect: super::DbOptions,
     base: u32,
     extra: usize,
     /// (serves requests, the pool).
@@ -263,7 +264,7 @@ impl WorkerPools {
     pub fn new(connect: PgConnectOptions, total: u32, workers: usize) -> WorkerPools {
         let workers = u32::try_from(workers.max(1)).unwrap_or(u32::MAX);
         WorkerPools {
-            connect,
+            connect: super::DbOptions::new(connect),
             base: (total / workers).max(1),
             extra: (total % workers) as usize,
             pools: Mutex::new(Vec::new()),
@@ -279,7 +280,11 @@ impl WorkerPools {
             let serving = pools.iter().filter(|(serving, _)| *serving).count();
             self.base + u32::from(serving < self.extra)
         });
-        let pool = Arc::new(WorkerPool::new(self.connect.clone(), size, ACQUIRE_TIMEOUT));
+        let pool = Arc::new(WorkerPool::new(
+            self.connect.expose().clone(),
+            size,
+            ACQUIRE_TIMEOUT,
+        ));
         pools.push((max.is_none(), Arc::downgrade(&pool)));
         pool
     }

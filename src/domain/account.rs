@@ -2,6 +2,7 @@
 //! argon2id hash, and the plain token is printed once, at creation or rotation.
 
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -15,7 +16,8 @@ pub struct Account {
     pub date_updated: DateTime<Utc>,
 }
 
-/// A new account's one-time view: the account plus its plain auth token.
+/// A new account's one-time view: the account plus its plain auth token (which `Debug` never
+/// shows; only serializing it for the one-time print reveals it).
 #[derive(Debug, Serialize)]
 pub struct NewAccount {
     pub sid: String,
@@ -23,7 +25,12 @@ pub struct NewAccount {
     pub status: String,
     #[serde(serialize_with = "crate::twilio::time::serialize")]
     pub date_created: DateTime<Utc>,
-    pub auth_token: String,
+    #[serde(serialize_with = "expose")]
+    pub auth_token: SecretString,
+}
+
+fn expose<S: serde::Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose_secret())
 }
 
 /// An auth token is 32 lowercase hex digits, as Twilio's are.
@@ -32,4 +39,24 @@ pub fn is_valid_token(token: &str) -> bool {
         && token
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_account_shows_its_token_only_when_serialized() {
+        let token = "0123456789abcdef0123456789abcdef";
+        let account = NewAccount {
+            sid: format!("AC{}", "a".repeat(32)),
+            friendly_name: "t".into(),
+            status: "active".into(),
+            date_created: Utc::now(),
+            auth_token: SecretString::from(token),
+        };
+        assert!(!format!("{account:?}").contains(token));
+        let json = serde_json::to_value(&account).unwrap();
+        assert_eq!(json["auth_token"], token);
+    }
 }
