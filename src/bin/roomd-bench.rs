@@ -12,7 +12,7 @@ use clap::Parser;
 use roomd::db::embedded::{EmbeddedPostgres, Mode};
 use roomd::db::rooms::{self, RoomFilter, RoomKey};
 use roomd::db::worker_pool::BreaksConnection;
-use roomd::db::WorkerPool;
+use roomd::db::{PoolLimits, WorkerPool};
 use roomd::domain::room::{CreateRoom, RoomStatus};
 use roomd::twilio::form::Params;
 use roomd::twilio::paging::{Cursor, PageRequest};
@@ -575,11 +575,11 @@ async fn scenario(
         } else {
             Arc::new(Vec::new())
         };
-        let own = Arc::new(WorkerPool::new(
+        let own = WorkerPool::new(
             (*pool.connect_options()).clone(),
             POOL_SIZE,
-            Duration::from_secs(3),
-        ));
+            PoolLimits::default(),
+        );
         Some(direct_run(name, Direct::Own(own), data, concurrency, secs, to_complete).await?)
     } else {
         None

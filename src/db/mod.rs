@@ -7,7 +7,7 @@ pub mod migrate;
 pub mod rooms;
 pub mod worker_pool;
 
-pub use worker_pool::{WorkerPool, WorkerPools};
+pub use worker_pool::{PoolLimits, WorkerPool, WorkerPools};
 
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

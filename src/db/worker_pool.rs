@@ -78,11 +78,38 @@ fn budget_spent() -> sqlx::Error {
 }
 /// A connection idle longer than this is pinged before it is handed out.
 pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
-/// Idle longer than this, a connection is closed rather than reused.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
-/// Older than this, a connection is closed when it comes back (as sqlx's pool does), so server
-/// memory held by long-lived backends is returned and load balancers can rebalance.
-const MAX_LIFETIME: Duration = Duration::from_secs(1800);
+/// How often, at most, the reaper looks at the idle connections.
+const MAX_REAP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long connections may wait, sit and live.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    /// How long a `run` waits for a free connection, or for a new one to open.
+    pub acquire_timeout: Duration,
+    /// Idle longer than this, a connection is closed (by the reaper, or when next taken).
+    pub idle_timeout: Duration,
+    /// Older than this, a connection is never handed out again (as sqlx's pool does), so server
+    /// memory held by long-lived backends is returned and load balancers can rebalance. Each
+    /// connection's own lifetime is up to a tenth shorter, at random, so that connections
+    /// opened together do not all reconnect together.
+    pub max_lifetime: Duration,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        PoolLimits {
+            acquire_timeout: ACQUIRE_TIMEOUT,
+            idle_timeout: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// `d` less up to `fraction` of it, at random.
+fn jitter(d: Duration, fraction: f64) -> Duration {
+    use rand::Rng;
+    d.mul_f64(1.0 - rand::thread_rng().gen_range(0.0..fraction))
+}
 
 /// Whether an error means the connection it happened on can no longer be trusted.
 pub trait BreaksConnection {
@@ -104,8 +131,15 @@ impl BreaksConnection for sqlx::Error {
 struct Idle {
     conn: PgConnection,
     since: Instant,
-    opened: Instant,
+    /// When this connection's (jittered) lifetime ends.
+    expires: Instant,
     _counted: Counted,
+}
+
+impl Idle {
+    fn expired(&self, now: Instant, idle_timeout: Duration) -> bool {
+        now >= self.expires || now.duration_since(self.since) > idle_timeout
+    }
 }
 
 /// One open connection in the pool's count, for as long as the connection exists, however it
@@ -128,7 +162,7 @@ impl Drop for Counted {
 /// One worker's connections: at most `max` open, handed out in most-recently-used order.
 pub struct WorkerPool {
     connect: super::DbOptions,
-    acquire_timeout: Duration,
+    limits: PoolLimits,
     permits: Semaphore,
     idle: Mutex<Vec<Idle>>,
     open: Arc<AtomicU32>,
@@ -136,16 +170,52 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
-    /// At most `max` connections; waiting for one gives up after `acquire_timeout`.
-    pub fn new(connect: PgConnectOptions, max: u32, acquire_timeout: Duration) -> WorkerPool {
-        WorkerPool {
+    /// At most `max` connections, within `limits`. Called inside a Tokio runtime, it starts the
+    /// reaper there, which closes idle connections past their idle timeout or lifetime even when
+    /// nothing takes them; it ends with the pool.
+    pub fn new(connect: PgConnectOptions, max: u32, limits: PoolLimits) -> Arc<WorkerPool> {
+        let pool = Arc::new(WorkerPool {
             connect: super::DbOptions::new(with_session_limits(connect)),
-            acquire_timeout,
+            limits,
             permits: Semaphore::new(max.max(1) as usize),
             max: max.max(1),
             idle: Mutex::new(Vec::new()),
             open: Arc::new(AtomicU32::new(0)),
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let every = (limits.idle_timeout.min(limits.max_lifetime) / 4)
+                .clamp(Duration::from_millis(10), MAX_REAP_INTERVAL);
+            tokio::spawn(reap(Arc::downgrade(&pool), every));
         }
+        pool
+    }
+
+    /// Runs `work` inside a transaction on one of this pool's connections: committed when `work`
+    /// returns `Ok`, rolled back when it returns `Err`, both before the connection can be used
+    /// again. If `work` is cancelled (the request's budget ran out, the client went away), the
+    /// connection is closed, which ends the transaction on the server at once.
+    pub async fn transaction<T, E>(
+        &self,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<sqlx::Error> + BreaksConnection,
+    {
+        self.run(async |conn: &mut PgConnection| {
+            let mut tx = conn.begin().await?;
+            match work(&mut tx).await {
+                Ok(value) => {
+                    tx.commit().await?;
+                    Ok(value)
+                }
+                Err(e) => {
+                    // A failed ROLLBACK fails the connection too, so `run` closes it.
+                    tx.rollback().await?;
+                    Err(e)
+                }
+            }
+        })
+        .await
     }
 
     /// Runs `work` on one of this pool's connections. Waiting for a free connection, or for a
@@ -158,7 +228,7 @@ impl WorkerPool {
         E: From<sqlx::Error> + BreaksConnection,
     {
         let budget = budget_deadline();
-        let deadline = budget.min(tokio::time::Instant::now() + self.acquire_timeout);
+        let deadline = budget.min(tokio::time::Instant::now() + self.limits.acquire_timeout);
         let _permit = tokio::time::timeout_at(deadline, self.permits.acquire())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?
@@ -169,14 +239,41 @@ impl WorkerPool {
         };
         // Past the budget the work is dropped mid-statement; so is the lease, which closes the
         // connection (its state is unknown).
-        let result = tokio::time::timeout_at(budget, work(&mut lease.conn_mut().conn))
-            .await
-            .map_err(|_| E::from(budget_spent()))?;
+        let result = tokio::time::timeout_at(budget, async {
+            let conn = &mut lease.conn_mut().conn;
+            let result = work(conn).await;
+            // A transaction that `work` dropped unfinished has queued its ROLLBACK for the next
+            // use of the connection; send it now, so that no lock it holds outlives this call.
+            if conn.should_flush() && !matches!(&result, Err(e) if e.breaks_connection()) {
+                conn.ping().await?;
+            }
+            Ok::<_, E>(result)
+        })
+        .await
+        .map_err(|_| E::from(budget_spent()))?;
+        let result = match result {
+            Ok(result) => result,
+            Err(flush_failed) => {
+                drop(lease);
+                return Err(flush_failed);
+            }
+        };
         match &result {
             Err(e) if e.breaks_connection() => drop(lease),
             _ => lease.give_back(),
         }
         result
+    }
+
+    /// Takes the idle connections past their idle timeout or lifetime out of the pool.
+    fn take_expired(&self) -> Vec<Idle> {
+        let now = Instant::now();
+        let mut idle = self.lock();
+        let (expired, kept) = std::mem::take(&mut *idle)
+            .into_iter()
+            .partition(|c| c.expired(now, self.limits.idle_timeout));
+        *idle = kept;
+        expired
     }
 
     /// An idle connection (pinged if it sat a while), else a new one.
@@ -185,11 +282,10 @@ impl WorkerPool {
             // (The lock is released before any await below.)
             let popped = self.lock().pop();
             let Some(mut idle) = popped else { break };
-            let idle_for = idle.since.elapsed();
-            if idle_for > IDLE_TIMEOUT {
+            if idle.expired(Instant::now(), self.limits.idle_timeout) {
                 continue;
             }
-            if idle_for > PING_IF_IDLE_FOR {
+            if idle.since.elapsed() > PING_IF_IDLE_FOR {
                 match tokio::time::timeout_at(deadline, idle.conn.ping()).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => continue,
@@ -206,7 +302,7 @@ impl WorkerPool {
         Ok(Idle {
             conn,
             since: now,
-            opened: now,
+            expires: now + jitter(self.limits.max_lifetime, 0.1),
             _counted: Counted::new(&self.open),
         })
     }
@@ -239,7 +335,7 @@ impl Lease<'_> {
     /// Returns the connection to the idle list, unless it has lived long enough.
     fn give_back(mut self) {
         if let Some(mut idle) = self.conn.take() {
-            if idle.opened.elapsed() <= MAX_LIFETIME {
+            if Instant::now() < idle.expires {
                 idle.since = Instant::now();
                 self.pool.lock().push(idle);
             }
@@ -280,11 +376,7 @@ impl WorkerPools {
             let serving = pools.iter().filter(|(serving, _)| *serving).count();
             self.base + u32::from(serving < self.extra)
         });
-        let pool = Arc::new(WorkerPool::new(
-            self.connect.expose().clone(),
-            size,
-            ACQUIRE_TIMEOUT,
-        ));
+        let pool = WorkerPool::new(self.connect.expose().clone(), size, PoolLimits::default());
         pools.push((max.is_none(), Arc::downgrade(&pool)));
         pool
     }
@@ -312,5 +404,21 @@ impl WorkerPools {
 
     fn lock(&self) -> MutexGuard<'_, Vec<(bool, Weak<WorkerPool>)>> {
         self.pools.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Every `every` (less up to a quarter, at random, so that the workers' reapers do not wake
+/// together), closes the pool's idle connections past their idle timeout or lifetime. Holds
+/// only a weak handle between rounds, and ends when the pool is gone.
+async fn reap(pool: std::sync::Weak<WorkerPool>, every: Duration) {
+    loop {
+        tokio::time::sleep(jitter(every, 0.25)).await;
+        let Some(strong) = pool.upgrade() else { return };
+        let expired = strong.take_expired();
+        drop(strong);
+        for idle in expired {
+            // Terminate politely, but never wait on a server that does not answer.
+            let _ = tokio::time::timeout(Duration::from_secs(1), idle.conn.close()).await;
+        }
     }
 }
