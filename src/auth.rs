@@ -251,9 +251,7 @@ impl FromRequest for Account {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let creds = basic_credentials(req);
         let address = req.peer_addr().map(|a| a.ip());
-        let state = req
-            .app_data::<web::Data<crate::startup::AppState>>()
-            .cloned();
+        let state = req.app_data::<web::Data<crate::state::AppState>>().cloned();
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
             let (sid, token) = creds.ok_or(ApiError::Unauthorized)?;

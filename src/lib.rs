@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod observe;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod sweeper;
 pub mod telemetry;
 pub mod throttle;

@@ -3,10 +3,11 @@
 //! requests: SIGTERM in production and a test's end share that one path.
 
 use crate::auth::AuthCache;
-use crate::db::{WorkerPool, WorkerPools};
+use crate::db::WorkerPools;
 use crate::metrics::Metrics;
 use crate::observe::{observe, RoomdRootSpan};
 use crate::routes;
+pub use crate::state::{AppState, DEFAULT_BODY_TIMEOUT};
 use crate::twilio::urls::PublicUrl;
 use crate::unread_body::close_on_unread_body;
 use actix_web::{web, App, HttpServer};
@@ -15,22 +16,6 @@ use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// What every request handler can reach. Each HTTP worker has its own, around its own pool.
-pub struct AppState {
-    /// This worker's own connections (see `db::worker_pool`).
-    pub pool: Arc<WorkerPool>,
-    pub auth: Arc<AuthCache>,
-    pub public_url: PublicUrl,
-    pub metrics: Arc<Metrics>,
-    /// All the workers' pools, for the pool gauges.
-    pub pools: Arc<WorkerPools>,
-    /// How long a request body may take to arrive (`ROOMD_BODY_TIMEOUT`).
-    pub body_timeout: Duration,
-}
-
-/// `ROOMD_BODY_TIMEOUT`'s default.
-pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How to serve: the settings `Application::build` needs.
 #[derive(Clone, Debug)]

@@ -718,7 +718,7 @@ async fn direct_run(
                         .run(async |c| rooms::list(c, &acct, &filter, &page).await)
                         .await
                     {
-                        Ok(p) if p.rooms.len() == 50 => Ok(()),
+                        Ok(p) if p.rows.len() == 50 => Ok(()),
                         Ok(_) => bail!("short page"),
                         Err(_) => bail!("list failed"),
                     }

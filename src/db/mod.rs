@@ -3,13 +3,15 @@
 
 pub mod accounts;
 pub mod embedded;
+pub mod error;
+pub mod list;
 pub mod migrate;
 pub mod rooms;
 pub mod worker_pool;
 
+pub use error::{DbError, OnConstraint};
 pub use worker_pool::{PoolLimits, WorkerPool, WorkerPools};
 
-use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 use std::time::Duration;
@@ -73,7 +75,7 @@ pub async fn wait_for(options: &PgConnectOptions, timeout: Duration) -> anyhow::
                 return Ok(());
             }
             // Wrong credentials or a database that does not exist will not fix themselves.
-            Err(sqlx::Error::Database(e)) if is_permanent_connect_error(e.as_ref()) => {
+            Err(e) if error::is_permanent_connect_error(&e) => {
                 anyhow::bail!("could not connect to the database (DATABASE_URL): {e}")
             }
             Err(e) if tokio::time::Instant::now() + delay < deadline => {
@@ -88,35 +90,5 @@ pub async fn wait_for(options: &PgConnectOptions, timeout: Duration) -> anyhow::
                 )
             }
         }
-    }
-}
-
-/// Whether a refused connection is final: class 28 (invalid authorization: wrong password, no
-/// such role, pg_hba rejects) and 3D000 (no such database).
-fn is_permanent_connect_error(e: &dyn DatabaseError) -> bool {
-    e.code()
-        .is_some_and(|c| c.starts_with("28") || c.as_ref() == "3D000")
-}
-
-/// Whether a server error ends the session: class 08 (connection exception) and 57P01..57P03
-/// (admin shutdown, crash shutdown, cannot connect now).
-pub fn is_fatal_database_error(e: &dyn DatabaseError) -> bool {
-    e.code()
-        .is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03"))
-}
-
-/// Whether a statement error means the database is too busy or stalled to answer in time
-/// (57014: cancelled by `statement_timeout`; 55P03: lock not available): retryable, and the
-/// session stays usable.
-pub fn is_overloaded_database_error(e: &dyn DatabaseError) -> bool {
-    e.code()
-        .is_some_and(|c| matches!(c.as_ref(), "57014" | "55P03"))
-}
-
-/// Unique-violation constraint name, if `e` is one.
-pub fn violated_unique_constraint(e: &sqlx::Error) -> Option<&str> {
-    match e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => db.constraint(),
-        _ => None,
     }
 }

@@ -1,15 +1,17 @@
 //! Rooms. Every query is scoped by account_sid; state changes are compare-and-set; deadlines and
 //! end times come from the database clock.
 
-use super::worker_pool::BreaksConnection;
+use super::error::{DbError, OnConstraint};
+use super::list::{self, Listing, Page};
 use crate::domain::room::{CreateRoom, RoomStatus};
-use crate::twilio::paging::{Cursor, PageRequest};
+use crate::twilio::error::code;
+use crate::twilio::paging::PageRequest;
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
+use sqlx::{PgConnection, PgExecutor};
 use std::sync::LazyLock;
 
 /// The partial unique index that keeps in-progress names unique per account (53113).
-pub const UNIQUE_NAME_CONSTRAINT: &str = "rooms_in_progress_unique_name";
+const UNIQUE_NAME_CONSTRAINT: &str = "rooms_in_progress_unique_name";
 
 /// A stored room, as the database returns it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -38,6 +40,12 @@ pub struct RoomRow {
     pub duration: Option<i32>,
 }
 
+impl crate::twilio::paging::HasSid for RoomRow {
+    fn sid(&self) -> &str {
+        &self.sid
+    }
+}
+
 const COLUMNS: &str = "sid, account_sid, status, type, unique_name, status_callback, \
     status_callback_method, max_participants, max_participant_duration, \
     max_concurrent_published_tracks, record_participants_on_connect, video_codecs, media_region, \
@@ -54,13 +62,14 @@ const END_ROOM_SET: &str = "status = 'completed', \
     deadline = NULL, deadline_reason = NULL";
 
 /// Inserts a new in-progress room. Its first deadline is the unused-room timeout: Twilio ends a
-/// REST-created room that nobody joins `unused_room_timeout` minutes after creation.
+/// REST-created room that nobody joins `unused_room_timeout` minutes after creation. An
+/// in-progress room of the account with the same name is 53113 (the partial unique index).
 pub async fn insert(
     db: impl PgExecutor<'_>,
     account_sid: &str,
     sid: &str,
     room: &CreateRoom,
-) -> Result<RoomRow, sqlx::Error> {
+) -> Result<RoomRow, DbError> {
     sqlx::query_as(&format!(
         "INSERT INTO rooms (sid, account_sid, status, type, unique_name, status_callback, \
             status_callback_method, max_participants, max_participant_duration, \
@@ -90,6 +99,7 @@ pub async fn insert(
     .bind(room.recording_rules.as_ref())
     .fetch_one(db)
     .await
+    .on_constraint(UNIQUE_NAME_CONSTRAINT, code::ROOM_EXISTS, "Room exists")
 }
 
 /// How a path names a room: its SID (any status) or its unique name (in-progress rooms only).
@@ -133,6 +143,57 @@ pub async fn fetch(
     one_by_key(db, [&FETCH_BY_SID, &FETCH_BY_NAME], account_sid, key).await
 }
 
+/// The first room that one of `keys` names, tried in order on one connection.
+pub async fn find(
+    conn: &mut PgConnection,
+    account_sid: &str,
+    keys: impl IntoIterator<Item = RoomKey<'_>>,
+) -> Result<Option<RoomRow>, sqlx::Error> {
+    for key in keys {
+        if let Some(row) = fetch(&mut *conn, account_sid, key).await? {
+            return Ok(Some(row));
+        }
+    }
+    Ok(None)
+}
+
+/// What ending a room by REST found.
+pub enum Completion {
+    Completed(Box<RoomRow>),
+    /// The SID names a room that is no longer in progress (53118).
+    AlreadyEnded,
+    NotFound,
+}
+
+/// Ends the room a path names, on one connection: by SID (when the segment is SID-shaped) with a
+/// compare-and-set; a SID names its room in any status, so if that room is not in progress it is
+/// 53118, and the segment is not then tried as some other room's name. Otherwise by name, which
+/// only ever names an in-progress room.
+pub async fn complete_named(
+    conn: &mut PgConnection,
+    account_sid: &str,
+    sid: Option<&str>,
+    name: &str,
+) -> Result<Completion, sqlx::Error> {
+    if let Some(sid) = sid {
+        if let Some(row) = complete(&mut *conn, account_sid, RoomKey::Sid(sid)).await? {
+            return Ok(Completion::Completed(Box::new(row)));
+        }
+        if fetch(&mut *conn, account_sid, RoomKey::Sid(sid))
+            .await?
+            .is_some()
+        {
+            return Ok(Completion::AlreadyEnded);
+        }
+    }
+    Ok(
+        match complete(conn, account_sid, RoomKey::Name(name)).await? {
+            Some(row) => Completion::Completed(Box::new(row)),
+            None => Completion::NotFound,
+        },
+    )
+}
+
 /// Completes an in-progress room in one compare-and-set UPDATE; `None` when no in-progress room
 /// matched (absent, another account's, or already ended).
 pub async fn complete(
@@ -171,105 +232,39 @@ pub struct RoomFilter {
     pub created_before: Option<DateTime<Utc>>,
 }
 
-/// One page in display order (newest first), and whether rows lie beyond it in the direction it
-/// was read.
-pub struct RoomPage {
-    pub rooms: Vec<RoomRow>,
-    pub more_beyond: bool,
-}
+const LISTING: Listing = Listing {
+    table: "rooms",
+    columns: COLUMNS,
+    order_by: "date_created",
+    descending: true,
+};
 
-/// Result of resolving a page token: the row it names must belong to the account.
-pub enum PageError {
-    UnknownToken,
-    Db(sqlx::Error),
-}
-
-impl From<sqlx::Error> for PageError {
-    fn from(e: sqlx::Error) -> Self {
-        PageError::Db(e)
-    }
-}
-
-impl BreaksConnection for PageError {
-    fn breaks_connection(&self) -> bool {
-        match self {
-            PageError::UnknownToken => false,
-            PageError::Db(e) => e.breaks_connection(),
-        }
-    }
-}
-
-/// Reads a page with keyset pagination on `(date_created, sid)`: the token's row is looked up by
-/// primary key inside the same statement, and the page continues strictly after (or before) its
-/// position, so a deep page costs what the first one does.
-pub async fn list(
+/// A page of the account's rooms, newest first, keyset-paged on `(date_created, sid)`.
+pub async fn list<'q>(
     conn: &mut PgConnection,
-    account_sid: &str,
-    filter: &RoomFilter,
-    page: &PageRequest,
-) -> Result<RoomPage, PageError> {
-    let token_sid = match &page.cursor {
-        Cursor::Start => None,
-        Cursor::After(sid) | Cursor::Before(sid) => Some(sid.as_str()),
-    };
-    let backwards = matches!(page.cursor, Cursor::Before(_));
-
-    let mut q: QueryBuilder<'_, Postgres> =
-        QueryBuilder::new(format!("SELECT {COLUMNS} FROM rooms WHERE account_sid = "));
-    q.push_bind(account_sid);
-    q.push(" AND status = ").push_bind(filter.status.as_str());
-    if let Some(name) = &filter.unique_name {
-        q.push(" AND unique_name = ").push_bind(name);
-    }
-    if let Some(t) = filter.created_on_or_after {
-        q.push(" AND date_created >= ").push_bind(t);
-    }
-    if let Some(t) = filter.created_before {
-        q.push(" AND date_created < ").push_bind(t);
-    }
-    if let Some(sid) = token_sid {
-        // The token's row position, looked up in the same statement. The date is a scalar
-        // subquery (an InitPlan, evaluated once), so the row comparison stays an index condition.
-        q.push(if backwards {
-            " AND (date_created, sid) > ((SELECT t.date_created FROM rooms t WHERE t.account_sid = "
-        } else {
-            " AND (date_created, sid) < ((SELECT t.date_created FROM rooms t WHERE t.account_sid = "
-        });
-        q.push_bind(account_sid)
-            .push(" AND t.sid = ")
-            .push_bind(sid);
-        q.push("), ").push_bind(sid).push(")");
-    }
-    q.push(if backwards {
-        " ORDER BY date_created ASC, sid ASC"
-    } else {
-        " ORDER BY date_created DESC, sid DESC"
-    });
-    q.push(" LIMIT ").push_bind(i64::from(page.page_size) + 1);
-    if page.offset() > 0 {
-        q.push(" OFFSET ")
-            .push_bind(i64::try_from(page.offset()).unwrap_or(i64::MAX));
-    }
-    let mut rooms: Vec<RoomRow> = q.build_query_as().fetch_all(&mut *conn).await?;
-    // An empty page may mean the token names no room of this account: only then ask.
-    if let (true, Some(sid)) = (rooms.is_empty(), token_sid) {
-        let known: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM rooms WHERE account_sid = $1 AND sid = $2)",
-        )
-        .bind(account_sid)
-        .bind(sid)
-        .fetch_one(&mut *conn)
-        .await?;
-        if !known {
-            return Err(PageError::UnknownToken);
-        }
-    }
-    let more_beyond = rooms.len() > page.page_size as usize;
-    rooms.truncate(page.page_size as usize);
-    if backwards {
-        rooms.reverse();
-    }
-    Ok(RoomPage { rooms, more_beyond })
+    account_sid: &'q str,
+    filter: &'q RoomFilter,
+    page: &'q PageRequest,
+) -> Result<Page<RoomRow>, DbError> {
+    list::page(
+        conn,
+        &LISTING,
+        &[("account_sid", account_sid)],
+        |q| {
+            q.push(" AND status = ").push_bind(filter.status.as_str());
+            if let Some(name) = &filter.unique_name {
+                q.push(" AND unique_name = ").push_bind(name);
+            }
+            if let Some(t) = filter.created_on_or_after {
+                q.push(" AND date_created >= ").push_bind(t);
+            }
+            if let Some(t) = filter.created_before {
+                q.push(" AND date_created < ").push_bind(t);
+            }
+        },
+        page,
+    )
+    .await
 }
 
 /// Rooms the sweeper ended in one batch.

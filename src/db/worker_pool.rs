@@ -15,6 +15,8 @@
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::Connection;
+
+pub use super::error::BreaksConnection;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -109,23 +111,6 @@ impl Default for PoolLimits {
 fn jitter(d: Duration, fraction: f64) -> Duration {
     use rand::Rng;
     d.mul_f64(1.0 - rand::thread_rng().gen_range(0.0..fraction))
-}
-
-/// Whether an error means the connection it happened on can no longer be trusted.
-pub trait BreaksConnection {
-    fn breaks_connection(&self) -> bool;
-}
-
-impl BreaksConnection for sqlx::Error {
-    fn breaks_connection(&self) -> bool {
-        match self {
-            // A statement error (constraint, bad input): the server is ready for the next one,
-            // unless it is a fatal one that ends the session.
-            sqlx::Error::Database(db) => super::is_fatal_database_error(db.as_ref()),
-            sqlx::Error::RowNotFound => false,
-            _ => true,
-        }
-    }
 }
 
 struct Idle {

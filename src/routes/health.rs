@@ -1,6 +1,6 @@
 //! `GET /healthz` (no auth): 200 when the database answers, 503 otherwise.
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //! form body, decoding a path segment, and the Twilio-shaped 404/405 for everything unrouted.
 
 pub mod health;
+pub mod room_ref;
 pub mod rooms;
 
 use crate::twilio::error::code;
@@ -30,7 +31,7 @@ pub fn get() -> actix_web::Route {
 }
 
 /// `GET /metrics` (no auth): Prometheus text format.
-pub async fn metrics(state: web::Data<crate::startup::AppState>) -> HttpResponse {
+pub async fn metrics(state: web::Data<crate::state::AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render(&state.pool, &state.pools).await)
@@ -77,8 +78,8 @@ pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 /// none (curl -X POST sends none).
 pub async fn read_form(req: &HttpRequest, mut payload: web::Payload) -> Result<Params, ApiError> {
     let timeout = req
-        .app_data::<web::Data<crate::startup::AppState>>()
-        .map_or(crate::startup::DEFAULT_BODY_TIMEOUT, |s| s.body_timeout);
+        .app_data::<web::Data<crate::state::AppState>>()
+        .map_or(crate::state::DEFAULT_BODY_TIMEOUT, |s| s.body_timeout);
     let read = async {
         let payload = &mut payload;
         let mut body = web::BytesMut::new();
@@ -129,6 +130,25 @@ pub async fn read_form(req: &HttpRequest, mut payload: web::Payload) -> Result<P
         }
     }
     Params::parse(&body)
+}
+
+/// A form-encoded request body, read by `read_form` (bounded in size and time).
+pub struct Form(pub Params);
+
+impl actix_web::FromRequest for Form {
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = web::Payload::from_request(&req, payload);
+        Box::pin(async move {
+            let payload = payload
+                .await
+                .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
+            read_form(&req, payload).await.map(Form)
+        })
+    }
 }
 
 /// A path parameter, percent-decoded once, strictly, from the raw path (no `+` rule in paths).

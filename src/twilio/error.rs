@@ -124,22 +124,10 @@ impl fmt::Display for ApiError {
 }
 
 /// Whether `e` means the database cannot be reached right now (down, restarting, failing over,
-/// pool exhausted) rather than that roomd did something wrong: such errors are 503/20503, and the
-/// client may retry.
+/// pool exhausted, stalled) rather than that roomd did something wrong: such errors are
+/// 503/20503, and the client may retry.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => {
-            crate::db::is_fatal_database_error(db.as_ref())
-                || crate::db::is_overloaded_database_error(db.as_ref())
-        }
-        _ => false,
-    }
+    crate::db::error::classify(e).unavailable()
 }
 
 impl From<sqlx::Error> for ApiError {
@@ -148,6 +136,15 @@ impl From<sqlx::Error> for ApiError {
             ApiError::Unavailable(e.into())
         } else {
             ApiError::Internal(e.into())
+        }
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        match e {
+            crate::db::DbError::Sql(e) => e.into(),
+            crate::db::DbError::Refused { code, message } => ApiError::bad_request(code, message),
         }
     }
 }

@@ -119,6 +119,47 @@ pub struct PageResult<'a> {
     pub has_previous: bool,
 }
 
+/// A listed item, as paging sees it: tokens name items by SID.
+pub trait HasSid {
+    fn sid(&self) -> &str;
+}
+
+impl<'a> PageResult<'a> {
+    /// What a page read for `req` found: `items` in display order, and whether more lie beyond
+    /// them in the direction the page was read. Read backwards (a `PB` token), a page always has
+    /// a next one (the token's own item); read forwards, it has a previous one when it did not
+    /// start at the top.
+    pub fn of<T: HasSid>(req: &PageRequest, items: &'a [T], more_beyond: bool) -> Self {
+        let backwards = matches!(req.cursor, Cursor::Before(_));
+        PageResult {
+            first_sid: items.first().map(HasSid::sid),
+            last_sid: items.last().map(HasSid::sid),
+            has_next: backwards || more_beyond,
+            has_previous: if backwards {
+                more_beyond
+            } else {
+                req.token.is_some() || req.offset() > 0
+            },
+        }
+    }
+}
+
+/// A Twilio list body: `{"<key>": [items], "meta": {...}}`, the key being `meta.key`.
+pub struct ListBody<T> {
+    pub items: Vec<T>,
+    pub meta: Meta,
+}
+
+impl<T: Serialize> Serialize for ListBody<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry(self.meta.key, &self.items)?;
+        map.serialize_entry("meta", &self.meta)?;
+        map.end()
+    }
+}
+
 /// Builds `meta` for a list at `path` (e.g. `/v1/Rooms`) with its filters, which every paging
 /// URL carries so that following `next_page_url` keeps the same query.
 pub fn meta(

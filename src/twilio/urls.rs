@@ -22,11 +22,79 @@ impl PublicUrl {
     }
 }
 
+/// The most path segments after `/v1` a resource URL has (e.g. `Rooms/RM../Participants/PA..
+/// /SubscribeRules`).
+const MAX_SEGMENTS: usize = 6;
+
+/// `{base}/v1/{segment}/{segment}...`, written straight into the output when serialized (a page
+/// of 50 resources would otherwise build hundreds of short-lived strings). Segments are SIDs and
+/// fixed resource names, which need no escaping.
+#[derive(Clone, Copy)]
+pub struct ResourceUrl<'a> {
+    base: &'a PublicUrl,
+    segments: [&'a str; MAX_SEGMENTS],
+    len: usize,
+}
+
+impl<'a> ResourceUrl<'a> {
+    pub fn new(base: &'a PublicUrl, segments: &[&'a str]) -> Self {
+        let mut url = ResourceUrl {
+            base,
+            segments: [""; MAX_SEGMENTS],
+            len: 0,
+        };
+        for s in segments {
+            url = url.child(s);
+        }
+        url
+    }
+
+    /// This URL with one more segment, e.g. a resource's link to `Participants`.
+    pub fn child(mut self, segment: &'a str) -> Self {
+        assert!(
+            self.len < MAX_SEGMENTS,
+            "resource URLs have at most {MAX_SEGMENTS} segments"
+        );
+        self.segments[self.len] = segment;
+        self.len += 1;
+        self
+    }
+}
+
+impl std::fmt::Display for ResourceUrl<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.base.as_str())?;
+        f.write_str("/v1")?;
+        for s in &self.segments[..self.len] {
+            f.write_str("/")?;
+            f.write_str(s)?;
+        }
+        Ok(())
+    }
+}
+
+impl serde::Serialize for ResourceUrl<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn trailing_slashes_are_dropped() {
         let u = super::PublicUrl::new("http://127.0.0.1:8080/");
         assert_eq!(u.join("/v1/Rooms"), "http://127.0.0.1:8080/v1/Rooms");
+    }
+
+    #[test]
+    fn resource_urls_join_their_segments() {
+        let base = super::PublicUrl::new("http://127.0.0.1:8080");
+        let room = super::ResourceUrl::new(&base, &["Rooms", "RM1"]);
+        assert_eq!(room.to_string(), "http://127.0.0.1:8080/v1/Rooms/RM1");
+        assert_eq!(
+            serde_json::to_string(&room.child("Participants")).unwrap(),
+            "\"http://127.0.0.1:8080/v1/Rooms/RM1/Participants\""
+        );
     }
 }

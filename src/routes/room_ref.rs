@@ -1,0 +1,70 @@
+//! `{RoomNameOrSid}`: the room a path names, for the authenticated account, resolved the same
+//! way for the room and for every sub-resource under it.
+
+use super::{path_segment, resource_not_found};
+use crate::auth::Account;
+use crate::db::rooms::{self, RoomKey, RoomRow};
+use crate::domain::room::validate_unique_name;
+use crate::domain::sid;
+use crate::twilio::ApiError;
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest};
+use sqlx::PgConnection;
+use std::future::Future;
+use std::pin::Pin;
+
+/// The authenticated account and the decoded `{room}` segment. A segment that no room could be
+/// named (e.g. with control characters) is a 404 here, before any database work.
+pub struct RoomRef {
+    pub account: Account,
+    /// The segment as decoded.
+    pub segment: String,
+    /// The segment as a room SID (lowercased hex), when it has a SID's shape.
+    pub sid: Option<String>,
+}
+
+impl RoomRef {
+    fn parse(account: Account, segment: String) -> Result<RoomRef, ApiError> {
+        if validate_unique_name(&segment).is_err() {
+            return Err(resource_not_found(&format!("/Rooms/{segment}")));
+        }
+        let sid = sid::is_sid(sid::ROOM, &segment).then(|| sid::normalize(sid::ROOM, &segment));
+        Ok(RoomRef {
+            account,
+            segment,
+            sid,
+        })
+    }
+
+    /// The ways the segment may name a room, in order: a SID-shaped segment is first a SID (any
+    /// status), then, like any other segment, the name of an in-progress room (a name may look
+    /// like a SID).
+    pub fn keys(&self) -> impl Iterator<Item = RoomKey<'_>> {
+        self.sid
+            .as_deref()
+            .map(RoomKey::Sid)
+            .into_iter()
+            .chain(std::iter::once(RoomKey::Name(&self.segment)))
+    }
+
+    /// The room, on one connection (within the caller's transaction, if it has one).
+    pub async fn find(&self, conn: &mut PgConnection) -> Result<Option<RoomRow>, sqlx::Error> {
+        rooms::find(conn, &self.account.sid, self.keys()).await
+    }
+
+    /// The 404 for this room, or for `sub_path` under it (e.g. `/Participants/PA...`).
+    pub fn not_found(&self, sub_path: &str) -> ApiError {
+        resource_not_found(&format!("/Rooms/{}{sub_path}", self.segment))
+    }
+}
+
+impl FromRequest for RoomRef {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let account = Account::from_request(req, payload);
+        let segment = path_segment(req, "room");
+        Box::pin(async move { RoomRef::parse(account.await?, segment?) })
+    }
+}

@@ -1,0 +1,106 @@
+//! `GET /v1/Rooms`: Twilio's filters, newest first, keyset-paged.
+
+use super::{RoomResource, ROOM_JSON_BYTES};
+use crate::auth::Account;
+use crate::db::list::Page;
+use crate::db::rooms::{self, RoomFilter};
+use crate::domain::room::{validate_unique_name, RoomStatus};
+use crate::domain::sid;
+use crate::routes::json;
+use crate::state::AppState;
+use crate::twilio::form::Params;
+use crate::twilio::paging::{self, ListBody, PageRequest, PageResult};
+use crate::twilio::time;
+use crate::twilio::ApiError;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+
+/// The filters as given, in the order every paging URL repeats them.
+type EchoedFilters = Vec<(&'static str, String)>;
+
+fn list_filter(params: &Params) -> Result<(RoomFilter, EchoedFilters), ApiError> {
+    let mut echo: EchoedFilters = Vec::new();
+    let status = match params.single("Status")? {
+        None => RoomStatus::InProgress,
+        Some(s) => {
+            let status = RoomStatus::parse(s).ok_or_else(|| {
+                ApiError::invalid_parameter("Status must be one of in-progress, completed, failed")
+            })?;
+            echo.push(("Status", s.to_string()));
+            status
+        }
+    };
+    let unique_name = params.single("UniqueName")?.map(str::to_string);
+    if let Some(n) = &unique_name {
+        echo.push(("UniqueName", n.clone()));
+    }
+    let mut date = |key: &'static str| -> Result<Option<DateTime<Utc>>, ApiError> {
+        params
+            .single(key)?
+            .map(|v| {
+                let t = time::parse_filter(key, v)?;
+                echo.push((key, v.to_string()));
+                Ok(t)
+            })
+            .transpose()
+    };
+    let created_on_or_after = date("DateCreatedAfter")?;
+    let created_before = date("DateCreatedBefore")?;
+    Ok((
+        RoomFilter {
+            status,
+            unique_name,
+            created_on_or_after,
+            created_before,
+        },
+        echo,
+    ))
+}
+
+pub async fn list(
+    req: HttpRequest,
+    account: Account,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::parse(req.query_string().as_bytes())?;
+    let (filter, echo) = list_filter(&params)?;
+    let page = PageRequest::from_params(&params, sid::ROOM)?;
+
+    // A name no room can have (e.g. with NUL) matches nothing; don't send it to the database.
+    let invalid_name = filter
+        .unique_name
+        .as_deref()
+        .is_some_and(|n| validate_unique_name(n).is_err());
+    let found = if invalid_name {
+        Page {
+            rows: Vec::new(),
+            more_beyond: false,
+        }
+    } else {
+        state
+            .pool
+            .run(async |c| rooms::list(c, &account.sid, &filter, &page).await)
+            .await?
+    };
+
+    let result = PageResult::of(&page, &found.rows, found.more_beyond);
+    let meta = paging::meta(
+        &state.public_url,
+        "/v1/Rooms",
+        "rooms",
+        &echo,
+        &page,
+        result,
+    );
+    let items: Vec<RoomResource> = found
+        .rows
+        .iter()
+        .map(|r| RoomResource::new(r, &state.public_url))
+        .collect();
+    let capacity = (items.len() + 1) * ROOM_JSON_BYTES;
+    Ok(json(
+        HttpResponse::Ok(),
+        &ListBody { items, meta },
+        capacity,
+    ))
+}
