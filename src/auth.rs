@@ -115,10 +115,6 @@ impl AuthCache {
         }
     }
 
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     fn key(sid: &str, token: &str) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(sid.as_bytes());

@@ -3,6 +3,7 @@
 
 use crate::db;
 use crate::metrics::Metrics;
+use futures_util::FutureExt;
 use sqlx::PgPool;
 use std::future::Future;
 use std::sync::Arc;
@@ -10,22 +11,28 @@ use std::time::{Duration, Instant};
 
 const BATCH: i64 = 1000;
 
-/// Ends every room that is due now, in batches; returns the rooms this call ended.
-pub async fn sweep_once(pool: &PgPool) -> Result<Vec<db::rooms::EndedRoom>, sqlx::Error> {
-    sweep(pool, None).await
-}
-
-/// `sweep_once`, counting batches, their duration and the rooms ended in `metrics`.
-pub async fn sweep(
+/// Ends every room that is due now, in batches; returns the rooms this call ended. Counts in
+/// `metrics` when given.
+pub async fn sweep_once(
     pool: &PgPool,
     metrics: Option<&Metrics>,
+) -> Result<Vec<db::rooms::EndedRoom>, sqlx::Error> {
+    sweep(pool, metrics, || true).await
+}
+
+/// Batches until one is not full (nothing more is due) or `go_on` says stop between two;
+/// counts batches, their duration and the rooms ended in `metrics`.
+async fn sweep(
+    pool: &PgPool,
+    metrics: Option<&Metrics>,
+    mut go_on: impl FnMut() -> bool,
 ) -> Result<Vec<db::rooms::EndedRoom>, sqlx::Error> {
     let mut ended = Vec::new();
     loop {
         let batch = sweep_batch(pool, metrics).await?;
         let full = batch.len() as i64 == BATCH;
         ended.extend(batch);
-        if !full {
+        if !full || !go_on() {
             return Ok(ended);
         }
     }
@@ -69,28 +76,23 @@ pub async fn run(
             _ = &mut shutdown => return,
             _ = tick.tick() => {}
         }
-        let mut ended = 0;
-        loop {
-            match sweep_batch(&pool, Some(&metrics)).await {
-                Ok(batch) => {
-                    ended += batch.len();
-                    if (batch.len() as i64) < BATCH {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "sweep failed; retrying next interval");
-                    break;
-                }
+        let mut stopping = false;
+        let go_on = || {
+            stopping = (&mut shutdown).now_or_never().is_some();
+            !stopping
+        };
+        match sweep(&pool, Some(&metrics), go_on).await {
+            Ok(ended) if !ended.is_empty() => {
+                tracing::info!(
+                    rooms = ended.len(),
+                    "sweeper ended rooms whose timeout passed"
+                );
             }
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => return,
-                _ = std::future::ready(()) => {}
-            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sweep failed; retrying next interval"),
         }
-        if ended > 0 {
-            tracing::info!(rooms = ended, "sweeper ended rooms whose timeout passed");
+        if stopping {
+            return;
         }
     }
 }

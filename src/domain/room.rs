@@ -3,17 +3,12 @@
 
 use crate::twilio::error::{code, ApiError};
 use crate::twilio::form::{parse_bool, Params};
-use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoomType {
-    #[serde(rename = "group")]
     Group,
-    #[serde(rename = "group-small")]
     GroupSmall,
-    #[serde(rename = "peer-to-peer")]
     PeerToPeer,
-    #[serde(rename = "go")]
     Go,
 }
 
@@ -57,13 +52,10 @@ impl RoomType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoomStatus {
-    #[serde(rename = "in-progress")]
     InProgress,
-    #[serde(rename = "completed")]
     Completed,
-    #[serde(rename = "failed")]
     Failed,
 }
 

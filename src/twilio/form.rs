@@ -56,10 +56,6 @@ impl Params {
             .filter(move |(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
-
-    pub fn contains(&self, key: &str) -> bool {
-        self.0.iter().any(|(k, _)| k == key)
-    }
 }
 
 fn decode(raw: &[u8]) -> Result<String, ApiError> {

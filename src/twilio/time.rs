@@ -24,10 +24,6 @@ impl fmt::Display for TwilioDate<'_> {
     }
 }
 
-pub fn format(t: &DateTime<Utc>) -> String {
-    TwilioDate(t).to_string()
-}
-
 pub fn serialize<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&TwilioDate(t))
 }
@@ -77,9 +73,9 @@ mod tests {
     fn formats_whole_seconds_with_z() {
         let t = Utc.with_ymd_and_hms(2015, 7, 30, 20, 0, 0).unwrap()
             + chrono::Duration::milliseconds(999);
-        assert_eq!(format(&t), "2015-07-30T20:00:00Z");
+        assert_eq!(TwilioDate(&t).to_string(), "2015-07-30T20:00:00Z");
         let padded = Utc.with_ymd_and_hms(987, 1, 2, 3, 4, 5).unwrap();
-        assert_eq!(format(&padded), "0987-01-02T03:04:05Z");
+        assert_eq!(TwilioDate(&padded).to_string(), "0987-01-02T03:04:05Z");
         #[derive(serde::Serialize)]
         struct S(#[serde(serialize_with = "serialize")] DateTime<Utc>);
         assert_eq!(

@@ -60,7 +60,7 @@ async fn metrics_count_requests_by_route_template_rooms_auth_and_the_sweeper() {
         .execute(&app.pool)
         .await
         .unwrap();
-    let ended = roomd::sweeper::sweep(&app.pool, Some(&app.metrics))
+    let ended = roomd::sweeper::sweep_once(&app.pool, Some(&app.metrics))
         .await
         .unwrap();
     assert_eq!(ended.len(), 1);

@@ -31,7 +31,7 @@ async fn the_sweeper_ends_an_expired_room_and_leaves_a_live_one_alone() {
     let expired_sid = expired["sid"].as_str().unwrap();
     expire(&app, expired_sid).await;
 
-    let ended = sweep_once(&app.pool).await.unwrap();
+    let ended = sweep_once(&app.pool, None).await.unwrap();
     assert_eq!(
         ended.iter().map(|e| e.sid.as_str()).collect::<Vec<_>>(),
         [expired_sid]
@@ -49,7 +49,7 @@ async fn the_sweeper_ends_an_expired_room_and_leaves_a_live_one_alone() {
     );
     // Its name is free again, and a second sweep has nothing to do.
     app.create_room("UniqueName=stale").await;
-    assert!(sweep_once(&app.pool).await.unwrap().is_empty());
+    assert!(sweep_once(&app.pool, None).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -63,7 +63,7 @@ async fn a_room_completed_over_rest_is_not_ended_again_by_the_sweeper() {
         .execute(&app.pool)
         .await
         .unwrap();
-    assert!(sweep_once(&app.pool).await.unwrap().is_empty());
+    assert!(sweep_once(&app.pool, None).await.unwrap().is_empty());
     assert_eq!(
         app.get(&format!("/v1/Rooms/{sid}")).await.body["end_time"],
         done["end_time"]
@@ -76,7 +76,7 @@ async fn two_sweepers_at_once_end_each_room_exactly_once() {
     roomd::db::rooms::insert_many_in_progress(&app.pool, &app.account.sid, "bulk", 5000, -60.0)
         .await
         .unwrap();
-    let (a, b) = tokio::join!(sweep_once(&app.pool), sweep_once(&app.pool));
+    let (a, b) = tokio::join!(sweep_once(&app.pool, None), sweep_once(&app.pool, None));
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.len() + b.len(), 5000);
     let mut all: Vec<&str> = a.iter().chain(b.iter()).map(|e| e.sid.as_str()).collect();
