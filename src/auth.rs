@@ -16,6 +16,7 @@
 
 use crate::db;
 use crate::db::WorkerPool;
+use crate::domain::sid::AccountSid;
 use crate::throttle::Throttle;
 use crate::twilio::ApiError;
 use crate::verifier::Verifier;
@@ -41,7 +42,7 @@ const MAX_CACHE_ENTRIES: usize = 100_000;
 /// The authenticated account of a request.
 #[derive(Debug, Clone)]
 pub struct Account {
-    pub sid: String,
+    pub sid: AccountSid,
 }
 
 /// Hashes a token as an argon2id PHC string with a fresh salt.
@@ -199,7 +200,7 @@ impl AuthCache {
         if let Some(retry_after) = self.throttle.check(sid_key, address) {
             return Err(ApiError::TooManyRequests { retry_after });
         }
-        let stored = if crate::domain::sid::is_sid(crate::domain::sid::ACCOUNT, sid) {
+        let stored = if AccountSid::parse(sid).is_some() {
             pool.run(async |c| db::accounts::active_token_hash(c, sid).await)
                 .await?
         } else {
@@ -252,13 +253,16 @@ impl FromRequest for Account {
             let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
             let (sid, token) = creds.ok_or(ApiError::Unauthorized)?;
             let cache: &Arc<AuthCache> = &state.auth;
-            if cache
-                .authenticate(&state.pool, &sid, &token, address)
-                .await?
-            {
-                Ok(Account { sid })
-            } else {
-                Err(ApiError::Unauthorized)
+            // Only a stored SID verifies, and stored SIDs are in their normal form already.
+            match AccountSid::parse(&sid) {
+                Some(account)
+                    if cache
+                        .authenticate(&state.pool, &sid, &token, address)
+                        .await? =>
+                {
+                    Ok(Account { sid: account })
+                }
+                _ => Err(ApiError::Unauthorized),
             }
         })
     }

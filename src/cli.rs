@@ -3,7 +3,7 @@
 use crate::config::Settings;
 use crate::db::embedded::{self, EmbeddedPostgres, Mode, Postmaster};
 use crate::domain::account::NewAccount;
-use crate::domain::sid;
+use crate::domain::sid::{self, AccountSid};
 use crate::startup::{Application, ServerSettings};
 use crate::{auth, db, sweeper};
 use anyhow::{bail, Context, Result};
@@ -163,8 +163,7 @@ async fn accounts(pool: &PgPool, cmd: AccountsCommand) -> Result<()> {
         } => {
             let (token, hash) = new_token().await?;
             let account =
-                db::accounts::create(pool, &sid::generate(sid::ACCOUNT), &friendly_name, &hash)
-                    .await?;
+                db::accounts::create(pool, &AccountSid::generate(), &friendly_name, &hash).await?;
             let out = NewAccount {
                 sid: account.sid,
                 friendly_name: account.friendly_name,
@@ -189,12 +188,11 @@ async fn accounts(pool: &PgPool, cmd: AccountsCommand) -> Result<()> {
             );
         }
         AccountsCommand::RotateToken { sid: account_sid } => {
-            if !sid::is_sid(sid::ACCOUNT, &account_sid) {
+            let Some(account_sid) = AccountSid::parse(&account_sid) else {
                 bail!(
                     "not an account SID: {account_sid:?} (expected AC followed by 32 hex digits)"
                 );
-            }
-            let account_sid = sid::normalize(sid::ACCOUNT, &account_sid);
+            };
             let (token, hash) = new_token().await?;
             if !db::accounts::set_token_hash(pool, &account_sid, &hash).await? {
                 bail!("no account {account_sid}");

@@ -35,7 +35,7 @@ pub struct Settings {
 
 #[derive(Clone, Debug)]
 pub struct BootstrapAccount {
-    pub sid: String,
+    pub sid: crate::domain::sid::AccountSid,
     pub token: SecretString,
 }
 
@@ -136,14 +136,15 @@ pub fn parse_public_url(raw: &str) -> Result<PublicUrl> {
 pub fn parse_bootstrap_account(raw: &str) -> Result<BootstrapAccount> {
     let err = || anyhow!("invalid ROOMD_BOOTSTRAP_ACCOUNT: expected AC<32 hex>:<token>");
     let (sid, token) = raw.trim().split_once(':').ok_or_else(err)?;
-    if !crate::domain::sid::is_sid(crate::domain::sid::ACCOUNT, sid) || token.is_empty() {
+    let sid = crate::domain::sid::AccountSid::parse(sid).ok_or_else(err)?;
+    if token.is_empty() {
         return Err(err());
     }
     if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
         bail!("invalid ROOMD_BOOTSTRAP_ACCOUNT: the token must not contain spaces or control characters");
     }
     Ok(BootstrapAccount {
-        sid: crate::domain::sid::normalize(crate::domain::sid::ACCOUNT, sid),
+        sid,
         token: SecretString::from(token),
     })
 }
@@ -203,7 +204,7 @@ mod tests {
     #[test]
     fn bootstrap_accounts_parse_and_redact() {
         let b = parse_bootstrap_account("ACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:s3cret").unwrap();
-        assert_eq!(b.sid, format!("AC{}", "a".repeat(32)));
+        assert_eq!(b.sid.as_str(), format!("AC{}", "a".repeat(32)));
         assert!(!format!("{b:?}").contains("s3cret"));
         assert_eq!(b.token.expose_secret(), "s3cret");
         for bad in [

@@ -651,8 +651,11 @@ async fn direct_run(
                 let (pool, acct, mut room, tag) =
                     (pool.clone(), acct.clone(), room.clone(), run_tag.clone());
                 async move {
-                    room.unique_name = Some(format!("sql-{tag}-{n}"));
-                    let sid = roomd::domain::sid::generate("RM");
+                    room.unique_name = Some(
+                        roomd::domain::room::UniqueName::parse(&format!("sql-{tag}-{n}"))
+                            .map_err(|e| anyhow::anyhow!("{e}"))?,
+                    );
+                    let sid = roomd::domain::sid::RoomSid::generate();
                     pool.run(async |c| rooms::insert(c, &acct, &sid, &room).await)
                         .await?;
                     Ok(())

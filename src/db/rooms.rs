@@ -3,7 +3,7 @@
 
 use super::error::{DbError, OnConstraint};
 use super::list::{self, Listing, Page};
-use crate::domain::room::{CreateRoom, RoomStatus};
+use crate::domain::room::{CreateRoom, RoomStatus, RoomType, UniqueName};
 use crate::twilio::error::code;
 use crate::twilio::paging::PageRequest;
 use chrono::{DateTime, Utc};
@@ -18,9 +18,9 @@ const UNIQUE_NAME_CONSTRAINT: &str = "rooms_in_progress_unique_name";
 pub struct RoomRow {
     pub sid: String,
     pub account_sid: String,
-    pub status: String,
+    pub status: RoomStatus,
     #[sqlx(rename = "type")]
-    pub room_type: String,
+    pub room_type: RoomType,
     pub unique_name: String,
     pub status_callback: Option<String>,
     pub status_callback_method: String,
@@ -227,7 +227,7 @@ async fn one_by_key(
 #[derive(Debug, Clone)]
 pub struct RoomFilter {
     pub status: RoomStatus,
-    pub unique_name: Option<String>,
+    pub unique_name: Option<UniqueName>,
     pub created_on_or_after: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
 }
@@ -253,7 +253,7 @@ pub async fn list<'q>(
         |q| {
             q.push(" AND status = ").push_bind(filter.status.as_str());
             if let Some(name) = &filter.unique_name {
-                q.push(" AND unique_name = ").push_bind(name);
+                q.push(" AND unique_name = ").push_bind(&**name);
             }
             if let Some(t) = filter.created_on_or_after {
                 q.push(" AND date_created >= ").push_bind(t);

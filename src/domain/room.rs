@@ -78,6 +78,34 @@ impl RoomStatus {
     }
 }
 
+/// Reads an enum from the `text` column that holds its wire name (rows carry `RoomStatus`, not
+/// strings).
+macro_rules! decode_from_text {
+    ($t:ty, $parse:expr) => {
+        impl sqlx::Type<sqlx::Postgres> for $t {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+            }
+            fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+                <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $t {
+            fn decode(
+                value: sqlx::postgres::PgValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let s = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+                let parse: fn(&str) -> Option<$t> = $parse;
+                parse(s).ok_or_else(|| format!("not a {}: {s:?}", stringify!($t)).into())
+            }
+        }
+    };
+}
+
+decode_from_text!(RoomType, |s| RoomType::parse(s).ok());
+decode_from_text!(RoomStatus, RoomStatus::parse);
+
 pub const MEDIA_REGIONS: [&str; 10] = [
     "gll", "au1", "br1", "de1", "ie1", "in1", "jp1", "sg1", "us1", "us2",
 ];
@@ -86,8 +114,33 @@ const MAX_STATUS_CALLBACK_CHARS: usize = 1024;
 const MAX_RECORDING_RULES: usize = 20;
 
 /// A room name as Twilio accepts it: 1..=128 characters, no control characters (which also keeps
-/// NUL, which PostgreSQL's `text` cannot hold, away from the database).
-pub fn validate_unique_name(name: &str) -> Result<(), ApiError> {
+/// NUL, which PostgreSQL's `text` cannot hold, away from the database). Checked once, when
+/// parsed; it derefs to `str`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueName(String);
+
+impl UniqueName {
+    /// The name, or the Twilio error (53100, 53101, 53102) that says why it cannot be one.
+    pub fn parse(name: &str) -> Result<UniqueName, ApiError> {
+        validate_unique_name(name)?;
+        Ok(UniqueName(name.to_string()))
+    }
+}
+
+impl std::ops::Deref for UniqueName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UniqueName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn validate_unique_name(name: &str) -> Result<(), ApiError> {
     if name.is_empty() {
         return Err(ApiError::bad_request(
             code::ROOM_NAME_INVALID,
@@ -113,7 +166,7 @@ pub fn validate_unique_name(name: &str) -> Result<(), ApiError> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateRoom {
     pub room_type: RoomType,
-    pub unique_name: Option<String>,
+    pub unique_name: Option<UniqueName>,
     pub status_callback: Option<String>,
     pub status_callback_method: &'static str,
     pub max_participants: i32,
@@ -172,13 +225,10 @@ impl CreateRoom {
             ));
         }
 
-        let unique_name = match params.single("UniqueName")? {
-            None => None,
-            Some(name) => {
-                validate_unique_name(name)?;
-                Some(name.to_string())
-            }
-        };
+        let unique_name = params
+            .single("UniqueName")?
+            .map(UniqueName::parse)
+            .transpose()?;
 
         let status_callback = match params.single("StatusCallback")? {
             None | Some("") => None,

@@ -44,6 +44,59 @@ pub fn normalize(prefix: &str, s: &str) -> String {
     format!("{prefix}{}", s[2..].to_ascii_lowercase())
 }
 
+/// A SID type: validated and normalized once, at the edge, then passed around as itself. It
+/// derefs to `str` and binds as `text`.
+macro_rules! sid_type {
+    ($(#[$doc:meta])* $name:ident, $prefix:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, sqlx::Type, serde::Serialize)]
+        #[sqlx(transparent)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A SID-shaped string (hex in either case), in its stored form.
+            pub fn parse(s: &str) -> Option<Self> {
+                is_sid(Self::PREFIX, s).then(|| $name(normalize(Self::PREFIX, s)))
+            }
+
+            pub fn generate() -> Self {
+                $name(generate(Self::PREFIX))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+sid_type!(
+    /// An account's SID (`AC...`).
+    AccountSid,
+    ACCOUNT
+);
+sid_type!(
+    /// A room's SID (`RM...`).
+    RoomSid,
+    ROOM
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,8 +120,12 @@ mod tests {
         assert!(!is_sid(ROOM, "RM0123456789abcdef0123456789abcdeg"));
         assert!(!is_sid(ROOM, "RMé123456789abcdef0123456789abcde"));
         assert_eq!(
-            normalize(ROOM, "RMABCDEF0123456789abcdef0123456789"),
+            RoomSid::parse("RMABCDEF0123456789abcdef0123456789")
+                .unwrap()
+                .as_str(),
             "RMabcdef0123456789abcdef0123456789"
         );
+        assert_eq!(RoomSid::parse("AC0123456789abcdef0123456789abcdef"), None);
+        assert!(AccountSid::parse(&AccountSid::generate()).is_some());
     }
 }

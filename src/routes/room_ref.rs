@@ -4,8 +4,8 @@
 use super::{path_segment, resource_not_found};
 use crate::auth::Account;
 use crate::db::rooms::{self, RoomKey, RoomRow};
-use crate::domain::room::validate_unique_name;
-use crate::domain::sid;
+use crate::domain::room::UniqueName;
+use crate::domain::sid::RoomSid;
 use crate::twilio::ApiError;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest};
@@ -17,18 +17,17 @@ use std::pin::Pin;
 /// named (e.g. with control characters) is a 404 here, before any database work.
 pub struct RoomRef {
     pub account: Account,
-    /// The segment as decoded.
-    pub segment: String,
-    /// The segment as a room SID (lowercased hex), when it has a SID's shape.
-    pub sid: Option<String>,
+    /// The segment as decoded: any segment that can name a room can be a room's name.
+    pub segment: UniqueName,
+    /// The segment as a room SID, when it has a SID's shape.
+    pub sid: Option<RoomSid>,
 }
 
 impl RoomRef {
     fn parse(account: Account, segment: String) -> Result<RoomRef, ApiError> {
-        if validate_unique_name(&segment).is_err() {
-            return Err(resource_not_found(&format!("/Rooms/{segment}")));
-        }
-        let sid = sid::is_sid(sid::ROOM, &segment).then(|| sid::normalize(sid::ROOM, &segment));
+        let segment = UniqueName::parse(&segment)
+            .map_err(|_| resource_not_found(&format!("/Rooms/{segment}")))?;
+        let sid = RoomSid::parse(&segment);
         Ok(RoomRef {
             account,
             segment,

@@ -4,7 +4,7 @@ use super::{RoomResource, ROOM_JSON_BYTES};
 use crate::auth::Account;
 use crate::db::list::Page;
 use crate::db::rooms::{self, RoomFilter};
-use crate::domain::room::{validate_unique_name, RoomStatus};
+use crate::domain::room::{RoomStatus, UniqueName};
 use crate::domain::sid;
 use crate::routes::json;
 use crate::state::AppState;
@@ -18,7 +18,9 @@ use chrono::{DateTime, Utc};
 /// The filters as given, in the order every paging URL repeats them.
 type EchoedFilters = Vec<(&'static str, String)>;
 
-fn list_filter(params: &Params) -> Result<(RoomFilter, EchoedFilters), ApiError> {
+/// The filter, or `None` when it can match no room (a `UniqueName` no room can have, e.g. with
+/// NUL): such a list is empty, and is not sent to the database.
+fn list_filter(params: &Params) -> Result<(Option<RoomFilter>, EchoedFilters), ApiError> {
     let mut echo: EchoedFilters = Vec::new();
     let status = match params.single("Status")? {
         None => RoomStatus::InProgress,
@@ -30,10 +32,11 @@ fn list_filter(params: &Params) -> Result<(RoomFilter, EchoedFilters), ApiError>
             status
         }
     };
-    let unique_name = params.single("UniqueName")?.map(str::to_string);
-    if let Some(n) = &unique_name {
-        echo.push(("UniqueName", n.clone()));
+    let unique_name = params.single("UniqueName")?;
+    if let Some(n) = unique_name {
+        echo.push(("UniqueName", n.to_string()));
     }
+    let unique_name = unique_name.map(UniqueName::parse).transpose();
     let mut date = |key: &'static str| -> Result<Option<DateTime<Utc>>, ApiError> {
         params
             .single(key)?
@@ -46,15 +49,13 @@ fn list_filter(params: &Params) -> Result<(RoomFilter, EchoedFilters), ApiError>
     };
     let created_on_or_after = date("DateCreatedAfter")?;
     let created_before = date("DateCreatedBefore")?;
-    Ok((
-        RoomFilter {
-            status,
-            unique_name,
-            created_on_or_after,
-            created_before,
-        },
-        echo,
-    ))
+    let filter = unique_name.ok().map(|unique_name| RoomFilter {
+        status,
+        unique_name,
+        created_on_or_after,
+        created_before,
+    });
+    Ok((filter, echo))
 }
 
 pub async fn list(
@@ -66,21 +67,17 @@ pub async fn list(
     let (filter, echo) = list_filter(&params)?;
     let page = PageRequest::from_params(&params, sid::ROOM)?;
 
-    // A name no room can have (e.g. with NUL) matches nothing; don't send it to the database.
-    let invalid_name = filter
-        .unique_name
-        .as_deref()
-        .is_some_and(|n| validate_unique_name(n).is_err());
-    let found = if invalid_name {
-        Page {
+    let found = match &filter {
+        Some(filter) => {
+            state
+                .pool
+                .run(async |c| rooms::list(c, &account.sid, filter, &page).await)
+                .await?
+        }
+        None => Page {
             rows: Vec::new(),
             more_beyond: false,
-        }
-    } else {
-        state
-            .pool
-            .run(async |c| rooms::list(c, &account.sid, &filter, &page).await)
-            .await?
+        },
     };
 
     let result = PageResult::of(&page, &found.rows, found.more_beyond);

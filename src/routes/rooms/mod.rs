@@ -7,7 +7,7 @@ use super::{json, Form};
 use crate::auth::Account;
 use crate::db::rooms::{self, Completion, RoomRow};
 use crate::domain::room::CreateRoom;
-use crate::domain::sid;
+use crate::domain::sid::RoomSid;
 use crate::state::AppState;
 use crate::twilio::error::code;
 use crate::twilio::time;
@@ -67,8 +67,8 @@ impl<'a> RoomResource<'a> {
             account_sid: &row.account_sid,
             date_created: row.date_created,
             date_updated: row.date_updated,
-            status: &row.status,
-            room_type: &row.room_type,
+            status: row.status.as_str(),
+            room_type: row.room_type.as_str(),
             sid: &row.sid,
             enable_turn: true,
             unique_name: &row.unique_name,
@@ -123,7 +123,7 @@ async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let room = CreateRoom::from_params(&params)?;
-    let new_sid = sid::generate(sid::ROOM);
+    let new_sid = RoomSid::generate();
     let row = state
         .pool
         .run(async |c| rooms::insert(c, &account.sid, &new_sid, &room).await)
