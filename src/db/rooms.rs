@@ -294,31 +294,3 @@ pub async fn end_due(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<EndedRoo
     .fetch_all(db)
     .await
 }
-
-/// Inserts `n` in-progress group rooms with default settings for `account_sid` in one statement,
-/// named `{prefix}-1` .. `{prefix}-n`, whose deadline is `deadline_in_seconds` from now (negative:
-/// already due). For tests and the benchmark, which need many rooms fast; returns their SIDs.
-pub async fn insert_many_in_progress(
-    db: impl PgExecutor<'_>,
-    account_sid: &str,
-    prefix: &str,
-    n: i64,
-    deadline_in_seconds: f64,
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO rooms (sid, account_sid, status, type, unique_name, status_callback_method, \
-            max_participants, max_participant_duration, max_concurrent_published_tracks, \
-            record_participants_on_connect, video_codecs, media_region, audio_only, \
-            empty_room_timeout, unused_room_timeout, large_room, deadline, deadline_reason) \
-         SELECT 'RM' || md5($1 || $2 || '-' || g), $1, 'in-progress', 'group', $2 || '-' || g, 'POST', \
-            50, 14400, 0, false, ARRAY['VP8'], 'us1', false, 5, 5, false, \
-            now() + make_interval(secs => $4), 'unused_timeout' \
-         FROM generate_series(1, $3::bigint) g RETURNING sid",
-    )
-    .bind(account_sid)
-    .bind(prefix)
-    .bind(n)
-    .bind(deadline_in_seconds)
-    .fetch_all(db)
-    .await
-}

@@ -69,9 +69,7 @@ async fn two_replicas_migrate_once_and_keep_names_unique_and_end_each_room_once(
         .all(|(s, b)| *s == 400 && b["code"] == 53113));
 
     // Rooms whose deadline has passed: both sweepers run every second.
-    roomd::db::rooms::insert_many_in_progress(&pool, SID, "due", 3000, -1.0)
-        .await
-        .unwrap();
+    crate::helpers::insert_rooms_due_in(&pool, SID, "due", 3000, -1.0).await;
     let mut left = i64::MAX;
     for _ in 0..150 {
         left = sqlx::query_scalar(

@@ -73,9 +73,7 @@ async fn a_room_completed_over_rest_is_not_ended_again_by_the_sweeper() {
 #[tokio::test]
 async fn two_sweepers_at_once_end_each_room_exactly_once() {
     let app = spawn_app().await;
-    roomd::db::rooms::insert_many_in_progress(&app.pool, &app.account.sid, "bulk", 5000, -60.0)
-        .await
-        .unwrap();
+    crate::helpers::insert_rooms_due_in(&app.pool, &app.account.sid, "bulk", 5000, -60.0).await;
     let (a, b) = tokio::join!(sweep_once(&app.pool, None), sweep_once(&app.pool, None));
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.len() + b.len(), 5000);

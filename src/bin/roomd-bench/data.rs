@@ -1,0 +1,110 @@
+//! The data a run works on: the preloaded rooms, and the keys each scenario picks from.
+
+use super::*;
+
+pub(crate) async fn preload(pool: &PgPool, rooms: i64) -> Result<()> {
+    let hash = roomd::auth::hash_token(TOKEN);
+    for i in 0..ACCOUNTS {
+        roomd::db::accounts::upsert(pool, &account_sid(i), &format!("bench {i}"), &hash).await?;
+    }
+    // 60% of the rooms in account 0 (so a page 10,000 pages deep exists), the rest over the other
+    // 99; every 10th room in progress; created over 100 days.
+    let chunk = 100_000;
+    let mut start = 0;
+    while start < rooms {
+        let end = (start + chunk).min(rooms);
+        insert_generated(pool, "bench", start, end, false).await?;
+        start = end;
+    }
+    sqlx::query("ANALYZE rooms").execute(pool).await?;
+    Ok(())
+}
+
+/// Rooms `start..end` named by `tag` (SIDs from md5(tag, n)), in one statement: 60% in account
+/// 0, the rest over the other 99; every 10th in progress, or all of them with `all_in_progress`
+/// (then all in account 0); created over the last 100 days.
+pub(crate) async fn insert_generated(
+    pool: &PgPool,
+    tag: &str,
+    start: i64,
+    end: i64,
+    all_in_progress: bool,
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+            "INSERT INTO rooms (sid, account_sid, status, type, unique_name, status_callback_method, \
+                max_participants, max_participant_duration, max_concurrent_published_tracks, \
+                record_participants_on_connect, video_codecs, media_region, audio_only, \
+                empty_room_timeout, unused_room_timeout, large_room, date_created, date_updated, \
+                end_time, duration, end_reason, deadline, deadline_reason) \
+             SELECT 'RM' || md5($3 || g), \
+                'AC' || lpad(to_hex(CASE WHEN g % 10 < 6 OR $4 THEN 0 ELSE 1 + g % 99 END), 32, '0'), \
+                CASE WHEN ip THEN 'in-progress' ELSE 'completed' END, 'group', $3 || '-' || g, 'POST', \
+                50, 14400, 0, false, ARRAY['VP8'], 'us1', false, 5, 5, false, created, created, \
+                CASE WHEN ip THEN NULL ELSE created + interval '10 minutes' END, \
+                CASE WHEN ip THEN NULL ELSE 600 END, CASE WHEN ip THEN NULL ELSE 'rest' END, \
+                CASE WHEN ip THEN now() + interval '1 day' END, CASE WHEN ip THEN 'unused_timeout' END \
+             FROM (SELECT g, g % 10 = 3 OR $4 AS ip, \
+                     now() - (g % 100) * interval '1 day' - (g % 86400) * interval '1 second' AS created \
+                   FROM generate_series($1::bigint, $2::bigint - 1) g) s \
+             RETURNING sid",
+        )
+        .bind(start)
+        .bind(end)
+        .bind(tag)
+        .bind(all_in_progress)
+        .fetch_all(pool)
+        .await?)
+}
+
+pub(crate) struct Data {
+    pub(crate) sids: Arc<Vec<String>>,
+    pub(crate) names: Arc<Vec<String>>,
+    pub(crate) deep_token: String,
+}
+
+/// `n` fresh in-progress rooms of account 0 for a `complete` run to end (made untimed, with SQL),
+/// so that every timed completion ends a room that is really in progress.
+pub(crate) async fn rooms_to_complete(pool: &PgPool, n: i64) -> Result<Arc<Vec<String>>> {
+    let tag = format!("complete-{:x}", rand_u64());
+    Ok(Arc::new(insert_generated(pool, &tag, 0, n, true).await?))
+}
+
+pub(crate) async fn load_data(pool: &PgPool) -> Result<Data> {
+    let acct = account_sid(0);
+    let in_progress: Vec<(String, String)> = sqlx::query_as(
+        "SELECT sid, unique_name FROM rooms WHERE account_sid = $1 AND status = 'in-progress' ORDER BY sid",
+    )
+    .bind(&acct)
+    .fetch_all(pool)
+    .await?;
+    let completed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM rooms WHERE account_sid = $1 AND status = 'completed'",
+    )
+    .bind(&acct)
+    .fetch_one(pool)
+    .await?;
+    // The room about 10,000 pages of 50 in (or as deep as the data goes).
+    let depth = (10_000 * 50).min((completed - 100).max(0));
+    let deep_sid: String = sqlx::query_scalar(
+        "SELECT sid FROM rooms WHERE account_sid = $1 AND status = 'completed' \
+         ORDER BY date_created DESC, sid DESC OFFSET $2 LIMIT 1",
+    )
+    .bind(&acct)
+    .bind(depth)
+    .fetch_one(pool)
+    .await?;
+    Ok(Data {
+        sids: Arc::new(in_progress.iter().map(|r| r.0.clone()).collect()),
+        names: Arc::new(in_progress.iter().map(|r| r.1.clone()).collect()),
+        deep_token: format!("PA{deep_sid}"),
+    })
+}
+
+pub(crate) fn pick(v: &[String], n: u64) -> &str {
+    // A cheap scramble so consecutive requests hit scattered rows.
+    &v[(n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16) as usize % v.len()]
+}
+
+pub(crate) fn rand_u64() -> u64 {
+    u64::from_str_radix(&roomd::domain::sid::random_hex32()[..16], 16).unwrap_or(0)
+}

@@ -1,0 +1,154 @@
+//! The baseline: the db functions roomd calls for each scenario, run directly.
+
+use super::*;
+
+pub(crate) fn ratio(api: f64, sql: f64) -> f64 {
+    if sql > 0.0 {
+        api / sql
+    } else {
+        0.0
+    }
+}
+
+/// Where a direct run sends its statements: an sqlx pool (the baseline), or roomd's own
+/// worker pool (to show what the pool itself is worth).
+pub(crate) enum Direct {
+    Sqlx(PgPool),
+    Own(Arc<WorkerPool>),
+}
+
+impl Direct {
+    async fn run<T, E>(
+        &self,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<sqlx::Error> + BreaksConnection,
+    {
+        match self {
+            // What `query.fetch_*(&pool)` does: acquire, run, and release (sqlx pings on release).
+            Direct::Sqlx(pool) => work(&mut *pool.acquire().await?).await,
+            Direct::Own(pool) => pool.run(work).await,
+        }
+    }
+}
+
+/// The direct-SQL side of one scenario.
+pub(crate) async fn direct_run(
+    name: &str,
+    direct: Direct,
+    data: &Data,
+    concurrency: usize,
+    secs: f64,
+    to_complete: Arc<Vec<String>>,
+) -> Result<Run> {
+    let acct = account_sid(0);
+    let run_tag = format!("{:x}", rand_u64());
+    let pool = Arc::new(direct);
+    let run = match name {
+        "create" => {
+            let room =
+                CreateRoom::from_params(&Params::parse(b"").map_err(|e| anyhow::anyhow!("{e}"))?)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            sql_run(concurrency, secs, move |n| {
+                let (pool, acct, mut room, tag) =
+                    (pool.clone(), acct.clone(), room.clone(), run_tag.clone());
+                async move {
+                    room.unique_name = Some(
+                        roomd::domain::room::UniqueName::parse(&format!("sql-{tag}-{n}"))
+                            .map_err(|e| anyhow::anyhow!("{e}"))?,
+                    );
+                    let sid = roomd::domain::sid::RoomSid::generate();
+                    pool.run(async |c| rooms::insert(c, &acct, &sid, &room).await)
+                        .await?;
+                    Ok(())
+                }
+            })
+            .await?
+        }
+        "fetch" | "fetch_by_name" => {
+            let by_name = name == "fetch_by_name";
+            let keys = if by_name {
+                data.names.clone()
+            } else {
+                data.sids.clone()
+            };
+            sql_run(concurrency, secs, move |n| {
+                let (pool, acct, keys) = (pool.clone(), acct.clone(), keys.clone());
+                async move {
+                    let k = pick(&keys, n);
+                    let key = if by_name {
+                        RoomKey::Name(k)
+                    } else {
+                        RoomKey::Sid(k)
+                    };
+                    pool.run(async |c| rooms::fetch(c, &acct, key).await)
+                        .await?
+                        .context("room missing")?;
+                    Ok(())
+                }
+            })
+            .await?
+        }
+        "list" | "list_deep" => {
+            let deep = name == "list_deep";
+            let query = if deep {
+                format!(
+                    "Status=completed&PageSize=50&Page=10000&PageToken={}",
+                    data.deep_token
+                )
+            } else {
+                "PageSize=50".to_string()
+            };
+            let page = PageRequest::from_params(
+                &Params::parse(query.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?,
+                "RM",
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            assert!(deep == matches!(page.cursor, Cursor::After(_)));
+            let filter = RoomFilter {
+                status: if deep {
+                    RoomStatus::Completed
+                } else {
+                    RoomStatus::InProgress
+                },
+                unique_name: None,
+                created_on_or_after: None,
+                created_before: None,
+            };
+            sql_run(concurrency, secs, move |_| {
+                let (pool, acct, filter, page) =
+                    (pool.clone(), acct.clone(), filter.clone(), page.clone());
+                async move {
+                    match pool
+                        .run(async |c| rooms::list(c, &acct, &filter, &page).await)
+                        .await
+                    {
+                        Ok(p) if p.rows.len() == 50 => Ok(()),
+                        Ok(_) => bail!("short page"),
+                        Err(_) => bail!("list failed"),
+                    }
+                }
+            })
+            .await?
+        }
+        "complete" => {
+            let sids = to_complete.clone();
+            sql_run(concurrency, secs, move |n| {
+                let (pool, acct, sids) = (pool.clone(), acct.clone(), sids.clone());
+                async move {
+                    let sid = sids
+                        .get(n as usize)
+                        .context("ran out of rooms to complete")?;
+                    pool.run(async |c| rooms::complete(c, &acct, RoomKey::Sid(sid)).await)
+                        .await?
+                        .context("room was not in progress")?;
+                    Ok(())
+                }
+            })
+            .await?
+        }
+        _ => unreachable!(),
+    };
+    Ok(run)
+}

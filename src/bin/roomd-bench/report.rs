@@ -1,0 +1,80 @@
+//! What a run reports: per scenario, the API and the baseline side by side, as a table and as
+//! JSON.
+
+use super::*;
+
+#[derive(Serialize)]
+pub(crate) struct ScenarioResult {
+    pub(crate) name: String,
+    pub(crate) concurrency: usize,
+    pub(crate) api_ops_per_s: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) api_errors: u64,
+    pub(crate) sql_ops_per_s: f64,
+    pub(crate) sql_p50_ms: f64,
+    pub(crate) ratio: f64,
+    /// The same statements through roomd's own worker pool (main concurrency only): what the
+    /// HTTP layer costs over the best direct path, without sqlx's release round trip.
+    pub(crate) own_pool_sql_ops_per_s: Option<f64>,
+    pub(crate) ratio_to_own_pool: Option<f64>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Report {
+    pub(crate) scenarios: Vec<ScenarioResult>,
+    pub(crate) sweeper_rooms_per_s: f64,
+    pub(crate) deep_page_ratio: f64,
+    pub(crate) argon2_verifications_steady: f64,
+    pub(crate) requests_steady: f64,
+    pub(crate) peak_rss_mb: f64,
+    pub(crate) concurrency: usize,
+    pub(crate) rooms_preloaded: i64,
+    pub(crate) load_generator_cpu_share: f64,
+    pub(crate) seconds_per_run: f64,
+}
+
+pub(crate) fn print_table(r: &Report, swept: usize) {
+    println!(
+        "| scenario | conns | API ops/s | p50 ms | p99 ms | direct SQL ops/s | ratio API/SQL | SQL via roomd's pool ops/s | ratio API/that |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let or_dash =
+        |v: Option<f64>, decimals: usize| v.map_or("-".to_string(), |v| format!("{v:.decimals$}"));
+    for s in &r.scenarios {
+        println!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {} | {} |",
+            s.name,
+            s.concurrency,
+            s.api_ops_per_s,
+            s.p50_ms,
+            s.p99_ms,
+            s.sql_ops_per_s,
+            s.ratio,
+            or_dash(s.own_pool_sql_ops_per_s, 0),
+            or_dash(s.ratio_to_own_pool, 2)
+        );
+    }
+    println!();
+    println!(
+        "rooms preloaded: {}; seconds per run: {}",
+        r.rooms_preloaded, r.seconds_per_run
+    );
+    println!(
+        "sweeper: {:.0} rooms/s ({swept} rooms)",
+        r.sweeper_rooms_per_s
+    );
+    println!(
+        "list_deep p50 / list p50 (at {} conns): {:.2}",
+        r.concurrency, r.deep_page_ratio
+    );
+    println!(
+        "argon2 verifications in the steady state: {} over {:.0} requests",
+        r.argon2_verifications_steady, r.requests_steady
+    );
+    println!("roomd peak RSS: {:.1} MB", r.peak_rss_mb);
+    println!(
+        "load generator CPU share (of all cores): {:.0}%",
+        r.load_generator_cpu_share * 100.0
+    );
+}
