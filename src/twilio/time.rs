@@ -2,30 +2,18 @@
 //! twilio-python parses only that shape, so fractional seconds are never emitted.
 
 use super::error::ApiError;
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
-use std::fmt;
+use chrono::format::{Item, StrftimeItems};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use std::sync::LazyLock;
 
-/// Displays a date in Twilio's format, without building a string first.
-pub struct TwilioDate<'a>(pub &'a DateTime<Utc>);
+/// Twilio's format, for chrono (years are zero-padded to four digits).
+const FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
 
-impl fmt::Display for TwilioDate<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = self.0;
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year(),
-            t.month(),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )
-    }
-}
+/// `FORMAT`, parsed once rather than for every date written.
+static ITEMS: LazyLock<Vec<Item<'static>>> = LazyLock::new(|| StrftimeItems::new(FORMAT).collect());
 
 pub fn serialize<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&TwilioDate(t))
+    s.collect_str(&t.format_with_items(ITEMS.iter()))
 }
 
 pub fn serialize_opt<S: serde::Serializer>(
@@ -73,9 +61,9 @@ mod tests {
     fn formats_whole_seconds_with_z() {
         let t = Utc.with_ymd_and_hms(2015, 7, 30, 20, 0, 0).unwrap()
             + chrono::Duration::milliseconds(999);
-        assert_eq!(TwilioDate(&t).to_string(), "2015-07-30T20:00:00Z");
+        assert_eq!(t.format(FORMAT).to_string(), "2015-07-30T20:00:00Z");
         let padded = Utc.with_ymd_and_hms(987, 1, 2, 3, 4, 5).unwrap();
-        assert_eq!(TwilioDate(&padded).to_string(), "0987-01-02T03:04:05Z");
+        assert_eq!(padded.format(FORMAT).to_string(), "0987-01-02T03:04:05Z");
         #[derive(serde::Serialize)]
         struct S(#[serde(serialize_with = "serialize")] DateTime<Utc>);
         assert_eq!(

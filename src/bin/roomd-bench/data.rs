@@ -66,7 +66,15 @@ pub(crate) struct Data {
 /// so that every timed completion ends a room that is really in progress.
 pub(crate) async fn rooms_to_complete(pool: &PgPool, n: i64) -> Result<Arc<Vec<String>>> {
     let tag = format!("complete-{:x}", rand_u64());
-    Ok(Arc::new(insert_generated(pool, &tag, 0, n, true).await?))
+    // In chunks, each well within the pool's statement timeout.
+    let mut sids = Vec::with_capacity(n as usize);
+    let mut start = 0;
+    while start < n {
+        let end = (start + 50_000).min(n);
+        sids.extend(insert_generated(pool, &tag, start, end, true).await?);
+        start = end;
+    }
+    Ok(Arc::new(sids))
 }
 
 pub(crate) async fn load_data(pool: &PgPool) -> Result<Data> {
