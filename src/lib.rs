@@ -9,6 +9,7 @@ pub mod domain;
 pub mod metrics;
 pub mod observe;
 pub mod routes;
+pub mod seal;
 pub mod startup;
 pub mod state;
 pub mod sweeper;
