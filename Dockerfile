@@ -18,10 +18,14 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin roomd
+    && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin roomd \
+    && mkdir -p /var/lib/roomd && chown roomd:roomd /var/lib/roomd && chmod 0700 /var/lib/roomd
 COPY --from=build /usr/local/bin/roomd /usr/local/bin/roomd
 USER roomd
-ENV ROOMD_BIND=0.0.0.0:8080
+# The master key file (master.key) lives here unless ROOMD_MASTER_KEY(_FILE) is set: keep it on a
+# volume, since secrets sealed under it cannot be opened with another.
+ENV ROOMD_BIND=0.0.0.0:8080 ROOMD_DATA_DIR=/var/lib/roomd
+VOLUME /var/lib/roomd
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s CMD ["roomd", "healthcheck"]
 ENTRYPOINT ["roomd"]

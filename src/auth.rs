@@ -16,7 +16,7 @@
 
 use crate::db;
 use crate::db::WorkerPool;
-use crate::domain::sid::AccountSid;
+use crate::domain::sid::{AccountSid, ApiKeySid};
 use crate::throttle::Throttle;
 use crate::twilio::ApiError;
 use crate::verifier::Verifier;
@@ -73,15 +73,17 @@ fn dummy_hash() -> &'static SecretString {
 
 /// A successful verification: until when it is trusted without a look at the database, and a
 /// digest of the stored hash it verified against.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Verified {
     fresh_until: Instant,
     hash_digest: [u8; 32],
+    /// The account the credential acts for (its own SID, or an API key's account).
+    account: AccountSid,
 }
 
 /// What the cache knows of a credential.
 enum Lookup {
-    Fresh,
+    Fresh(AccountSid),
     /// Verified once, against the stored hash with this digest; to be checked again.
     Stale([u8; 32]),
     Unknown,
@@ -135,13 +137,13 @@ impl AuthCache {
     fn lookup(&self, key: &[u8; 32]) -> Lookup {
         let entries = self.entries.lock().expect("auth cache lock");
         match entries.get(key) {
-            Some(v) if v.fresh_until > Instant::now() => Lookup::Fresh,
+            Some(v) if v.fresh_until > Instant::now() => Lookup::Fresh(v.account.clone()),
             Some(v) => Lookup::Stale(v.hash_digest),
             None => Lookup::Unknown,
         }
     }
 
-    fn remember(&self, key: [u8; 32], hash_digest: [u8; 32]) {
+    fn remember(&self, key: [u8; 32], hash_digest: [u8; 32], account: AccountSid) {
         let now = Instant::now();
         let mut entries = self.entries.lock().expect("auth cache lock");
         if entries.len() >= MAX_CACHE_ENTRIES && !entries.contains_key(&key) {
@@ -155,6 +157,7 @@ impl AuthCache {
             Verified {
                 fresh_until: now + self.ttl,
                 hash_digest,
+                account,
             },
         );
     }
@@ -163,35 +166,52 @@ impl AuthCache {
         self.entries.lock().expect("auth cache lock").remove(key);
     }
 
-    /// Verifies `sid:token` (from `address`), from the cache when it verified within the TTL.
+    /// The stored credential `sid` names: the account it acts for and the hash its secret must
+    /// match. An account SID is its own account; an API key acts for its account.
+    async fn stored(
+        pool: &WorkerPool,
+        sid: &str,
+    ) -> Result<Option<(AccountSid, SecretString)>, ApiError> {
+        let found = if AccountSid::parse(sid).is_some() {
+            pool.run(async |c| db::accounts::active_token_hash(c, sid).await)
+                .await?
+                .map(|hash| (sid.to_string(), hash))
+        } else if ApiKeySid::parse(sid).is_some() {
+            pool.run(async |c| db::api_keys::active_secret_hash(c, sid).await)
+                .await?
+        } else {
+            None
+        };
+        Ok(found.and_then(|(account, hash)| Some((AccountSid::parse(&account)?, hash))))
+    }
+
+    /// Verifies `sid:token` (from `address`), from the cache when it verified within the TTL;
+    /// the account it acts for, or `None`.
     pub async fn authenticate(
         &self,
         pool: &WorkerPool,
         sid: &str,
         token: &SecretString,
         address: Option<IpAddr>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<Option<AccountSid>, ApiError> {
         let token = token.expose_secret();
         let key = Self::key(sid, token);
         let stale = match self.lookup(&key) {
-            Lookup::Fresh => {
+            Lookup::Fresh(account) => {
                 self.metrics.auth_cache_hits.inc();
-                return Ok(true);
+                return Ok(Some(account));
             }
             Lookup::Stale(digest) => Some(digest),
             Lookup::Unknown => None,
         };
         self.metrics.auth_cache_misses.inc();
         if let Some(digest) = stale {
-            match pool
-                .run(async |c| db::accounts::active_token_hash(c, sid).await)
-                .await?
-            {
-                Some(hash) if Self::hash_digest(&hash) == digest => {
-                    self.remember(key, digest);
-                    return Ok(true);
+            match Self::stored(pool, sid).await? {
+                Some((account, hash)) if Self::hash_digest(&hash) == digest => {
+                    self.remember(key, digest, account.clone());
+                    return Ok(Some(account));
                 }
-                // Rotated or suspended: verify from scratch (and most likely fail).
+                // Rotated, deleted or suspended: verify from scratch (and most likely fail).
                 _ => self.forget(&key),
             }
         }
@@ -200,26 +220,27 @@ impl AuthCache {
         if let Some(retry_after) = self.throttle.check(sid_key, address) {
             return Err(ApiError::TooManyRequests { retry_after });
         }
-        let stored = if AccountSid::parse(sid).is_some() {
-            pool.run(async |c| db::accounts::active_token_hash(c, sid).await)
-                .await?
-        } else {
-            None
+        let stored = Self::stored(pool, sid).await?;
+        let (account, hash) = match stored {
+            Some((account, hash)) => (Some(account), hash),
+            None => (None, dummy_hash().clone()),
         };
-        let known = stored.is_some();
-        let hash = stored.unwrap_or_else(|| dummy_hash().clone());
         let digest = Self::hash_digest(&hash);
         let verified = self
             .verifier
             .verify(sid_key, key, token, hash)
             .await
             .map_err(|_busy| ApiError::TooManyRequests { retry_after: 1 })?;
-        if verified && known {
-            self.remember(key, digest);
-            return Ok(true);
+        match account {
+            Some(account) if verified => {
+                self.remember(key, digest, account.clone());
+                Ok(Some(account))
+            }
+            _ => {
+                self.throttle.failed(sid_key, address);
+                Ok(None)
+            }
         }
-        self.throttle.failed(sid_key, address);
-        Ok(false)
     }
 }
 
@@ -253,16 +274,16 @@ impl FromRequest for Account {
             let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
             let (sid, token) = creds.ok_or(ApiError::Unauthorized)?;
             let cache: &Arc<AuthCache> = &state.auth;
-            // Only a stored SID verifies, and stored SIDs are in their normal form already.
-            match AccountSid::parse(&sid) {
-                Some(account)
-                    if cache
-                        .authenticate(&state.pool, &sid, &token, address)
-                        .await? =>
-                {
-                    Ok(Account { sid: account })
-                }
-                _ => Err(ApiError::Unauthorized),
+            // Only an account or API key SID can verify.
+            if AccountSid::parse(&sid).is_none() && ApiKeySid::parse(&sid).is_none() {
+                return Err(ApiError::Unauthorized);
+            }
+            match cache
+                .authenticate(&state.pool, &sid, &token, address)
+                .await?
+            {
+                Some(account) => Ok(Account { sid: account }),
+                None => Err(ApiError::Unauthorized),
             }
         })
     }
@@ -291,8 +312,8 @@ mod tests {
         let k = AuthCache::key("AC1", "t");
         let d = AuthCache::digest("$argon2id$...");
         assert!(matches!(cache.lookup(&k), Lookup::Unknown));
-        cache.remember(k, d);
-        assert!(matches!(cache.lookup(&k), Lookup::Fresh));
+        cache.remember(k, d, AccountSid::generate());
+        assert!(matches!(cache.lookup(&k), Lookup::Fresh(_)));
         assert!(matches!(
             cache.lookup(&AuthCache::key("AC1", "u")),
             Lookup::Unknown

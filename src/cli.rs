@@ -3,7 +3,8 @@
 use crate::config::Settings;
 use crate::db::embedded::{self, EmbeddedPostgres, Mode, Postmaster};
 use crate::domain::account::NewAccount;
-use crate::domain::sid::{self, AccountSid};
+use crate::domain::sid::{self, AccountSid, ApiKeySid};
+use crate::seal::MasterKey;
 use crate::startup::{Application, ServerSettings};
 use crate::{auth, db, sweeper};
 use anyhow::{bail, Context, Result};
@@ -33,8 +34,29 @@ pub enum Command {
     /// Manage accounts (tenants).
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Manage API keys (`SK...`): Basic auth with `SK...:secret` acts as the key's account.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Exit 0 when the roomd at ROOMD_BIND answers /healthz with 200 (for container healthchecks).
     Healthcheck,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create a key; prints it as JSON with its secret (shown only this once).
+    Create {
+        #[arg(long)]
+        account: String,
+        #[arg(long, default_value = "")]
+        friendly_name: String,
+    },
+    /// List an account's keys as JSON (no secrets).
+    List {
+        #[arg(long)]
+        account: String,
+    },
+    /// Delete a key; it stops working on every replica within the credential-cache TTL.
+    Delete { sid: String },
 }
 
 /// How `accounts create` prints the new account.
@@ -144,9 +166,20 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Migrate => with_database(&settings, |_| async { Ok(()) }).await,
         Command::Healthcheck => healthcheck(settings.bind),
         Command::Accounts(cmd) => {
-            with_database(&settings, |options| async move {
+            let s = &settings;
+            with_database(s, |options| async move {
                 let pool = db::pool(options, 2).await?;
-                let result = accounts(&pool, cmd).await;
+                let result = accounts(&pool, s, cmd).await;
+                pool.close().await;
+                result
+            })
+            .await
+        }
+        Command::Keys(cmd) => {
+            let s = &settings;
+            with_database(s, |options| async move {
+                let pool = db::pool(options, 2).await?;
+                let result = keys(&pool, s, cmd).await;
                 pool.close().await;
                 result
             })
@@ -155,15 +188,71 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn accounts(pool: &PgPool, cmd: AccountsCommand) -> Result<()> {
+/// The master key, checked against the one this database's secrets are sealed with.
+async fn master_key(pool: &PgPool, settings: &Settings) -> Result<MasterKey> {
+    let key = settings.master_key()?;
+    db::api_keys::check_master_key(pool, &key).await?;
+    Ok(key)
+}
+
+fn parse_account(raw: &str) -> Result<AccountSid> {
+    AccountSid::parse(raw).with_context(|| {
+        format!("not an account SID: {raw:?} (expected AC followed by 32 hex digits)")
+    })
+}
+
+async fn keys(pool: &PgPool, settings: &Settings, cmd: KeysCommand) -> Result<()> {
+    match cmd {
+        KeysCommand::Create {
+            account,
+            friendly_name,
+        } => {
+            let account = parse_account(&account)?;
+            let key = master_key(pool, settings).await?;
+            let sid = ApiKeySid::generate();
+            let (secret, hash) = new_token().await?;
+            let sealed = key.seal(&sid, secret.expose_secret().as_bytes());
+            let Some(created) =
+                db::api_keys::create(pool, &sid, &account, &friendly_name, &hash, &sealed).await?
+            else {
+                bail!("no account {account}");
+            };
+            let mut out = serde_json::to_value(&created)?;
+            out["secret"] = secret.expose_secret().into();
+            println!("{out}");
+        }
+        KeysCommand::List { account } => {
+            let account = parse_account(&account)?;
+            println!(
+                "{}",
+                serde_json::to_string(&db::api_keys::list(pool, &account).await?)?
+            );
+        }
+        KeysCommand::Delete { sid } => {
+            let Some(sid) = ApiKeySid::parse(&sid) else {
+                bail!("not an API key SID: {sid:?} (expected SK followed by 32 hex digits)");
+            };
+            if !db::api_keys::delete(pool, &sid).await? {
+                bail!("no key {sid}");
+            }
+            println!("{}", serde_json::json!({ "sid": sid, "deleted": true }));
+        }
+    }
+    Ok(())
+}
+
+async fn accounts(pool: &PgPool, settings: &Settings, cmd: AccountsCommand) -> Result<()> {
     match cmd {
         AccountsCommand::Create {
             friendly_name,
             format,
         } => {
+            let key = master_key(pool, settings).await?;
             let (token, hash) = new_token().await?;
+            let sid = AccountSid::generate();
+            let sealed = key.seal(&sid, token.expose_secret().as_bytes());
             let account =
-                db::accounts::create(pool, &AccountSid::generate(), &friendly_name, &hash).await?;
+                db::accounts::create(pool, &sid, &friendly_name, &hash, Some(&sealed)).await?;
             let out = NewAccount {
                 sid: account.sid,
                 friendly_name: account.friendly_name,
@@ -188,13 +277,11 @@ async fn accounts(pool: &PgPool, cmd: AccountsCommand) -> Result<()> {
             );
         }
         AccountsCommand::RotateToken { sid: account_sid } => {
-            let Some(account_sid) = AccountSid::parse(&account_sid) else {
-                bail!(
-                    "not an account SID: {account_sid:?} (expected AC followed by 32 hex digits)"
-                );
-            };
+            let account_sid = parse_account(&account_sid)?;
+            let key = master_key(pool, settings).await?;
             let (token, hash) = new_token().await?;
-            if !db::accounts::set_token_hash(pool, &account_sid, &hash).await? {
+            let sealed = key.seal(&account_sid, token.expose_secret().as_bytes());
+            if !db::accounts::set_token_hash(pool, &account_sid, &hash, Some(&sealed)).await? {
                 bail!("no account {account_sid}");
             }
             println!(
@@ -219,10 +306,11 @@ async fn new_token() -> Result<(SecretString, SecretString)> {
 
 /// Makes sure `ROOMD_BOOTSTRAP_ACCOUNT` exists with its token; leaves it untouched when the
 /// token already verifies, so restarts are no-ops.
-async fn bootstrap(pool: &PgPool, settings: &Settings) -> Result<()> {
+async fn bootstrap(pool: &PgPool, settings: &Settings, key: &MasterKey) -> Result<()> {
     let Some(b) = &settings.bootstrap_account else {
         return Ok(());
     };
+    let sealed = key.seal(&b.sid, b.token.expose_secret().as_bytes());
     if let Some(hash) = db::accounts::token_hash(pool, &b.sid).await? {
         let token = b.token.clone();
         if tokio::task::spawn_blocking(move || {
@@ -230,13 +318,14 @@ async fn bootstrap(pool: &PgPool, settings: &Settings) -> Result<()> {
         })
         .await?
         {
+            db::accounts::seal_token_if_missing(pool, &b.sid, &sealed).await?;
             tracing::info!(account_sid = %b.sid, "bootstrap account present");
             return Ok(());
         }
     }
     let token = b.token.clone();
     let hash = tokio::task::spawn_blocking(move || auth::hash_token(token.expose_secret())).await?;
-    let created = db::accounts::upsert(pool, &b.sid, "bootstrap", &hash).await?;
+    let created = db::accounts::upsert(pool, &b.sid, "bootstrap", &hash, Some(&sealed)).await?;
     tracing::info!(account_sid = %b.sid, created, "bootstrap account ready");
     Ok(())
 }
@@ -287,7 +376,8 @@ async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
     let pool = db::pool(options.clone(), BACKGROUND_POOL_SIZE)
         .await
         .context("connecting to PostgreSQL")?;
-    bootstrap(&pool, &settings).await?;
+    let key = master_key(&pool, &settings).await?;
+    bootstrap(&pool, &settings, &key).await?;
     let server = ServerSettings {
         bind: settings.bind,
         public_url: settings.public_url.clone(),

@@ -31,6 +31,37 @@ pub struct Settings {
     /// `ROOMD_METRICS_BIND`: the listener of its own for `/metrics` (loopback by default);
     /// `None` (the value `main`) serves `/metrics` on the main listener.
     pub metrics_bind: Option<SocketAddr>,
+    /// `ROOMD_MASTER_KEY`, else `ROOMD_MASTER_KEY_FILE`, else `master.key` in `data_dir`.
+    pub master_key: MasterKeySetting,
+}
+
+/// Where the master key comes from (see `seal`); the key itself never prints.
+#[derive(Clone)]
+pub enum MasterKeySetting {
+    Value(SecretString),
+    File(PathBuf),
+    DataDir,
+}
+
+impl std::fmt::Debug for MasterKeySetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MasterKeySetting::Value(_) => f.write_str("ROOMD_MASTER_KEY([redacted])"),
+            MasterKeySetting::File(p) => write!(f, "ROOMD_MASTER_KEY_FILE({})", p.display()),
+            MasterKeySetting::DataDir => f.write_str("master.key in ROOMD_DATA_DIR"),
+        }
+    }
+}
+
+impl Settings {
+    /// The master key, loaded (and, in the data directory, created on first use).
+    pub fn master_key(&self) -> Result<crate::seal::MasterKey> {
+        crate::seal::MasterKey::load(&match &self.master_key {
+            MasterKeySetting::Value(v) => crate::seal::KeySource::Value(v.clone()),
+            MasterKeySetting::File(p) => crate::seal::KeySource::File(p.clone()),
+            MasterKeySetting::DataDir => crate::seal::KeySource::DataDir(self.data_dir.clone()),
+        })
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -54,6 +85,7 @@ impl std::fmt::Debug for Settings {
             .field("db_connect_timeout", &self.db_connect_timeout)
             .field("body_timeout", &self.body_timeout)
             .field("metrics_bind", &self.metrics_bind)
+            .field("master_key", &self.master_key)
             .finish()
     }
 }
@@ -192,6 +224,14 @@ impl Settings {
                 1..=300,
             )?,
             metrics_bind: parse_metrics_bind(var("ROOMD_METRICS_BIND")?.as_deref())?,
+            master_key: match (var("ROOMD_MASTER_KEY")?, var("ROOMD_MASTER_KEY_FILE")?) {
+                (Some(_), Some(_)) => {
+                    bail!("invalid ROOMD_MASTER_KEY_FILE: set ROOMD_MASTER_KEY or ROOMD_MASTER_KEY_FILE, not both")
+                }
+                (Some(v), None) => MasterKeySetting::Value(SecretString::from(v)),
+                (None, Some(p)) => MasterKeySetting::File(PathBuf::from(p)),
+                (None, None) => MasterKeySetting::DataDir,
+            },
         })
     }
 }

@@ -11,13 +11,16 @@ pub async fn create(
     sid: &str,
     friendly_name: &str,
     token_hash: &SecretString,
+    token_sealed: Option<&[u8]>,
 ) -> Result<Account, sqlx::Error> {
     sqlx::query_as(&format!(
-        "INSERT INTO accounts (sid, friendly_name, auth_token_hash) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
+        "INSERT INTO accounts (sid, friendly_name, auth_token_hash, auth_token_sealed) \
+         VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
     ))
     .bind(sid)
     .bind(friendly_name)
     .bind(token_hash.expose_secret())
+    .bind(token_sealed)
     .fetch_one(db)
     .await
 }
@@ -54,17 +57,21 @@ pub async fn token_hash(pool: &PgPool, sid: &str) -> Result<Option<SecretString>
     Ok(hash.map(SecretString::from))
 }
 
-/// Replaces an account's token hash; false when there is no such account.
+/// Replaces an account's token (its hash, and the token sealed under the master key); false when
+/// there is no such account.
 pub async fn set_token_hash(
     pool: &PgPool,
     sid: &str,
     token_hash: &SecretString,
+    token_sealed: Option<&[u8]>,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE accounts SET auth_token_hash = $2, date_updated = now() WHERE sid = $1",
+        "UPDATE accounts SET auth_token_hash = $2, auth_token_sealed = $3, date_updated = now() \
+         WHERE sid = $1",
     )
     .bind(sid)
     .bind(token_hash.expose_secret())
+    .bind(token_sealed)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -76,15 +83,36 @@ pub async fn upsert(
     sid: &str,
     friendly_name: &str,
     token_hash: &SecretString,
+    token_sealed: Option<&[u8]>,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
-        "INSERT INTO accounts (sid, friendly_name, auth_token_hash) VALUES ($1, $2, $3)
-         ON CONFLICT (sid) DO UPDATE SET auth_token_hash = EXCLUDED.auth_token_hash, date_updated = now()
+        "INSERT INTO accounts (sid, friendly_name, auth_token_hash, auth_token_sealed) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (sid) DO UPDATE SET auth_token_hash = EXCLUDED.auth_token_hash, \
+            auth_token_sealed = EXCLUDED.auth_token_sealed, date_updated = now() \
          RETURNING (xmax = 0)",
     )
     .bind(sid)
     .bind(friendly_name)
     .bind(token_hash.expose_secret())
+    .bind(token_sealed)
     .fetch_one(pool)
     .await
+}
+
+/// Seals an account's current token where none is sealed yet (an account created before tokens
+/// were sealed, whose token the caller knows, e.g. the bootstrap account's).
+pub async fn seal_token_if_missing(
+    pool: &PgPool,
+    sid: &str,
+    token_sealed: &[u8],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE accounts SET auth_token_sealed = $2 WHERE sid = $1 AND auth_token_sealed IS NULL",
+    )
+    .bind(sid)
+    .bind(token_sealed)
+    .execute(pool)
+    .await?;
+    Ok(())
 }

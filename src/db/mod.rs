@@ -2,6 +2,7 @@
 //! Routes and workers share them; none of them knows about HTTP.
 
 pub mod accounts;
+pub mod api_keys;
 pub mod embedded;
 pub mod error;
 pub mod list;

@@ -4,6 +4,7 @@ use rand::RngCore;
 
 pub const ACCOUNT: &str = "AC";
 pub const ROOM: &str = "RM";
+pub const API_KEY: &str = "SK";
 
 /// A new random SID with the given prefix, from the thread-local CSPRNG (ChaCha, seeded from
 /// the OS): unpredictable like the OS generator, without a system call per SID.
@@ -90,6 +91,11 @@ sid_type!(
     /// An account's SID (`AC...`).
     AccountSid,
     ACCOUNT
+);
+sid_type!(
+    /// An API key's SID (`SK...`).
+    ApiKeySid,
+    API_KEY
 );
 sid_type!(
     /// A room's SID (`RM...`).

@@ -123,6 +123,7 @@ async fn a_rotated_token_stops_working_once_the_cache_ttl_has_passed() {
         &app.pool,
         &app.account.sid,
         &roomd::auth::hash_token(&new_token),
+        None,
     )
     .await
     .unwrap();

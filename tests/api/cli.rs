@@ -6,10 +6,20 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+/// The master key the CLI tests run with (base64 of 32 bytes of 0x01), so that no test writes
+/// a key file into the working directory.
+pub const TEST_MASTER_KEY: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+
 fn roomd(database_url: &str, args: &[&str]) -> std::process::Output {
+    roomd_with_key(database_url, TEST_MASTER_KEY, args)
+}
+
+fn roomd_with_key(database_url: &str, key: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_roomd"))
         .args(args)
         .env("DATABASE_URL", database_url)
+        .env("ROOMD_MASTER_KEY", key)
+        .env_remove("ROOMD_MASTER_KEY_FILE")
         .env("RUST_LOG", "warn")
         .output()
         .expect("running roomd")
@@ -109,6 +119,146 @@ async fn accounts_created_listed_and_rotated_from_the_cli_work_over_http() {
         &["accounts", "rotate-token", &format!("AC{}", "0".repeat(32))],
     );
     assert!(!missing.status.success());
+}
+
+#[tokio::test]
+async fn api_keys_from_the_cli_act_as_their_account_until_deleted() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        auth_cache_ttl: std::time::Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    let url = app.database_url.clone();
+    let run = |args: Vec<String>| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            roomd(&url, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+    };
+    let account = app.account.sid.clone();
+    let created = json_stdout(
+        &run(vec![
+            "keys".into(),
+            "create".into(),
+            "--account".into(),
+            account.clone(),
+            "--friendly-name".into(),
+            "ci".into(),
+        ])
+        .await
+        .unwrap(),
+    );
+    let sid = created["sid"].as_str().unwrap().to_string();
+    let secret = created["secret"].as_str().unwrap().to_string();
+    assert!(roomd::domain::sid::ApiKeySid::parse(&sid).is_some_and(|s| s.as_str() == sid));
+    assert_eq!(created["account_sid"], account.as_str());
+    assert_eq!(created["friendly_name"], "ci");
+    assert!(crate::rooms_create::is_twilio_date(
+        &created["date_created"]
+    ));
+
+    // Stored only hashed and sealed; the sealed secret opens under the master key, for this key.
+    let (hash, sealed): (String, Vec<u8>) =
+        sqlx::query_as("SELECT secret_hash, secret_sealed FROM api_keys WHERE sid = $1")
+            .bind(&sid)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(hash.starts_with("$argon2id$") && !hash.contains(&secret));
+    let key = roomd::seal::MasterKey::from_base64("test", TEST_MASTER_KEY).unwrap();
+    use secrecy::ExposeSecret;
+    assert_eq!(
+        key.open(&sid, &sealed).unwrap().expose_secret(),
+        secret.as_bytes()
+    );
+    assert!(key.open(&account, &sealed).is_err());
+
+    // Basic auth with the key acts as its account: what it creates is the account's.
+    let as_key = TestAccount {
+        sid: sid.clone(),
+        token: secret.clone(),
+    };
+    let r = app
+        .request_as(
+            Some(&as_key),
+            Method::POST,
+            "/v1/Rooms",
+            Some("UniqueName=by-key"),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["account_sid"], account.as_str());
+    assert_eq!(app.get("/v1/Rooms/by-key").await.status, 200);
+    let wrong = TestAccount {
+        sid: sid.clone(),
+        token: "0".repeat(32),
+    };
+    app.request_as(Some(&wrong), Method::GET, "/v1/Rooms", None)
+        .await
+        .assert_error(401, 20003);
+
+    let listed = run(vec![
+        "keys".into(),
+        "list".into(),
+        "--account".into(),
+        account.clone(),
+    ])
+    .await
+    .unwrap();
+    let text = String::from_utf8(listed.stdout).unwrap();
+    assert!(text.contains(&sid) && text.contains("\"ci\""), "{text}");
+    assert!(
+        !text.contains(&secret) && !text.contains("argon2"),
+        "{text}"
+    );
+
+    // Deleted: refused once the credential cache's entry is stale (the test server's TTL).
+    let deleted = json_stdout(
+        &run(vec!["keys".into(), "delete".into(), sid.clone()])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(deleted["deleted"], true);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.request_as(Some(&as_key), Method::GET, "/v1/Rooms", None)
+        .await
+        .assert_error(401, 20003);
+    let again = run(vec!["keys".into(), "delete".into(), sid.clone()])
+        .await
+        .unwrap();
+    assert!(!again.status.success());
+    let nobody = run(vec![
+        "keys".into(),
+        "create".into(),
+        "--account".into(),
+        format!("AC{}", "0".repeat(32)),
+    ])
+    .await
+    .unwrap();
+    assert!(!nobody.status.success());
+}
+
+#[tokio::test]
+async fn a_different_master_key_is_refused_with_one_line_that_does_not_show_either_key() {
+    let app = spawn_app().await;
+    let url = app.database_url.clone();
+    let account = app.account.sid.to_string();
+    let other_key = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+    let (first, second) = tokio::task::spawn_blocking(move || {
+        let args = ["keys", "create", "--account", account.as_str()];
+        (roomd(&url, &args), roomd_with_key(&url, other_key, &args))
+    })
+    .await
+    .unwrap();
+    json_stdout(&first);
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("master key"), "{stderr}");
+    assert!(
+        !stderr.contains(other_key) && !stderr.contains(TEST_MASTER_KEY),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -219,6 +369,7 @@ pub async fn serve(envs: Vec<(&'static str, String)>) -> Served {
         .env_remove("DATABASE_URL")
         .env("ROOMD_BIND", "127.0.0.1:0")
         .env("ROOMD_METRICS_BIND", "main")
+        .env("ROOMD_MASTER_KEY", TEST_MASTER_KEY)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .env("ROOMD_LOG_FORMAT", "text")

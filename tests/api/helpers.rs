@@ -220,7 +220,7 @@ pub async fn create_account(pool: &PgPool, name: &str) -> TestAccount {
     let sid = roomd::domain::sid::generate("AC");
     let token = roomd::domain::sid::random_hex32();
     let hash = roomd::auth::hash_token(&token);
-    roomd::db::accounts::create(pool, &sid, name, &hash)
+    roomd::db::accounts::create(pool, &sid, name, &hash, None)
         .await
         .unwrap();
     TestAccount { sid, token }
