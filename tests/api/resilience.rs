@@ -81,7 +81,8 @@ fn roomd_output(envs: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_roomd"));
     cmd.arg("serve")
         .env("RUST_LOG", "error")
-        .env("ROOMD_METRICS_BIND", "main");
+        .env("ROOMD_METRICS_BIND", "main")
+        .env("ROOMD_MASTER_KEY", crate::cli::TEST_MASTER_KEY);
     for (k, v) in envs {
         cmd.env(k, v);
     }

@@ -1,6 +1,6 @@
 """Smoke test through the official twilio-python client against a running roomd.
 
-Usage: smoke.py BASE_URL ACCOUNT_SID AUTH_TOKEN
+Usage: smoke.py BASE_URL ACCOUNT_SID AUTH_TOKEN API_KEY_SID API_KEY_SECRET
 Only the base URL changes; everything else is the library's own behaviour.
 """
 import datetime
@@ -9,7 +9,7 @@ import sys
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
-base_url, account_sid, auth_token = sys.argv[1:4]
+base_url, account_sid, auth_token, key_sid, key_secret = sys.argv[1:6]
 client = Client(account_sid, auth_token)
 client.video.base_url = base_url
 rooms = client.video.v1.rooms
@@ -93,6 +93,13 @@ expect_error("fetch by name after completion is 404", lambda: rooms(f"smoke-{run
 completed = [r.sid for r in rooms.list(status="completed", page_size=2)]
 check("status=completed filter with paging", room.sid in completed and not set(completed) - {room.sid} & created)
 check("in-progress list excludes it", room.sid not in {r.sid for r in rooms.list(page_size=100)})
+
+# an API key acts as its account
+by_key = Client(key_sid, key_secret, account_sid)
+by_key.video.base_url = base_url
+keyed = by_key.video.v1.rooms.create(unique_name=f"smoke-key-{run}")
+check("an API key creates rooms of its account", keyed.account_sid == account_sid, keyed.account_sid)
+check("the account sees the key's room", rooms(keyed.sid).fetch().unique_name == f"smoke-key-{run}")
 
 # wrong credentials
 bad = Client(account_sid, "0" * 32)

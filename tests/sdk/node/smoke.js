@@ -1,9 +1,10 @@
 // Smoke test through the official twilio-node client against a running roomd.
-// Usage: node smoke.js BASE_URL ACCOUNT_SID AUTH_TOKEN. Only the base URL changes.
+// Usage: node smoke.js BASE_URL ACCOUNT_SID AUTH_TOKEN API_KEY_SID API_KEY_SECRET. Only the base URL
+// changes.
 "use strict";
 const twilio = require("twilio");
 
-const [baseUrl, accountSid, authToken] = process.argv.slice(2);
+const [baseUrl, accountSid, authToken, keySid, keySecret] = process.argv.slice(2);
 const client = twilio(accountSid, authToken);
 client.video.baseUrl = baseUrl;
 const rooms = client.video.v1.rooms;
@@ -62,6 +63,12 @@ async function expectError(name, fn, status, code) {
   check("complete", done.status === "completed" && done.endTime instanceof Date && Number.isInteger(done.duration), done.toJSON());
   await expectError("complete twice is 400/53118", () => rooms(room.sid).update({ status: "completed" }), 400, 53118);
   check("status completed filter", (await rooms.list({ status: "completed" })).some((r) => r.sid === room.sid));
+
+  const byKey = twilio(keySid, keySecret, { accountSid });
+  byKey.video.baseUrl = baseUrl;
+  const keyed = await byKey.video.v1.rooms.create({ uniqueName: `node-key-${run}` });
+  check("an API key creates rooms of its account", keyed.accountSid === accountSid, keyed.accountSid);
+  check("the account sees the key's room", (await rooms(keyed.sid).fetch()).uniqueName === `node-key-${run}`);
 
   const bad = twilio(accountSid, "0".repeat(32));
   bad.video.baseUrl = baseUrl;
