@@ -1,6 +1,7 @@
 //! roomd: a self-hosted, Twilio-compatible Programmable Video Rooms control plane on PostgreSQL.
 //! See `design.md` in the project's shared folder for the architecture.
 
+pub mod access_token;
 pub mod auth;
 pub mod cli;
 pub mod config;
