@@ -16,7 +16,7 @@
 
 use crate::db;
 use crate::db::WorkerPool;
-use crate::domain::sid::{AccountSid, ApiKeySid};
+use crate::domain::sid::{self, AccountSid, ApiKeySid};
 use crate::throttle::Throttle;
 use crate::twilio::ApiError;
 use crate::verifier::Verifier;
@@ -172,16 +172,18 @@ impl AuthCache {
         pool: &WorkerPool,
         sid: &str,
     ) -> Result<Option<(AccountSid, SecretString)>, ApiError> {
-        let found = if AccountSid::parse(sid).is_some() {
-            pool.run(async |c| db::accounts::active_token_hash(c, sid).await)
-                .await?
-                .map(|hash| (sid.to_string(), hash))
-        } else if ApiKeySid::parse(sid).is_some() {
-            pool.run(async |c| db::api_keys::active_secret_hash(c, sid).await)
-                .await?
-        } else {
-            None
-        };
+        if let Some(account) = AccountSid::parse(sid) {
+            let hash = pool
+                .run(async |c| db::accounts::active_token_hash(c, sid).await)
+                .await?;
+            return Ok(hash.map(|hash| (account, hash)));
+        }
+        if ApiKeySid::parse(sid).is_none() {
+            return Ok(None);
+        }
+        let found = pool
+            .run(async |c| db::api_keys::active_secret_hash(c, sid).await)
+            .await?;
         Ok(found.and_then(|(account, hash)| Some((AccountSid::parse(&account)?, hash))))
     }
 
@@ -274,8 +276,9 @@ impl FromRequest for Account {
             let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
             let (sid, token) = creds.ok_or(ApiError::Unauthorized)?;
             let cache: &Arc<AuthCache> = &state.auth;
-            // Only an account or API key SID can verify.
-            if AccountSid::parse(&sid).is_none() && ApiKeySid::parse(&sid).is_none() {
+            // Only an account or API key SID can verify (checked without allocating: this runs
+            // on every request).
+            if !sid::is_sid(AccountSid::PREFIX, &sid) && !sid::is_sid(ApiKeySid::PREFIX, &sid) {
                 return Err(ApiError::Unauthorized);
             }
             match cache

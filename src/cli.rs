@@ -166,26 +166,23 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Migrate => with_database(&settings, |_| async { Ok(()) }).await,
         Command::Healthcheck => healthcheck(settings.bind),
         Command::Accounts(cmd) => {
-            let s = &settings;
-            with_database(s, |options| async move {
-                let pool = db::pool(options, 2).await?;
-                let result = accounts(&pool, s, cmd).await;
-                pool.close().await;
-                result
-            })
-            .await
+            with_pool(&settings, async |pool| accounts(pool, &settings, cmd).await).await
         }
         Command::Keys(cmd) => {
-            let s = &settings;
-            with_database(s, |options| async move {
-                let pool = db::pool(options, 2).await?;
-                let result = keys(&pool, s, cmd).await;
-                pool.close().await;
-                result
-            })
-            .await
+            with_pool(&settings, async |pool| keys(pool, &settings, cmd).await).await
         }
     }
+}
+
+/// Runs a CLI command on a small pool to the (migrated) database, closed afterwards.
+async fn with_pool<T>(settings: &Settings, f: impl AsyncFnOnce(&PgPool) -> Result<T>) -> Result<T> {
+    with_database(settings, |options| async move {
+        let pool = db::pool(options, 2).await?;
+        let result = f(&pool).await;
+        pool.close().await;
+        result
+    })
+    .await
 }
 
 /// The master key, checked against the one this database's secrets are sealed with.

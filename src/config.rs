@@ -258,19 +258,22 @@ mod tests {
     }
 
     #[test]
-    fn settings_never_print_the_database_password_or_the_bootstrap_token() {
+    fn settings_never_print_the_database_password_the_bootstrap_token_or_the_master_key() {
         let mut settings = Settings::from_env().unwrap();
         settings.database = Some(crate::db::DbOptions::new(
             parse_database_url("postgres://u:hunter2@localhost/db").unwrap(),
         ));
         settings.bootstrap_account =
             Some(parse_bootstrap_account("ACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:s3cret").unwrap());
+        settings.master_key = MasterKeySetting::Value(SecretString::from("bWFzdGVyLWtleQ=="));
         let printed = format!("{settings:?} {settings:#?}");
-        assert!(printed.contains("ACaaaa"), "{printed}");
         assert!(
-            !printed.contains("hunter2") && !printed.contains("s3cret"),
+            printed.contains("ACaaaa") && printed.contains("ROOMD_MASTER_KEY"),
             "{printed}"
         );
+        for secret in ["hunter2", "s3cret", "bWFzdGVyLWtleQ=="] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
     }
 
     #[test]

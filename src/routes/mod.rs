@@ -132,22 +132,35 @@ pub async fn read_form(req: &HttpRequest, mut payload: web::Payload) -> Result<P
     Params::parse(&body)
 }
 
-/// A form-encoded request body, read by `read_form` (bounded in size and time).
-pub struct Form(pub Params);
+/// A form-encoded request body, not yet read. actix-web polls a handler's extractors together,
+/// so reading it here would parse (and answer 400/413/415 for) an unauthenticated client's
+/// body before its credentials were checked; the handler reads it with `params` instead, once
+/// every other extractor (authentication first) has succeeded.
+pub struct Form {
+    req: HttpRequest,
+    payload: web::Payload,
+}
+
+impl Form {
+    /// The body's parameters, read by `read_form` (bounded in size and time).
+    pub async fn params(self) -> Result<Params, ApiError> {
+        read_form(&self.req, self.payload).await
+    }
+}
 
 impl actix_web::FromRequest for Form {
     type Error = ApiError;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let req = req.clone();
-        let payload = web::Payload::from_request(&req, payload);
-        Box::pin(async move {
-            let payload = payload
-                .await
-                .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
-            read_form(&req, payload).await.map(Form)
-        })
+        // Taking the payload stream reads nothing, and cannot fail.
+        let payload = web::Payload::from_request(req, payload)
+            .into_inner()
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")));
+        std::future::ready(payload.map(|payload| Form {
+            req: req.clone(),
+            payload,
+        }))
     }
 }
 

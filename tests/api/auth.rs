@@ -211,3 +211,30 @@ async fn repeated_failures_for_a_sid_get_429_before_any_verification_and_spare_o
         .await;
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn credentials_are_checked_before_the_body_is_read() {
+    let app = spawn_app().await;
+    // A body roomd would refuse (415, 400) or that never ends: an unauthenticated client gets
+    // 401 for all of them, and roomd does not parse what it sent.
+    let bodies: [(&str, &[u8]); 2] = [
+        ("application/json", b"{}"),
+        ("application/x-www-form-urlencoded", b"UniqueName=%zz"),
+    ];
+    for (content_type, body) in bodies {
+        for path in ["/v1/Rooms", "/v1/Rooms/some-room"] {
+            let r = app
+                .client
+                .post(format!("{}{path}", app.address))
+                .basic_auth(&app.account.sid, Some("0".repeat(32)))
+                .header("Content-Type", content_type)
+                .body(body.to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401, "{content_type} {path}");
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["code"], 20003, "{content_type} {path}");
+        }
+    }
+}

@@ -118,10 +118,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// `POST /v1/Rooms` (201). The unique name is enforced by the partial unique index alone: a
 /// violation of it, by name, is 53113.
 async fn create(
-    Form(params): Form,
     account: Account,
+    form: Form,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let params = form.params().await?;
     let room = CreateRoom::from_params(&params)?;
     let new_sid = RoomSid::generate();
     let row = state
@@ -153,9 +154,10 @@ async fn fetch(room: RoomRef, state: web::Data<AppState>) -> Result<HttpResponse
 /// one connection with the look-up that tells 53118 from 404 when it matched nothing.
 async fn update(
     room: RoomRef,
-    Form(params): Form,
+    form: Form,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let params = form.params().await?;
     match params.single("Status")? {
         None => {
             return Err(ApiError::bad_request(
