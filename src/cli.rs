@@ -383,6 +383,7 @@ async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
         workers: settings.http_workers,
         db_pool_size: settings.pool_size,
         body_timeout: settings.body_timeout,
+        master_key: std::sync::Arc::new(key),
     };
     let app = Application::build(server, options).with_context(|| match settings.metrics_bind {
         Some(m) => format!(

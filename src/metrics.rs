@@ -9,6 +9,40 @@ use prometheus::{
 };
 use std::time::{Duration, Instant};
 
+pub use crate::db::participants::EndReason;
+
+/// How a join ended, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinOutcome {
+    Joined,
+    /// A newer join took over a connected identity.
+    Replaced,
+    RoomFull,
+    RoomCompleted,
+    /// Not found, not granted, bad identity: any other refusal.
+    Refused,
+}
+
+impl JoinOutcome {
+    pub const ALL: [JoinOutcome; 5] = [
+        JoinOutcome::Joined,
+        JoinOutcome::Replaced,
+        JoinOutcome::RoomFull,
+        JoinOutcome::RoomCompleted,
+        JoinOutcome::Refused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JoinOutcome::Joined => "joined",
+            JoinOutcome::Replaced => "replaced",
+            JoinOutcome::RoomFull => "room_full",
+            JoinOutcome::RoomCompleted => "room_completed",
+            JoinOutcome::Refused => "refused",
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     pub http_requests: IntCounterVec,
@@ -16,6 +50,9 @@ pub struct Metrics {
     pub rooms_created: IntCounter,
     pub rooms_ended: IntCounterVec,
     rooms_in_progress: IntGauge,
+    participants_connected: IntGauge,
+    pub participant_joins: IntCounterVec,
+    pub participants_disconnected: IntCounterVec,
     pub sweeper_batches: IntCounter,
     pub sweeper_batch_duration: Histogram,
     pub auth_cache_hits: IntCounter,
@@ -92,6 +129,36 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            participants_connected: register(
+                &r,
+                IntGauge::new(
+                    "roomd_participants_connected",
+                    "Participants connected in the database (all accounts; the same on every replica)",
+                )
+                .unwrap(),
+            ),
+            participant_joins: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "roomd_participant_joins_total",
+                        "Joins answered by this process, by outcome",
+                    ),
+                    &["outcome"],
+                )
+                .unwrap(),
+            ),
+            participants_disconnected: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "roomd_participants_disconnected_total",
+                        "Participants disconnected by this process, by reason",
+                    ),
+                    &["reason"],
+                )
+                .unwrap(),
+            ),
             sweeper_batches: register(
                 &r,
                 IntCounter::new("roomd_sweeper_batches_total", "Sweeper batches run").unwrap(),
@@ -158,7 +225,31 @@ impl Metrics {
         for reason in ["rest", "unused_timeout", "empty_timeout"] {
             self.rooms_ended.with_label_values(&[reason]);
         }
+        for outcome in JoinOutcome::ALL {
+            self.participant_joins
+                .with_label_values(&[outcome.as_str()]);
+        }
+        for reason in EndReason::ALL {
+            self.participants_disconnected
+                .with_label_values(&[reason.as_str()]);
+        }
         self
+    }
+
+    /// Counts `n` participants disconnected for `reason`.
+    pub fn participants_disconnected(&self, reason: EndReason, n: usize) {
+        if n > 0 {
+            self.participants_disconnected
+                .with_label_values(&[reason.as_str()])
+                .inc_by(n as u64);
+        }
+    }
+
+    /// Counts a join's outcome.
+    pub fn joined(&self, outcome: JoinOutcome) {
+        self.participant_joins
+            .with_label_values(&[outcome.as_str()])
+            .inc();
     }
 
     /// Counts a room ended for `reason` (`rest`, `unused_timeout`, `empty_timeout`).
@@ -176,18 +267,21 @@ impl Metrics {
         // One scraper counts; the others wait for it and use its reading.
         let mut counted_at = self.counted_at.lock().await;
         if counted_at.is_none_or(|t| t.elapsed() >= GAUGE_REFRESH) {
+            // One scan of the in-progress rooms: each carries its connected count.
             let count = pool
                 .run(async |c| {
-                    sqlx::query_scalar::<_, i64>(
-                        "SELECT count(*) FROM rooms WHERE status = 'in-progress'",
+                    sqlx::query_as::<_, (i64, i64)>(
+                        "SELECT count(*), COALESCE(sum(participants_connected), 0)::bigint \
+                         FROM rooms WHERE status = 'in-progress'",
                     )
                     .fetch_one(c)
                     .await
                 })
                 .await;
             match count {
-                Ok(n) => {
-                    self.rooms_in_progress.set(n);
+                Ok((rooms, participants)) => {
+                    self.rooms_in_progress.set(rooms);
+                    self.participants_connected.set(participants);
                     *counted_at = Some(Instant::now());
                 }
                 Err(e) => tracing::warn!(error = %e, "metrics: could not count rooms in progress"),

@@ -3,10 +3,12 @@
 //! requests: SIGTERM in production and a test's end share that one path.
 
 use crate::auth::AuthCache;
+use crate::caller::SigningKeys;
 use crate::db::WorkerPools;
 use crate::metrics::Metrics;
 use crate::observe::{observe, RoomdRootSpan};
 use crate::routes;
+use crate::seal::MasterKey;
 pub use crate::state::{AppState, DEFAULT_BODY_TIMEOUT};
 use crate::twilio::urls::PublicUrl;
 use crate::unread_body::close_on_unread_body;
@@ -32,6 +34,8 @@ pub struct ServerSettings {
     pub db_pool_size: u32,
     /// How long a request body may take to arrive.
     pub body_timeout: Duration,
+    /// The key API key secrets are sealed under (Access Tokens are verified with them).
+    pub master_key: Arc<MasterKey>,
 }
 
 impl ServerSettings {
@@ -45,6 +49,7 @@ impl ServerSettings {
             workers: default_workers(),
             db_pool_size: 10,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            master_key: Arc::new(MasterKey::generate()),
         }
     }
 }
@@ -64,6 +69,7 @@ pub struct Application {
 struct Shared {
     workers: usize,
     auth: Arc<AuthCache>,
+    signing_keys: Arc<SigningKeys>,
     public_url: PublicUrl,
     metrics: Arc<Metrics>,
     pools: Arc<WorkerPools>,
@@ -76,6 +82,7 @@ impl Shared {
         web::Data::new(AppState {
             pool: self.pools.add(max),
             auth: self.auth.clone(),
+            signing_keys: self.signing_keys.clone(),
             public_url: self.public_url.clone(),
             metrics: self.metrics.clone(),
             pools: self.pools.clone(),
@@ -115,6 +122,10 @@ impl Application {
                 workers,
                 pools: Arc::new(WorkerPools::new(database, pool_size, workers)),
                 auth: Arc::new(AuthCache::new(settings.auth_cache_ttl, metrics.clone())),
+                signing_keys: Arc::new(SigningKeys::new(
+                    settings.master_key.clone(),
+                    settings.auth_cache_ttl,
+                )),
                 public_url,
                 metrics,
                 body_timeout: settings.body_timeout,

@@ -2,6 +2,7 @@
 //! (`auth`, `routes`) and the server (`startup`) depend on it rather than on each other.
 
 use crate::auth::AuthCache;
+use crate::caller::SigningKeys;
 use crate::db::{WorkerPool, WorkerPools};
 use crate::metrics::Metrics;
 use crate::twilio::urls::PublicUrl;
@@ -13,6 +14,8 @@ pub struct AppState {
     /// This worker's own connections (see `db::worker_pool`).
     pub pool: Arc<WorkerPool>,
     pub auth: Arc<AuthCache>,
+    /// API keys' unsealed secrets, for Access Tokens.
+    pub signing_keys: Arc<SigningKeys>,
     pub public_url: PublicUrl,
     pub metrics: Arc<Metrics>,
     /// All the workers' pools, for the pool gauges.

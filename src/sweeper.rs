@@ -1,7 +1,9 @@
-//! Ends in-progress rooms whose deadline (unused or empty timeout) has passed. Every replica runs
-//! one; PostgreSQL (`FOR UPDATE SKIP LOCKED` plus a re-check) keeps them from ending a room twice.
+//! Disconnects participants connected longer than their room's `max_participant_duration`, then
+//! ends in-progress rooms whose deadline (unused or empty timeout) has passed. Every replica runs
+//! one; PostgreSQL (`FOR UPDATE SKIP LOCKED` plus a re-check) keeps them from acting twice.
 
 use crate::db;
+use crate::db::participants::EndReason;
 use crate::metrics::Metrics;
 use futures_util::FutureExt;
 use sqlx::PgPool;
@@ -11,52 +13,80 @@ use std::time::{Duration, Instant};
 
 const BATCH: i64 = 1000;
 
-/// Ends every room that is due now, in batches; returns the rooms this call ended. Counts in
+/// What one sweep did.
+#[derive(Debug, Default)]
+pub struct Swept {
+    /// Participants disconnected for `max_participant_duration`.
+    pub participants: Vec<db::participants::ParticipantRow>,
+    /// Rooms ended by their unused or empty timeout.
+    pub rooms: Vec<db::rooms::EndedRoom>,
+}
+
+impl Swept {
+    pub fn is_empty(&self) -> bool {
+        self.participants.is_empty() && self.rooms.is_empty()
+    }
+}
+
+/// Does everything that is due now, in batches; returns what this call did. Counts in
 /// `metrics` when given.
-pub async fn sweep_once(
-    pool: &PgPool,
-    metrics: Option<&Metrics>,
-) -> Result<Vec<db::rooms::EndedRoom>, sqlx::Error> {
+pub async fn sweep_once(pool: &PgPool, metrics: Option<&Metrics>) -> Result<Swept, sqlx::Error> {
     sweep(pool, metrics, || true).await
 }
 
 /// Batches until one is not full (nothing more is due) or `go_on` says stop between two;
-/// counts batches, their duration and the rooms ended in `metrics`.
+/// counts batches, their duration and what they did in `metrics`. Overdue participants go
+/// first: a room they leave empty gets its empty-room deadline from then.
 async fn sweep(
     pool: &PgPool,
     metrics: Option<&Metrics>,
     mut go_on: impl FnMut() -> bool,
-) -> Result<Vec<db::rooms::EndedRoom>, sqlx::Error> {
-    let mut ended = Vec::new();
+) -> Result<Swept, sqlx::Error> {
+    let mut swept = Swept::default();
     loop {
-        let batch = sweep_batch(pool, metrics).await?;
+        let batch = timed(metrics, db::participants::disconnect_overdue(pool, BATCH)).await?;
         let full = batch.len() as i64 == BATCH;
-        ended.extend(batch);
+        if let Some(m) = metrics {
+            m.participants_disconnected(EndReason::MaxDuration, batch.len());
+        }
+        swept.participants.extend(batch);
         if !full || !go_on() {
-            return Ok(ended);
+            break;
+        }
+    }
+    loop {
+        let batch = timed(metrics, db::rooms::end_due(pool, BATCH)).await?;
+        let full = batch.len() as i64 == BATCH;
+        for room in &batch {
+            if let Some(m) = metrics {
+                m.room_ended(&room.end_reason);
+                m.participants_disconnected(
+                    EndReason::RoomEnded,
+                    room.participants_disconnected as usize,
+                );
+            }
+            tracing::debug!(room_sid = %room.sid, account_sid = %room.account_sid, reason = %room.end_reason, "room ended by timeout");
+        }
+        swept.rooms.extend(batch);
+        if !full || !go_on() {
+            return Ok(swept);
         }
     }
 }
 
-/// One batch of at most `BATCH` rooms, in one transaction.
-async fn sweep_batch(
-    pool: &PgPool,
+/// One batch (one statement, one transaction), counted and timed in `metrics`.
+async fn timed<T>(
     metrics: Option<&Metrics>,
-) -> Result<Vec<db::rooms::EndedRoom>, sqlx::Error> {
+    batch: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
     let started = Instant::now();
-    let batch = db::rooms::end_due(pool, BATCH).await?;
+    let done = batch.await;
     if let Some(m) = metrics {
         m.sweeper_batches.inc();
         m.sweeper_batch_duration
             .observe(started.elapsed().as_secs_f64());
-        for room in &batch {
-            m.room_ended(&room.end_reason);
-        }
     }
-    for room in &batch {
-        tracing::debug!(room_sid = %room.sid, account_sid = %room.account_sid, reason = %room.end_reason, "room ended by timeout");
-    }
-    Ok(batch)
+    done
 }
 
 /// Sweeps every `interval` until `shutdown` resolves. Shutdown is noticed between batches, so
@@ -82,10 +112,11 @@ pub async fn run(
             !stopping
         };
         match sweep(&pool, Some(&metrics), go_on).await {
-            Ok(ended) if !ended.is_empty() => {
+            Ok(swept) if !swept.is_empty() => {
                 tracing::info!(
-                    rooms = ended.len(),
-                    "sweeper ended rooms whose timeout passed"
+                    rooms = swept.rooms.len(),
+                    participants = swept.participants.len(),
+                    "sweeper ended rooms and disconnected participants whose time was up"
                 );
             }
             Ok(_) => {}

@@ -74,6 +74,22 @@ pub async fn active_secret_hash(
     Ok(row.map(|(account, hash)| (account, SecretString::from(hash))))
 }
 
+/// The account a key acts for and its sealed secret, if the key exists and its account is active
+/// (Access Tokens are verified with the secret).
+pub async fn active_secret_sealed(
+    db: impl PgExecutor<'_>,
+    sid: &str,
+) -> Result<Option<(String, Vec<u8>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT k.account_sid, k.secret_sealed FROM api_keys k \
+         JOIN accounts a ON a.sid = k.account_sid \
+         WHERE k.sid = $1 AND a.status = 'active'",
+    )
+    .bind(sid)
+    .fetch_optional(db)
+    .await
+}
+
 /// Checks that `key` is the master key this database's secrets are sealed under, recording it
 /// on first use. A different key is an error that names the settings, never the key.
 pub async fn check_master_key(pool: &PgPool, key: &crate::seal::MasterKey) -> anyhow::Result<()> {

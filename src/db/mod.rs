@@ -7,6 +7,7 @@ pub mod embedded;
 pub mod error;
 pub mod list;
 pub mod migrate;
+pub mod participants;
 pub mod rooms;
 pub mod worker_pool;
 

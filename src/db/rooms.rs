@@ -38,6 +38,9 @@ pub struct RoomRow {
     pub date_updated: DateTime<Utc>,
     pub end_time: Option<DateTime<Utc>>,
     pub duration: Option<i32>,
+    /// Participants a statement that ended the room disconnected (0 when it ended none).
+    #[sqlx(default)]
+    pub participants_disconnected: i32,
 }
 
 impl crate::twilio::paging::HasSid for RoomRow {
@@ -59,7 +62,18 @@ const END_ROOM_SET: &str = "status = 'completed', \
     end_time = GREATEST(now(), date_created), \
     date_updated = GREATEST(now(), date_created), \
     duration = GREATEST(0, EXTRACT(EPOCH FROM date_trunc('second', GREATEST(now(), date_created)) - date_trunc('second', date_created)))::integer, \
-    deadline = NULL, deadline_reason = NULL";
+    deadline = NULL, deadline_reason = NULL, participants_connected = 0";
+
+/// Disconnects everyone still connected to the rooms of the CTE `ended` (which returns `sid` and
+/// `end_time`), with the room's end time: appended to the statement that ends them, so a room and
+/// its participants end in one statement. The room rows are locked (updated) before any
+/// participant row, the order every join and disconnect takes too.
+const DISCONNECT_EVERYONE: &str = "gone AS ( \
+    UPDATE participants p SET status = 'disconnected', end_time = e.end_time, \
+        date_updated = e.end_time, end_reason = 'room_ended', deadline = NULL, \
+        duration = GREATEST(0, EXTRACT(EPOCH FROM date_trunc('second', e.end_time) - date_trunc('second', p.start_time)))::integer \
+    FROM ended e WHERE p.room_sid = e.sid AND p.status = 'connected' \
+    RETURNING p.room_sid)";
 
 /// Inserts a new in-progress room. Its first deadline is the unused-room timeout: Twilio ends a
 /// REST-created room that nobody joins `unused_room_timeout` minutes after creation. An
@@ -70,7 +84,33 @@ pub async fn insert(
     sid: &str,
     room: &CreateRoom,
 ) -> Result<RoomRow, DbError> {
-    sqlx::query_as(&format!(
+    bind_new_room(sqlx::query_as(&INSERT), account_sid, sid, room)
+        .fetch_one(db)
+        .await
+        .on_constraint(UNIQUE_NAME_CONSTRAINT, code::ROOM_EXISTS, "Room exists")
+}
+
+/// Inserts a new in-progress room unless the account has an in-progress room of that name
+/// (`None`), for a join that creates its room: two joins racing to create one name end in one
+/// room, the loser waiting for the winner's transaction and then finding its room.
+pub async fn insert_unless_named(
+    db: impl PgExecutor<'_>,
+    account_sid: &str,
+    sid: &str,
+    room: &CreateRoom,
+) -> Result<Option<RoomRow>, sqlx::Error> {
+    bind_new_room(sqlx::query_as(&INSERT_UNLESS_NAMED), account_sid, sid, room)
+        .fetch_optional(db)
+        .await
+}
+
+static INSERT: LazyLock<String> = LazyLock::new(|| insert_sql(""));
+static INSERT_UNLESS_NAMED: LazyLock<String> = LazyLock::new(|| {
+    insert_sql("ON CONFLICT (account_sid, unique_name) WHERE status = 'in-progress' DO NOTHING")
+});
+
+fn insert_sql(on_conflict: &str) -> String {
+    format!(
         "INSERT INTO rooms (sid, account_sid, status, type, unique_name, status_callback, \
             status_callback_method, max_participants, max_participant_duration, \
             max_concurrent_published_tracks, record_participants_on_connect, video_codecs, \
@@ -78,28 +118,36 @@ pub async fn insert(
             recording_rules, deadline, deadline_reason) \
          VALUES ($1, $2, 'in-progress', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
             $16, $17, now() + make_interval(mins => $15), 'unused_timeout') \
-         RETURNING {COLUMNS}"
-    ))
-    .bind(sid)
-    .bind(account_sid)
-    .bind(room.room_type.as_str())
-    .bind(room.unique_name.as_deref().unwrap_or(sid))
-    .bind(room.status_callback.as_deref())
-    .bind(room.status_callback_method)
-    .bind(room.max_participants)
-    .bind(room.max_participant_duration)
-    .bind(room.max_concurrent_published_tracks)
-    .bind(room.record_participants_on_connect)
-    .bind(&room.video_codecs)
-    .bind(&room.media_region)
-    .bind(room.audio_only)
-    .bind(room.empty_room_timeout)
-    .bind(room.unused_room_timeout)
-    .bind(room.large_room)
-    .bind(room.recording_rules.as_ref())
-    .fetch_one(db)
-    .await
-    .on_constraint(UNIQUE_NAME_CONSTRAINT, code::ROOM_EXISTS, "Room exists")
+         {on_conflict} RETURNING {COLUMNS}"
+    )
+}
+
+type RoomQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, RoomRow, sqlx::postgres::PgArguments>;
+
+fn bind_new_room<'q>(
+    query: RoomQuery<'q>,
+    account_sid: &'q str,
+    sid: &'q str,
+    room: &'q CreateRoom,
+) -> RoomQuery<'q> {
+    query
+        .bind(sid)
+        .bind(account_sid)
+        .bind(room.room_type.as_str())
+        .bind(room.unique_name.as_deref().unwrap_or(sid))
+        .bind(room.status_callback.as_deref())
+        .bind(room.status_callback_method)
+        .bind(room.max_participants)
+        .bind(room.max_participant_duration)
+        .bind(room.max_concurrent_published_tracks)
+        .bind(room.record_participants_on_connect)
+        .bind(&room.video_codecs)
+        .bind(&room.media_region)
+        .bind(room.audio_only)
+        .bind(room.empty_room_timeout)
+        .bind(room.unused_room_timeout)
+        .bind(room.large_room)
+        .bind(room.recording_rules.as_ref())
 }
 
 /// How a path names a room: its SID (any status) or its unique name (in-progress rooms only).
@@ -112,6 +160,10 @@ pub enum RoomKey<'a> {
 /// The fetch and completion statements, built once per process rather than once per request.
 static FETCH_BY_SID: LazyLock<String> = LazyLock::new(|| fetch_sql("sid = $2"));
 static FETCH_BY_NAME: LazyLock<String> = LazyLock::new(|| fetch_sql(NAME_CONDITION));
+static LOCK_BY_SID: LazyLock<String> =
+    LazyLock::new(|| format!("{} FOR UPDATE", fetch_sql("sid = $2")));
+static LOCK_BY_NAME: LazyLock<String> =
+    LazyLock::new(|| format!("{} FOR UPDATE", fetch_sql(NAME_CONDITION)));
 static COMPLETE_BY_SID: LazyLock<String> = LazyLock::new(|| complete_sql("sid = $2"));
 static COMPLETE_BY_NAME: LazyLock<String> = LazyLock::new(|| complete_sql(NAME_CONDITION));
 const NAME_CONDITION: &str = "unique_name = $2 AND status = 'in-progress'";
@@ -122,8 +174,11 @@ fn fetch_sql(condition: &str) -> String {
 
 fn complete_sql(condition: &str) -> String {
     format!(
-        "UPDATE rooms SET {END_ROOM_SET}, end_reason = 'rest' \
-         WHERE account_sid = $1 AND {condition} AND status = 'in-progress' RETURNING {COLUMNS}"
+        "WITH ended AS ( \
+            UPDATE rooms SET {END_ROOM_SET}, end_reason = 'rest' \
+            WHERE account_sid = $1 AND {condition} AND status = 'in-progress' RETURNING {COLUMNS}), \
+         {DISCONNECT_EVERYONE} \
+         SELECT ended.*, (SELECT count(*) FROM gone)::integer AS participants_disconnected FROM ended"
     )
 }
 
@@ -152,6 +207,22 @@ pub async fn find(
     for key in keys {
         if let Some(row) = fetch(&mut *conn, account_sid, key).await? {
             return Ok(Some(row));
+        }
+    }
+    Ok(None)
+}
+
+/// Like `find`, and locks the room's row until the transaction ends: what every change to the
+/// room's participants does first, so that changes to one room are serialised on its row.
+pub async fn find_for_update(
+    conn: &mut PgConnection,
+    account_sid: &str,
+    keys: impl IntoIterator<Item = RoomKey<'_>>,
+) -> Result<Option<RoomRow>, sqlx::Error> {
+    for key in keys {
+        let found = one_by_key(&mut *conn, [&LOCK_BY_SID, &LOCK_BY_NAME], account_sid, key).await?;
+        if found.is_some() {
+            return Ok(found);
         }
     }
     Ok(None)
@@ -273,24 +344,32 @@ pub struct EndedRoom {
     pub sid: String,
     pub account_sid: String,
     pub end_reason: String,
+    /// The participants still connected, disconnected with it.
+    pub participants_disconnected: i32,
 }
 
-/// Ends up to `limit` in-progress rooms whose deadline has passed, in one statement (one
-/// transaction): due rows are claimed with `FOR UPDATE SKIP LOCKED`, so concurrent sweepers in
-/// other processes take disjoint rows, and the UPDATE re-checks each claimed row's status and
-/// deadline, so a room completed meanwhile is left alone.
+/// Ends up to `limit` in-progress rooms whose deadline has passed, and disconnects their
+/// participants, in one statement (one transaction): due rows are claimed with `FOR UPDATE SKIP
+/// LOCKED`, so concurrent sweepers in other processes take disjoint rows, and the UPDATE
+/// re-checks each claimed row's status and deadline, so a room completed meanwhile is left alone.
 pub async fn end_due(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<EndedRoom>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "WITH due AS ( \
-            SELECT sid FROM rooms \
-            WHERE status = 'in-progress' AND deadline <= now() \
-            ORDER BY deadline LIMIT $1 \
-            FOR UPDATE SKIP LOCKED) \
-         UPDATE rooms r SET {END_ROOM_SET}, end_reason = r.deadline_reason \
-         FROM due WHERE r.sid = due.sid AND r.status = 'in-progress' AND r.deadline <= now() \
-         RETURNING r.sid, r.account_sid, r.end_reason"
-    ))
-    .bind(limit)
-    .fetch_all(db)
-    .await
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH due AS ( \
+                SELECT sid FROM rooms \
+                WHERE status = 'in-progress' AND deadline <= now() \
+                ORDER BY deadline LIMIT $1 \
+                FOR UPDATE SKIP LOCKED), \
+             ended AS ( \
+                UPDATE rooms r SET {END_ROOM_SET}, end_reason = r.deadline_reason \
+                FROM due WHERE r.sid = due.sid AND r.status = 'in-progress' AND r.deadline <= now() \
+                RETURNING r.sid, r.account_sid, r.end_reason, r.end_time), \
+             {DISCONNECT_EVERYONE} \
+             SELECT e.sid, e.account_sid, e.end_reason, \
+                COALESCE(g.n, 0)::integer AS participants_disconnected \
+             FROM ended e LEFT JOIN (SELECT room_sid, count(*) AS n FROM gone GROUP BY room_sid) g \
+                ON g.room_sid = e.sid"
+        )
+    });
+    sqlx::query_as(&SQL).bind(limit).fetch_all(db).await
 }

@@ -5,6 +5,7 @@ use rand::RngCore;
 pub const ACCOUNT: &str = "AC";
 pub const ROOM: &str = "RM";
 pub const API_KEY: &str = "SK";
+pub const PARTICIPANT: &str = "PA";
 
 /// A new random SID with the given prefix, from the thread-local CSPRNG (ChaCha, seeded from
 /// the OS): unpredictable like the OS generator, without a system call per SID.
@@ -101,6 +102,11 @@ sid_type!(
     /// A room's SID (`RM...`).
     RoomSid,
     ROOM
+);
+sid_type!(
+    /// A participant's SID (`PA...`).
+    ParticipantSid,
+    PARTICIPANT
 );
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! form body, decoding a path segment, and the Twilio-shaped 404/405 for everything unrouted.
 
 pub mod health;
+pub mod participants;
 pub mod room_ref;
 pub mod rooms;
 
@@ -18,7 +19,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Every route; `/metrics` too unless it has a listener of its own (`ROOMD_METRICS_BIND`).
 pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     cfg.route("/healthz", get().to(health::healthz))
-        .configure(rooms::configure);
+        .configure(rooms::configure)
+        .configure(participants::configure);
     if with_metrics {
         cfg.route("/metrics", get().to(metrics));
     }

@@ -3,6 +3,7 @@
 
 use super::{path_segment, resource_not_found};
 use crate::auth::Account;
+use crate::caller::Authenticated;
 use crate::db::rooms::{self, RoomKey, RoomRow};
 use crate::domain::room::UniqueName;
 use crate::domain::sid::RoomSid;
@@ -13,18 +14,19 @@ use sqlx::PgConnection;
 use std::future::Future;
 use std::pin::Pin;
 
-/// The authenticated account and the decoded `{room}` segment. A segment that no room could be
-/// named (e.g. with control characters) is a 404 here, before any database work.
-pub struct RoomRef {
-    pub account: Account,
+/// The authenticated caller (an `Account` by default) and the decoded `{room}` segment. A segment
+/// that no room could be named (e.g. with control characters) is a 404 here, before any database
+/// work.
+pub struct RoomRef<A = Account> {
+    pub account: A,
     /// The segment as decoded: any segment that can name a room can be a room's name.
     pub segment: UniqueName,
     /// The segment as a room SID, when it has a SID's shape.
     pub sid: Option<RoomSid>,
 }
 
-impl RoomRef {
-    fn parse(account: Account, segment: String) -> Result<RoomRef, ApiError> {
+impl<A: Authenticated> RoomRef<A> {
+    fn parse(account: A, segment: String) -> Result<RoomRef<A>, ApiError> {
         let segment = UniqueName::parse(&segment)
             .map_err(|_| resource_not_found(&format!("/Rooms/{segment}")))?;
         let sid = RoomSid::parse(&segment);
@@ -48,7 +50,7 @@ impl RoomRef {
 
     /// The room, on one connection (within the caller's transaction, if it has one).
     pub async fn find(&self, conn: &mut PgConnection) -> Result<Option<RoomRow>, sqlx::Error> {
-        rooms::find(conn, &self.account.sid, self.keys()).await
+        rooms::find(conn, self.account.account_sid(), self.keys()).await
     }
 
     /// The 404 for this room, or for `sub_path` under it (e.g. `/Participants/PA...`).
@@ -57,12 +59,15 @@ impl RoomRef {
     }
 }
 
-impl FromRequest for RoomRef {
+impl<A> FromRequest for RoomRef<A>
+where
+    A: Authenticated + FromRequest<Error = ApiError> + 'static,
+{
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let account = Account::from_request(req, payload);
+        let account = A::from_request(req, payload);
         let segment = path_segment(req, "room");
         Box::pin(async move { RoomRef::parse(account.await?, segment?) })
     }

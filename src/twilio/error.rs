@@ -30,6 +30,12 @@ pub mod code {
     pub const ROOM_COMPLETED: u32 = 53118;
     pub const RECORDING_RULES_INVALID: u32 = 53120;
     pub const MAX_PARTICIPANT_DURATION_OUT_OF_RANGE: u32 = 53123;
+    pub const ROOM_FULL: u32 = 53105;
+    pub const IDENTITY_INVALID: u32 = 53200;
+    pub const IDENTITY_TOO_LONG: u32 = 53201;
+    pub const IDENTITY_INVALID_CHARACTERS: u32 = 53202;
+    /// Used for a participant that is not connected when an operation needs it to be.
+    pub const PARTICIPANT_NOT_CONNECTED: u32 = 53204;
 }
 
 /// Every error roomd returns over HTTP. Client mistakes carry their Twilio code; anything else is

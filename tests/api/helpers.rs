@@ -196,6 +196,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             .separate_metrics
             .then(|| "127.0.0.1:0".parse().unwrap()),
         body_timeout: options.body_timeout,
+        master_key: std::sync::Arc::new(test_master_key()),
         ..ServerSettings::local()
     };
     let app = Application::build(settings, db.options.clone()).unwrap();
@@ -224,6 +225,91 @@ pub async fn create_account(pool: &PgPool, name: &str) -> TestAccount {
         .await
         .unwrap();
     TestAccount { sid, token }
+}
+
+/// The master key every test server (and every `roomd` the tests run) uses.
+pub fn test_master_key() -> roomd::seal::MasterKey {
+    roomd::seal::MasterKey::from_base64("test", crate::cli::TEST_MASTER_KEY).unwrap()
+}
+
+/// An API key of an account, as `roomd keys create` makes one.
+#[derive(Clone, Debug)]
+pub struct TestKey {
+    pub sid: String,
+    pub secret: String,
+    pub account_sid: String,
+}
+
+impl TestKey {
+    /// Basic auth with the key (`SK...:secret`).
+    pub fn basic(&self) -> TestAccount {
+        TestAccount {
+            sid: self.sid.clone(),
+            token: self.secret.clone(),
+        }
+    }
+
+    /// An Access Token as twilio-python mints one: `identity`, and a video grant for `room`
+    /// (any room of the account with `None`), valid for an hour from now.
+    pub fn token(&self, identity: &str, room: Option<&str>) -> String {
+        let video = match room {
+            Some(r) => serde_json::json!({ "room": r }),
+            None => serde_json::json!({}),
+        };
+        self.token_with(serde_json::json!({
+            "grants": { "identity": identity, "video": video }
+        }))
+    }
+
+    /// A token with `claims` merged over the defaults (a null value removes a claim).
+    pub fn token_with(&self, claims: Value) -> String {
+        self.sign(claims, self.secret.as_bytes())
+    }
+
+    /// A token signed with `secret` instead of the key's own.
+    pub fn sign(&self, claims: Value, secret: &[u8]) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let mut body = serde_json::json!({
+            "jti": format!("{}-{now}", self.sid),
+            "iss": self.sid,
+            "sub": self.account_sid,
+            "nbf": now,
+            "exp": now + 3600,
+            "grants": { "identity": "alice", "video": {} },
+        });
+        for (k, v) in claims.as_object().unwrap() {
+            if v.is_null() {
+                body.as_object_mut().unwrap().remove(k);
+            } else {
+                body[k] = v.clone();
+            }
+        }
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.cty = Some("twilio-fpa;v=1".into());
+        jsonwebtoken::encode(
+            &header,
+            &body,
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    }
+}
+
+/// Creates an API key of `account_sid` (hashed and sealed under the test master key).
+pub async fn create_api_key(pool: &PgPool, account_sid: &str) -> TestKey {
+    let sid = roomd::domain::sid::generate("SK");
+    let secret = roomd::domain::sid::random_hex32();
+    let hash = roomd::auth::hash_token(&secret);
+    let sealed = test_master_key().seal(&sid, secret.as_bytes());
+    roomd::db::api_keys::create(pool, &sid, account_sid, "test", &hash, &sealed)
+        .await
+        .unwrap()
+        .expect("the account exists");
+    TestKey {
+        sid,
+        secret,
+        account_sid: account_sid.to_string(),
+    }
 }
 
 /// A response's status and JSON body.
@@ -308,6 +394,29 @@ impl TestApp {
             .post(&format!("/v1/Rooms/{sid}"), "Status=completed")
             .await;
         assert_eq!(r.status, 202, "{}", r.body);
+        r.body
+    }
+
+    /// A request with `Authorization: Bearer <token>` and a form body.
+    pub async fn post_bearer(&self, token: &str, path: &str, form: &str) -> Reply {
+        let req = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form.to_string());
+        Reply::from(req.send().await.unwrap()).await
+    }
+
+    /// Joins `room` as `identity` with the account's Basic auth; the participant.
+    pub async fn join(&self, room: &str, identity: &str) -> Value {
+        let r = self
+            .post(
+                &format!("/v1/Rooms/{room}/Participants"),
+                &format!("Identity={}", enc(identity)),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
         r.body
     }
 

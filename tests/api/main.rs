@@ -7,6 +7,7 @@ mod errors;
 mod hardening;
 mod helpers;
 mod observability;
+mod participants;
 mod replicas;
 mod resilience;
 mod rooms_create;

@@ -63,7 +63,7 @@ async fn metrics_count_requests_by_route_template_rooms_auth_and_the_sweeper() {
     let ended = roomd::sweeper::sweep_once(&app.pool, Some(&app.metrics))
         .await
         .unwrap();
-    assert_eq!(ended.len(), 1);
+    assert_eq!(ended.rooms.len(), 1);
 
     // No auth needed.
     let resp = app.client.get(app.url("/metrics")).send().await.unwrap();

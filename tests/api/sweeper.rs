@@ -31,7 +31,7 @@ async fn the_sweeper_ends_an_expired_room_and_leaves_a_live_one_alone() {
     let expired_sid = expired["sid"].as_str().unwrap();
     expire(&app, expired_sid).await;
 
-    let ended = sweep_once(&app.pool, None).await.unwrap();
+    let ended = sweep_once(&app.pool, None).await.unwrap().rooms;
     assert_eq!(
         ended.iter().map(|e| e.sid.as_str()).collect::<Vec<_>>(),
         [expired_sid]
@@ -75,7 +75,7 @@ async fn two_sweepers_at_once_end_each_room_exactly_once() {
     let app = spawn_app().await;
     crate::helpers::insert_rooms_due_in(&app.pool, &app.account.sid, "bulk", 5000, -60.0).await;
     let (a, b) = tokio::join!(sweep_once(&app.pool, None), sweep_once(&app.pool, None));
-    let (a, b) = (a.unwrap(), b.unwrap());
+    let (a, b) = (a.unwrap().rooms, b.unwrap().rooms);
     assert_eq!(a.len() + b.len(), 5000);
     let mut all: Vec<&str> = a.iter().chain(b.iter()).map(|e| e.sid.as_str()).collect();
     all.sort();

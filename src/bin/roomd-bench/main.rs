@@ -315,7 +315,7 @@ async fn main() -> Result<()> {
     .await?;
     tx.commit().await?;
     let t = Instant::now();
-    let ended = roomd::sweeper::sweep_once(&pool, None).await?.len();
+    let ended = roomd::sweeper::sweep_once(&pool, None).await?.rooms.len();
     let sweeper_rate = ended as f64 / t.elapsed().as_secs_f64();
 
     let p50 = |n: &str| {

@@ -16,7 +16,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 
 /// The filters as given, in the order every paging URL repeats them.
-type EchoedFilters = Vec<(&'static str, String)>;
+pub type EchoedFilters = Vec<(&'static str, String)>;
 
 /// The filter, or `None` when it can match no room (a `UniqueName` no room can have, e.g. with
 /// NUL): such a list is empty, and is not sent to the database.
@@ -37,18 +37,8 @@ fn list_filter(params: &Params) -> Result<(Option<RoomFilter>, EchoedFilters), A
         echo.push(("UniqueName", n.to_string()));
     }
     let unique_name = unique_name.map(UniqueName::parse).transpose();
-    let mut date = |key: &'static str| -> Result<Option<DateTime<Utc>>, ApiError> {
-        params
-            .single(key)?
-            .map(|v| {
-                let t = time::parse_filter(key, v)?;
-                echo.push((key, v.to_string()));
-                Ok(t)
-            })
-            .transpose()
-    };
-    let created_on_or_after = date("DateCreatedAfter")?;
-    let created_before = date("DateCreatedBefore")?;
+    let created_on_or_after = date_filter(params, "DateCreatedAfter", &mut echo)?;
+    let created_before = date_filter(params, "DateCreatedBefore", &mut echo)?;
     let filter = unique_name.ok().map(|unique_name| RoomFilter {
         status,
         unique_name,
@@ -56,6 +46,22 @@ fn list_filter(params: &Params) -> Result<(Option<RoomFilter>, EchoedFilters), A
         created_before,
     });
     Ok((filter, echo))
+}
+
+/// A date filter (`DateCreatedAfter`, `DateCreatedBefore`), echoed when given.
+pub fn date_filter(
+    params: &Params,
+    key: &'static str,
+    echo: &mut EchoedFilters,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    params
+        .single(key)?
+        .map(|v| {
+            let t = time::parse_filter(key, v)?;
+            echo.push((key, v.to_string()));
+            Ok(t)
+        })
+        .transpose()
 }
 
 pub async fn list(

@@ -1,6 +1,6 @@
 //! `/v1/Rooms` and `/v1/Rooms/{RoomNameOrSid}`: parse, call db, render Twilio's JSON.
 
-mod list;
+pub mod list;
 
 use super::room_ref::RoomRef;
 use super::{json, Form};
@@ -181,6 +181,10 @@ async fn update(
     match completion {
         Completion::Completed(row) => {
             state.metrics.room_ended("rest");
+            state.metrics.participants_disconnected(
+                crate::metrics::EndReason::RoomEnded,
+                row.participants_disconnected as usize,
+            );
             tracing::info!(room_sid = %row.sid, account_sid = %account, "room completed");
             Ok(json(
                 HttpResponse::Accepted(),

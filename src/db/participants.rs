@@ -1,0 +1,450 @@
+//! Participants. Every change to a room's participants first locks the room's row (`FOR UPDATE`),
+//! then changes participant rows, then the room's counter: one lock order everywhere (the
+//! sweeper's statements and ending a room take it too), so concurrent joins, disconnects and
+//! sweeps of one room serialise on its row and never deadlock. The connected count is a column
+//! of the room, bounded by a CHECK (`rooms_participants_within_max`), so `max_participants`
+//! holds across replicas.
+
+use super::error::{BreaksConnection, DbError};
+use super::list::{self, Listing, Page};
+use super::rooms::{self, RoomKey, RoomRow};
+use crate::domain::participant::{Identity, ParticipantStatus};
+use crate::domain::room::{CreateRoom, RoomStatus};
+use crate::domain::sid::RoomSid;
+use crate::twilio::paging::PageRequest;
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor};
+use std::sync::LazyLock;
+
+/// A stored participant.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ParticipantRow {
+    pub sid: String,
+    pub room_sid: String,
+    pub account_sid: String,
+    pub status: String,
+    pub identity: String,
+    pub date_created: DateTime<Utc>,
+    pub date_updated: DateTime<Utc>,
+    pub start_time: DateTime<Utc>,
+    pub end_time: Option<DateTime<Utc>>,
+    pub duration: Option<i32>,
+    pub end_reason: Option<String>,
+}
+
+impl crate::twilio::paging::HasSid for ParticipantRow {
+    fn sid(&self) -> &str {
+        &self.sid
+    }
+}
+
+const COLUMNS: &str = "sid, room_sid, account_sid, status, identity, date_created, date_updated, \
+    start_time, end_time, duration, end_reason";
+
+/// How a path names a participant: its SID (any status) or its identity (connected only).
+#[derive(Debug, Clone, Copy)]
+pub enum ParticipantKey<'a> {
+    Sid(&'a str),
+    Identity(&'a str),
+}
+
+/// Why a change to a room's participants was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    RoomNotFound,
+    /// 53118
+    RoomCompleted,
+    /// 53105
+    RoomFull,
+    /// The Access Token's room grant names another room (20106).
+    NotGranted,
+    ParticipantNotFound,
+    /// Disconnecting a participant that is not connected.
+    NotConnected,
+    /// An Access Token acting on another identity's participant (20106).
+    NotYours,
+}
+
+/// A participant change's error: a refusal (nothing was written; the transaction rolls back), or
+/// the database's.
+#[derive(Debug)]
+pub enum ChangeError {
+    Refused(Refusal),
+    Sql(sqlx::Error),
+}
+
+impl From<sqlx::Error> for ChangeError {
+    fn from(e: sqlx::Error) -> Self {
+        ChangeError::Sql(e)
+    }
+}
+
+impl From<Refusal> for ChangeError {
+    fn from(r: Refusal) -> Self {
+        ChangeError::Refused(r)
+    }
+}
+
+impl BreaksConnection for ChangeError {
+    fn breaks_connection(&self) -> bool {
+        match self {
+            ChangeError::Sql(e) => e.breaks_connection(),
+            ChangeError::Refused(_) => false,
+        }
+    }
+}
+
+/// Why participants leave, as stored in `end_reason` and counted in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// With its own Access Token.
+    Left,
+    /// `Status=disconnected` over REST.
+    Kicked,
+    /// A newer join with the same identity.
+    DuplicateIdentity,
+    /// Connected longer than the room's `max_participant_duration` (the sweeper).
+    MaxDuration,
+    /// The room ended.
+    RoomEnded,
+}
+
+impl EndReason {
+    pub const ALL: [EndReason; 5] = [
+        EndReason::Left,
+        EndReason::Kicked,
+        EndReason::DuplicateIdentity,
+        EndReason::MaxDuration,
+        EndReason::RoomEnded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Left => "left",
+            EndReason::Kicked => "kicked",
+            EndReason::DuplicateIdentity => "duplicate_identity",
+            EndReason::MaxDuration => "max_duration",
+            EndReason::RoomEnded => "room_ended",
+        }
+    }
+}
+
+/// Disconnects the connected participants that `condition` (over `participants p`) selects, for
+/// `reason`, and takes them off their rooms' counts; a room left empty gets its empty-room
+/// deadline. The caller holds the rooms' locks already (or `condition` takes them first).
+fn disconnect_sql(with: &str, condition: &str, reason: EndReason) -> String {
+    let reason = reason.as_str();
+    format!(
+        "WITH {with} gone AS ( \
+            UPDATE participants p SET status = 'disconnected', \
+                end_time = GREATEST(now(), p.start_time), \
+                date_updated = GREATEST(now(), p.start_time), \
+                duration = GREATEST(0, EXTRACT(EPOCH FROM date_trunc('second', GREATEST(now(), p.start_time)) - date_trunc('second', p.start_time)))::integer, \
+                end_reason = '{reason}', deadline = NULL \
+            WHERE {condition} AND p.status = 'connected' \
+            RETURNING p.*), \
+         counts AS (SELECT room_sid, count(*)::integer AS n FROM gone GROUP BY room_sid), \
+         rooms_left AS ( \
+            UPDATE rooms r SET participants_connected = r.participants_connected - c.n, \
+                deadline = CASE WHEN r.participants_connected = c.n \
+                    THEN now() + make_interval(mins => r.empty_room_timeout) ELSE r.deadline END, \
+                deadline_reason = CASE WHEN r.participants_connected = c.n \
+                    THEN 'empty_timeout' ELSE r.deadline_reason END \
+            FROM counts c WHERE r.sid = c.room_sid) \
+         SELECT {COLUMNS} FROM gone"
+    )
+}
+
+/// A join that took a place: the participant, its room, and what the join did besides.
+#[derive(Debug)]
+pub struct Joined {
+    pub participant: ParticipantRow,
+    pub room: RoomRow,
+    /// The room did not exist: the join created it (Twilio's client-side room creation).
+    pub room_created: bool,
+    /// The older participant with the same identity, disconnected by this join.
+    pub replaced: Option<ParticipantRow>,
+}
+
+/// What a join asks for.
+pub struct Join<'a> {
+    pub account_sid: &'a str,
+    /// The `{room}` segment; `sid` when it is SID-shaped (then no room is created for it).
+    pub segment: &'a str,
+    pub sid: Option<&'a RoomSid>,
+    pub identity: &'a Identity,
+    /// An Access Token's `grants.video.room`: the one room (name or SID) it may join.
+    pub grant: Option<&'a str>,
+    /// The settings of a room the join creates.
+    pub new_room: &'a CreateRoom,
+}
+
+fn grant_admits(grant: Option<&str>, room: &RoomRow) -> bool {
+    grant.is_none_or(|g| {
+        g == room.unique_name || RoomSid::parse(g).is_some_and(|sid| *sid == *room.sid)
+    })
+}
+
+/// Joins a room, in the caller's transaction: locks the room (creating it for a name that no
+/// in-progress room has), disconnects a connected participant with the same identity, takes a
+/// place if one is free (compare-and-set on the counter) and inserts the participant, whose
+/// deadline is `max_participant_duration` from now. Joining clears the room's deadline (unused
+/// or empty timeout).
+pub async fn join(conn: &mut PgConnection, join: &Join<'_>) -> Result<Joined, ChangeError> {
+    let keys = join
+        .sid
+        .map(|s| RoomKey::Sid(s))
+        .into_iter()
+        .chain(std::iter::once(RoomKey::Name(join.segment)));
+    let (room, room_created) = match rooms::find_for_update(conn, join.account_sid, keys).await? {
+        Some(room) => (room, false),
+        None if join.sid.is_some() => return Err(Refusal::RoomNotFound.into()),
+        None => {
+            if join.grant.is_some_and(|g| g != join.segment) {
+                return Err(Refusal::NotGranted.into());
+            }
+            create_room_to_join(conn, join).await?
+        }
+    };
+    if !grant_admits(join.grant, &room) {
+        return Err(Refusal::NotGranted.into());
+    }
+    if room.status != RoomStatus::InProgress {
+        return Err(Refusal::RoomCompleted.into());
+    }
+    static TAKE_OVER: LazyLock<String> = LazyLock::new(|| {
+        disconnect_sql(
+            "",
+            "p.room_sid = $1 AND p.identity = $2",
+            EndReason::DuplicateIdentity,
+        )
+    });
+    let replaced: Option<ParticipantRow> = sqlx::query_as(&TAKE_OVER)
+        .bind(&room.sid)
+        .bind(&**join.identity)
+        .fetch_optional(&mut *conn)
+        .await?;
+    static ENTER: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH placed AS ( \
+                UPDATE rooms SET participants_connected = participants_connected + 1, \
+                    deadline = NULL, deadline_reason = NULL \
+                WHERE sid = $1 AND participants_connected < max_participants \
+                RETURNING sid, account_sid, max_participant_duration) \
+             INSERT INTO participants (sid, account_sid, room_sid, identity, status, deadline) \
+             SELECT $2, account_sid, sid, $3, 'connected', \
+                now() + make_interval(secs => max_participant_duration) FROM placed \
+             RETURNING {COLUMNS}"
+        )
+    });
+    let participant: Option<ParticipantRow> = sqlx::query_as(&ENTER)
+        .bind(&room.sid)
+        .bind(crate::domain::sid::ParticipantSid::generate().as_str())
+        .bind(&**join.identity)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let participant = participant.ok_or(Refusal::RoomFull)?;
+    Ok(Joined {
+        participant,
+        room,
+        room_created,
+        replaced,
+    })
+}
+
+/// Creates the room a join names, or finds the one a concurrent join just created (its INSERT
+/// waits for that transaction; the name is then taken and the room is read, locked, again).
+async fn create_room_to_join(
+    conn: &mut PgConnection,
+    join: &Join<'_>,
+) -> Result<(RoomRow, bool), ChangeError> {
+    let mut new_room = join.new_room.clone();
+    new_room.unique_name = Some(
+        crate::domain::room::UniqueName::parse(join.segment).map_err(|_| Refusal::RoomNotFound)?,
+    );
+    let sid = RoomSid::generate();
+    if let Some(room) =
+        rooms::insert_unless_named(&mut *conn, join.account_sid, &sid, &new_room).await?
+    {
+        return Ok((room, true));
+    }
+    let room = rooms::find_for_update(conn, join.account_sid, [RoomKey::Name(join.segment)])
+        .await?
+        // Taken and already ended again between the two statements: as if never found.
+        .ok_or(Refusal::RoomNotFound)?;
+    Ok((room, false))
+}
+
+/// What an Access Token allows a participant to do to itself: its identity's participant, in
+/// the room its grant names (if it names one).
+#[derive(Debug, Clone, Copy)]
+pub struct Own<'a> {
+    pub identity: &'a str,
+    pub grant: Option<&'a str>,
+}
+
+/// Disconnects one participant of a room, in the caller's transaction: `Kicked` (REST), or
+/// `Left` with `own`, the participant's own Access Token.
+pub async fn disconnect(
+    conn: &mut PgConnection,
+    account_sid: &str,
+    room_keys: impl IntoIterator<Item = RoomKey<'_>>,
+    participant_keys: &[ParticipantKey<'_>],
+    reason: EndReason,
+    own: Option<Own<'_>>,
+) -> Result<(RoomRow, ParticipantRow), ChangeError> {
+    let room = rooms::find_for_update(conn, account_sid, room_keys)
+        .await?
+        .ok_or(Refusal::RoomNotFound)?;
+    if own.is_some_and(|o| !grant_admits(o.grant, &room)) {
+        return Err(Refusal::NotGranted.into());
+    }
+    let participant = find(conn, account_sid, &room.sid, participant_keys)
+        .await?
+        .ok_or(Refusal::ParticipantNotFound)?;
+    if own.is_some_and(|o| o.identity != participant.identity) {
+        return Err(Refusal::NotYours.into());
+    }
+    static LEFT: LazyLock<String> =
+        LazyLock::new(|| disconnect_sql("", "p.sid = $1", EndReason::Left));
+    static KICKED: LazyLock<String> =
+        LazyLock::new(|| disconnect_sql("", "p.sid = $1", EndReason::Kicked));
+    let sql = match reason {
+        EndReason::Left => &*LEFT,
+        _ => &*KICKED,
+    };
+    let gone: Option<ParticipantRow> = sqlx::query_as(sql)
+        .bind(&participant.sid)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let gone = gone.ok_or(Refusal::NotConnected)?;
+    Ok((room, gone))
+}
+
+static FETCH_BY_SID: LazyLock<String> = LazyLock::new(|| fetch_sql("sid = $3"));
+static FETCH_BY_IDENTITY: LazyLock<String> =
+    LazyLock::new(|| fetch_sql("identity = $3 AND status = 'connected'"));
+
+fn fetch_sql(condition: &str) -> String {
+    format!(
+        "SELECT {COLUMNS} FROM participants \
+         WHERE account_sid = $1 AND room_sid = $2 AND {condition}"
+    )
+}
+
+/// The first participant of the room that one of `keys` names.
+pub async fn find(
+    conn: &mut PgConnection,
+    account_sid: &str,
+    room_sid: &str,
+    keys: &[ParticipantKey<'_>],
+) -> Result<Option<ParticipantRow>, sqlx::Error> {
+    for key in keys {
+        let (sql, value) = match *key {
+            ParticipantKey::Sid(s) => (&*FETCH_BY_SID, s),
+            ParticipantKey::Identity(i) => (&*FETCH_BY_IDENTITY, i),
+        };
+        let found = sqlx::query_as(sql)
+            .bind(account_sid)
+            .bind(room_sid)
+            .bind(value)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// Replaces a participant's identity with its SID (Twilio's Anonymize); its status stays.
+pub async fn anonymize(
+    db: impl PgExecutor<'_>,
+    account_sid: &str,
+    room_sid: &str,
+    sid: &str,
+) -> Result<Option<ParticipantRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE participants SET identity = sid, date_updated = GREATEST(now(), date_updated) \
+         WHERE account_sid = $1 AND room_sid = $2 AND sid = $3 RETURNING {COLUMNS}"
+    ))
+    .bind(account_sid)
+    .bind(room_sid)
+    .bind(sid)
+    .fetch_optional(db)
+    .await
+}
+
+/// The list filters of `GET .../Participants`.
+#[derive(Debug, Clone)]
+pub struct ParticipantFilter {
+    /// `None`: Twilio's default, `connected` for an in-progress room and `disconnected` for an
+    /// ended one (whose participants all are).
+    pub status: Option<ParticipantStatus>,
+    pub identity: Option<String>,
+    pub created_on_or_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+const LISTING: Listing = Listing {
+    table: "participants",
+    columns: COLUMNS,
+    order_by: "date_created",
+    descending: false,
+};
+
+/// A page of a room's participants, oldest first (join order), keyset-paged.
+pub async fn list<'q>(
+    conn: &mut PgConnection,
+    room: &'q RoomRow,
+    filter: &'q ParticipantFilter,
+    page: &'q PageRequest,
+) -> Result<Page<ParticipantRow>, DbError> {
+    let status = filter.status.unwrap_or(match room.status {
+        RoomStatus::InProgress => ParticipantStatus::Connected,
+        _ => ParticipantStatus::Disconnected,
+    });
+    list::page(
+        conn,
+        &LISTING,
+        &[("account_sid", &room.account_sid), ("room_sid", &room.sid)],
+        |q| {
+            q.push(" AND status = ").push_bind(status.as_str());
+            if let Some(identity) = &filter.identity {
+                q.push(" AND identity = ").push_bind(identity.as_str());
+            }
+            if let Some(t) = filter.created_on_or_after {
+                q.push(" AND date_created >= ").push_bind(t);
+            }
+            if let Some(t) = filter.created_before {
+                q.push(" AND date_created < ").push_bind(t);
+            }
+        },
+        page,
+    )
+    .await
+}
+
+/// Disconnects up to `limit` participants connected longer than their room's
+/// `max_participant_duration`, in one statement: their rooms are claimed first (`FOR UPDATE SKIP
+/// LOCKED`, so replicas take disjoint rooms and none waits on a busy one), then each claimed
+/// room's overdue participants are disconnected with the deadline re-checked.
+pub async fn disconnect_overdue(
+    db: impl PgExecutor<'_>,
+    limit: i64,
+) -> Result<Vec<ParticipantRow>, sqlx::Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        disconnect_sql(
+            "due_rooms AS ( \
+                SELECT r.sid FROM rooms r \
+                WHERE r.status = 'in-progress' AND r.sid IN ( \
+                    SELECT room_sid FROM participants \
+                    WHERE status = 'connected' AND deadline <= now() \
+                    ORDER BY deadline LIMIT $1) \
+                FOR UPDATE SKIP LOCKED),",
+            "p.room_sid IN (SELECT sid FROM due_rooms) AND p.deadline <= now()",
+            EndReason::MaxDuration,
+        )
+    });
+    sqlx::query_as(&SQL).bind(limit).fetch_all(db).await
+}
