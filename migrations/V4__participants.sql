@@ -42,3 +42,6 @@ ALTER TABLE rooms ADD CONSTRAINT rooms_participants_within_max
     CHECK (participants_connected BETWEEN 0 AND max_participants);
 ALTER TABLE rooms ADD CONSTRAINT rooms_ended_rooms_are_empty
     CHECK (status = 'in-progress' OR participants_connected = 0);
+-- A deadline always says what passing it means (the sweeper records it as the end reason).
+ALTER TABLE rooms ADD CONSTRAINT rooms_deadline_has_reason
+    CHECK ((deadline IS NULL) = (deadline_reason IS NULL));

@@ -1,6 +1,7 @@
 //! One integration-test binary: every test runs the real server on a real port against its own
 //! real PostgreSQL database, and speaks HTTP to it.
 
+mod access_tokens;
 mod auth;
 mod cli;
 mod errors;

@@ -39,7 +39,7 @@ async fn two_replicas_migrate_once_and_keep_names_unique_and_end_each_room_once(
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(applied, [1, 2, 3], "each migration applied once");
+    assert_eq!(applied, [1, 2, 3, 4], "each migration applied once");
 
     // Concurrent creates of one name, spread over both replicas.
     let client = reqwest::Client::new();
@@ -160,5 +160,77 @@ async fn a_rotated_token_stops_working_on_every_replica_within_the_ttl() {
         assert_eq!(status(b.clone(), "first-token".into()).await, 401, "{b}");
         assert_eq!(status(b.clone(), new_token.clone()).await, 200, "{b}");
     }
+    stop(replicas).await;
+}
+
+#[tokio::test]
+async fn one_key_works_on_both_replicas_and_max_participants_holds_across_them() {
+    let db = empty_database().await;
+    let replicas = two_replicas(&db, &[]).await;
+    let pool = roomd::db::pool(db.options.clone(), 2).await.unwrap();
+    // A key made by the CLI (sealed under the master key both replicas share).
+    let url = db.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_roomd"))
+            .args(["keys", "create", "--account", SID])
+            .env("DATABASE_URL", url)
+            .env("ROOMD_MASTER_KEY", crate::cli::TEST_MASTER_KEY)
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = crate::helpers::TestKey {
+        sid: created["sid"].as_str().unwrap().to_string(),
+        secret: created["secret"].as_str().unwrap().to_string(),
+        account_sid: SID.to_string(),
+    };
+    let client = reqwest::Client::new();
+    let bases = [replicas.0.base.clone(), replicas.1.base.clone()];
+    let r = client
+        .post(format!("{}/v1/Rooms", bases[0]))
+        .basic_auth(&key.sid, Some(&key.secret))
+        .form(&[("UniqueName", "shared"), ("MaxParticipants", "5")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // 20 tokens of that key, joining through both replicas at once: five places.
+    let joins = (0..20).map(|i| {
+        let req = client
+            .post(format!("{}/v1/Rooms/shared/Participants", bases[i % 2]))
+            .bearer_auth(key.token(&format!("user-{i}"), Some("shared")));
+        async move {
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    });
+    let results = futures_util::future::join_all(joins).await;
+    let joined: Vec<_> = results.iter().filter(|(s, _)| *s == 201).collect();
+    assert_eq!(joined.len(), 5, "{results:?}");
+    assert!(results
+        .iter()
+        .filter(|(s, _)| *s != 201)
+        .all(|(s, b)| *s == 400 && b["code"] == 53105));
+    let connected: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM participants WHERE status = 'connected' AND account_sid = $1",
+    )
+    .bind(SID)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(connected, 5);
+    pool.close().await;
     stop(replicas).await;
 }

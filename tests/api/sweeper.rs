@@ -58,7 +58,7 @@ async fn a_room_completed_over_rest_is_not_ended_again_by_the_sweeper() {
     let room = app.create_room("").await;
     let sid = room["sid"].as_str().unwrap();
     let done = app.complete_room(sid).await;
-    sqlx::query("UPDATE rooms SET deadline = now() - interval '1 minute' WHERE sid = $1")
+    sqlx::query("UPDATE rooms SET deadline = now() - interval '1 minute', deadline_reason = 'unused_timeout' WHERE sid = $1")
         .bind(sid)
         .execute(&app.pool)
         .await
@@ -86,4 +86,194 @@ async fn two_sweepers_at_once_end_each_room_exactly_once() {
         .await
         .unwrap();
     assert_eq!(left, 0);
+}
+
+/// The room's deadline, as seconds from now, and what it means.
+async fn deadline(app: &TestApp, sid: &str) -> (Option<f64>, Option<String>) {
+    sqlx::query_as(
+        "SELECT EXTRACT(EPOCH FROM deadline - now())::float8, deadline_reason FROM rooms WHERE sid = $1",
+    )
+    .bind(sid)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+async fn overdue(app: &TestApp, participant_sid: &str) {
+    sqlx::query("UPDATE participants SET deadline = now() - interval '1 second' WHERE sid = $1")
+        .bind(participant_sid)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn participants_clear_the_unused_deadline_and_the_last_to_leave_starts_the_empty_one() {
+    let app = spawn_app().await;
+    let room = app
+        .create_room("UniqueName=t&EmptyRoomTimeout=3&UnusedRoomTimeout=9")
+        .await;
+    let sid = room["sid"].as_str().unwrap();
+    let (secs, reason) = deadline(&app, sid).await;
+    assert!(secs.unwrap() > 8.0 * 60.0 && reason.as_deref() == Some("unused_timeout"));
+
+    app.join(sid, "alice").await;
+    app.join(sid, "bob").await;
+    assert_eq!(deadline(&app, sid).await, (None, None));
+    let kick = |who: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .post(
+                    &format!("/v1/Rooms/{sid}/Participants/{who}"),
+                    "Status=disconnected",
+                )
+                .await;
+            assert_eq!(r.status, 202, "{}", r.body);
+        }
+    };
+    kick("alice").await;
+    assert_eq!(deadline(&app, sid).await, (None, None), "bob is still in");
+    kick("bob").await;
+    let (secs, reason) = deadline(&app, sid).await;
+    assert!((secs.unwrap() - 180.0).abs() < 5.0, "{secs:?}");
+    assert_eq!(reason.as_deref(), Some("empty_timeout"));
+
+    // A new join clears it again; leaving again restarts it.
+    app.join(sid, "carol").await;
+    assert_eq!(deadline(&app, sid).await, (None, None));
+    kick("carol").await;
+    expire(&app, sid).await;
+    let swept = sweep_once(&app.pool, None).await.unwrap();
+    assert_eq!(swept.rooms.len(), 1);
+    assert_eq!(swept.rooms[0].end_reason, "empty_timeout");
+    assert_eq!(
+        app.get(&format!("/v1/Rooms/{sid}")).await.body["status"],
+        "completed"
+    );
+}
+
+#[tokio::test]
+async fn the_sweeper_disconnects_participants_past_their_max_duration_and_then_empty_rooms_wait() {
+    let app = spawn_app().await;
+    let room = app
+        .create_room("UniqueName=long&MaxParticipantDuration=600")
+        .await;
+    let sid = room["sid"].as_str().unwrap();
+    let alice = app.join(sid, "alice").await;
+    let bob = app.join(sid, "bob").await;
+    let alice_sid = alice["sid"].as_str().unwrap();
+    let bob_sid = bob["sid"].as_str().unwrap();
+    // Each participant's deadline is its start plus the room's MaxParticipantDuration.
+    let secs: f64 = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM deadline - start_time)::float8 FROM participants WHERE sid = $1",
+    )
+    .bind(alice_sid)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(secs, 600.0);
+
+    overdue(&app, alice_sid).await;
+    let swept = sweep_once(&app.pool, Some(&app.metrics)).await.unwrap();
+    assert!(swept.rooms.is_empty());
+    assert_eq!(
+        swept
+            .participants
+            .iter()
+            .map(|p| p.sid.as_str())
+            .collect::<Vec<_>>(),
+        [alice_sid]
+    );
+    let a = app
+        .get(&format!("/v1/Rooms/{sid}/Participants/{alice_sid}"))
+        .await
+        .body;
+    assert_eq!(a["status"], "disconnected");
+    assert!(a["duration"].is_i64() && a["end_time"].is_string());
+    assert_eq!(deadline(&app, sid).await, (None, None), "bob is still in");
+    assert!(sweep_once(&app.pool, None).await.unwrap().is_empty());
+
+    overdue(&app, bob_sid).await;
+    let swept = sweep_once(&app.pool, Some(&app.metrics)).await.unwrap();
+    assert_eq!(swept.participants.len(), 1);
+    assert!(swept.rooms.is_empty(), "the room waits its empty timeout");
+    assert_eq!(
+        deadline(&app, sid).await.1.as_deref(),
+        Some("empty_timeout")
+    );
+    assert_eq!(
+        app.metrics
+            .participants_disconnected
+            .with_label_values(&["max_duration"])
+            .get(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_room_ended_by_the_sweeper_disconnects_whoever_is_still_in_it() {
+    let app = spawn_app().await;
+    let room = app.create_room("UniqueName=x").await;
+    let sid = room["sid"].as_str().unwrap();
+    let alice = app.join(sid, "alice").await;
+    // A room someone is in has no deadline; give it one, as only a forced end would.
+    sqlx::query(
+        "UPDATE rooms SET deadline = now() - interval '1 second', deadline_reason = 'unused_timeout' \
+         WHERE sid = $1",
+    )
+    .bind(sid)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let swept = sweep_once(&app.pool, None).await.unwrap();
+    assert_eq!(swept.rooms[0].participants_disconnected, 1);
+    let ended = app.get(&format!("/v1/Rooms/{sid}")).await.body;
+    let a = app
+        .get(&format!(
+            "/v1/Rooms/{sid}/Participants/{}",
+            alice["sid"].as_str().unwrap()
+        ))
+        .await
+        .body;
+    assert_eq!(a["status"], "disconnected");
+    assert_eq!(a["end_time"], ended["end_time"]);
+}
+
+#[tokio::test]
+async fn two_sweepers_at_once_disconnect_each_overdue_participant_exactly_once() {
+    let app = spawn_app().await;
+    let rooms =
+        crate::helpers::insert_rooms_due_in(&app.pool, &app.account.sid, "busy", 200, 3600.0).await;
+    // Five overdue participants in each room.
+    sqlx::query(
+        "WITH p AS ( \
+            INSERT INTO participants (sid, account_sid, room_sid, identity, status, deadline) \
+            SELECT 'PA' || md5(r || g), $2, r, 'user-' || g, 'connected', now() - interval '1 second' \
+            FROM unnest($1::text[]) r, generate_series(1, 5) g RETURNING room_sid) \
+         UPDATE rooms SET participants_connected = 5, deadline = NULL, deadline_reason = NULL \
+         WHERE sid = ANY($1)",
+    )
+    .bind(&rooms)
+    .bind(&app.account.sid)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let (a, b) = tokio::join!(sweep_once(&app.pool, None), sweep_once(&app.pool, None));
+    let (a, b) = (a.unwrap().participants, b.unwrap().participants);
+    let mut all: Vec<&str> = a.iter().chain(b.iter()).map(|p| p.sid.as_str()).collect();
+    assert_eq!(all.len(), 1000);
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 1000, "no participant was disconnected twice");
+    let (connected, with_empty_deadline): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(sum(participants_connected), 0)::bigint, \
+            count(*) FILTER (WHERE deadline_reason = 'empty_timeout') \
+         FROM rooms WHERE sid = ANY($1)",
+    )
+    .bind(&rooms)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((connected, with_empty_deadline), (0, 200));
 }
