@@ -75,7 +75,7 @@ async fn participants_join_by_token_and_by_identity_and_show_as_twilio_shows_the
     assert_eq!(list.body["meta"]["page_size"], 50);
     for path in [
         format!("/v1/Rooms/{room_sid}/Participants/{alice_sid}"),
-        format!("/v1/Rooms/standup/Participants/alice"),
+        "/v1/Rooms/standup/Participants/alice".to_string(),
         format!("/v1/Rooms/{room_sid}/Participants/alice"),
     ] {
         let r = app.get(&path).await;
