@@ -49,6 +49,10 @@ pub enum KeysCommand {
         account: String,
         #[arg(long, default_value = "")]
         friendly_name: String,
+        /// `json` (one object), or `env`: `export TWILIO_API_KEY=...` and
+        /// `export TWILIO_API_SECRET=...` lines, for `eval` in a shell.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+        format: OutputFormat,
     },
     /// List an account's keys as JSON (no secrets).
     List {
@@ -59,7 +63,7 @@ pub enum KeysCommand {
     Delete { sid: String },
 }
 
-/// How `accounts create` prints the new account.
+/// How `accounts create` and `keys create` print what they made.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputFormat {
     Json,
@@ -203,6 +207,7 @@ async fn keys(pool: &PgPool, settings: &Settings, cmd: KeysCommand) -> Result<()
         KeysCommand::Create {
             account,
             friendly_name,
+            format,
         } => {
             let account = parse_account(&account)?;
             let key = master_key(pool, settings).await?;
@@ -214,9 +219,19 @@ async fn keys(pool: &PgPool, settings: &Settings, cmd: KeysCommand) -> Result<()
             else {
                 bail!("no account {account}");
             };
-            let mut out = serde_json::to_value(&created)?;
-            out["secret"] = secret.expose_secret().into();
-            println!("{out}");
+            match format {
+                OutputFormat::Json => {
+                    let mut out = serde_json::to_value(&created)?;
+                    out["secret"] = secret.expose_secret().into();
+                    println!("{out}");
+                }
+                // SIDs and secrets are hex: nothing in them needs shell quoting.
+                OutputFormat::Env => println!(
+                    "export TWILIO_API_KEY={}\nexport TWILIO_API_SECRET={}",
+                    created.sid,
+                    secret.expose_secret()
+                ),
+            }
         }
         KeysCommand::List { account } => {
             let account = parse_account(&account)?;

@@ -3,10 +3,16 @@
 Usage: smoke.py BASE_URL ACCOUNT_SID AUTH_TOKEN API_KEY_SID API_KEY_SECRET
 Only the base URL changes; everything else is the library's own behaviour.
 """
+import base64
 import datetime
+import json
 import sys
+import urllib.parse
+import urllib.request
 
 from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.jwt.access_token import AccessToken
+from twilio.jwt.access_token.grants import VideoGrant
 from twilio.rest import Client
 
 base_url, account_sid, auth_token, key_sid, key_secret = sys.argv[1:6]
@@ -100,6 +106,49 @@ by_key.video.base_url = base_url
 keyed = by_key.video.v1.rooms.create(unique_name=f"smoke-key-{run}")
 check("an API key creates rooms of its account", keyed.account_sid == account_sid, keyed.account_sid)
 check("the account sees the key's room", rooms(keyed.sid).fetch().unique_name == f"smoke-key-{run}")
+
+# participants: joined through roomd's join API (an Access Token minted by the library itself, and
+# Basic auth + Identity), then read, kicked and anonymized through the library.
+def join(room_name, headers, form=None):
+    req = urllib.request.Request(f"{base_url}/v1/Rooms/{urllib.parse.quote(room_name)}/Participants",
+                                 data=urllib.parse.urlencode(form or {}).encode(), headers=headers, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status, json.load(resp)
+
+
+people = rooms.create(unique_name=f"people-{run}", max_participants=5)
+token = AccessToken(account_sid, key_sid, key_secret, identity="alice")
+token.add_grant(VideoGrant(room=people.unique_name))
+status, alice = join(people.unique_name, {"Authorization": f"Bearer {token.to_jwt()}"})
+check("join with an Access Token", status == 201 and alice["identity"] == "alice", alice)
+basic = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
+for who in ("bob", "carol"):
+    status, joined = join(people.sid, {"Authorization": basic}, {"Identity": who})
+    check(f"join {who} with Basic auth + Identity", status == 201 and joined["room_sid"] == people.sid, joined)
+participants = rooms(people.sid).participants
+listed = participants.list()
+check("participants list, join order", [p.identity for p in listed] == ["alice", "bob", "carol"],
+      [p.identity for p in listed])
+first = listed[0]
+check("participant fields and types", first.sid.startswith("PA") and first.status == "connected"
+      and isinstance(first.start_time, datetime.datetime) and first.end_time is None and first.duration is None
+      and first.room_sid == people.sid and first.url.startswith(base_url), vars(first))
+check("participants paging", [p.identity for p in participants.list(page_size=1)] == ["alice", "bob", "carol"])
+check("fetch participant by sid", participants(alice["sid"]).fetch().identity == "alice")
+check("fetch participant by identity", rooms(people.unique_name).participants("alice").fetch().sid == alice["sid"])
+kicked = participants("bob").update(status="disconnected")
+check("kick", kicked.status == "disconnected" and isinstance(kicked.duration, int)
+      and isinstance(kicked.end_time, datetime.datetime), vars(kicked))
+expect_error("a kicked identity is not found by identity", lambda: participants("bob").fetch(), 404, 20404)
+check("status=disconnected filter", [p.sid for p in participants.list(status="disconnected")] == [kicked.sid])
+expect_error("kicking twice is 400/53204", lambda: participants(kicked.sid).update(status="disconnected"), 400, 53204)
+anonymized = participants(kicked.sid).anonymize().update()
+check("anonymize", anonymized.identity == kicked.sid and anonymized.status == "disconnected", vars(anonymized))
+ended = rooms(people.sid).update(status="completed")
+alice_after = participants(alice["sid"]).fetch()
+check("completing the room disconnects everyone at its end time",
+      alice_after.status == "disconnected" and alice_after.end_time == ended.end_time, vars(alice_after))
+check("a completed room lists its disconnected participants", len(participants.list()) == 3)
 
 # wrong credentials
 bad = Client(account_sid, "0" * 32)

@@ -70,6 +70,41 @@ async function expectError(name, fn, status, code) {
   check("an API key creates rooms of its account", keyed.accountSid === accountSid, keyed.accountSid);
   check("the account sees the key's room", (await rooms(keyed.sid).fetch()).uniqueName === `node-key-${run}`);
 
+  // Participants: joined through roomd's join API (an Access Token minted by the library itself,
+  // and Basic auth + Identity), then read, kicked and anonymized through the library.
+  const join = async (roomName, headers, form = {}) => {
+    const r = await fetch(`${baseUrl}/v1/Rooms/${encodeURIComponent(roomName)}/Participants`, {
+      method: "POST", headers: { ...headers, "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams(form).toString(),
+    });
+    return [r.status, await r.json()];
+  };
+  const people = await rooms.create({ uniqueName: `people-${run}`, maxParticipants: 5 });
+  const token = new twilio.jwt.AccessToken(accountSid, keySid, keySecret, { identity: "alice" });
+  token.addGrant(new twilio.jwt.AccessToken.VideoGrant({ room: people.uniqueName }));
+  const [s1, alice] = await join(people.uniqueName, { Authorization: `Bearer ${token.toJwt()}` });
+  check("join with an Access Token", s1 === 201 && alice.identity === "alice", alice);
+  const basic = `Basic ${Buffer.from(`${accountSid}:${authToken}`).toString("base64")}`;
+  const [s2, bob] = await join(people.sid, { Authorization: basic }, { Identity: "bob" });
+  check("join with Basic auth + Identity", s2 === 201 && bob.room_sid === people.sid, bob);
+  const participants = rooms(people.sid).participants;
+  const peopleListed = await participants.list();
+  check("participants list, join order", peopleListed.map((p) => p.identity).join() === "alice,bob", peopleListed.map((p) => p.identity));
+  const first = peopleListed[0];
+  check("participant fields and types", first.sid.startsWith("PA") && first.status === "connected"
+    && first.startTime instanceof Date && first.endTime === null && first.duration === null, first.toJSON());
+  check("fetch participant by sid", (await participants(alice.sid).fetch()).identity === "alice");
+  check("fetch participant by identity", (await rooms(people.uniqueName).participants("alice").fetch()).sid === alice.sid);
+  const kicked = await participants("bob").update({ status: "disconnected" });
+  check("kick", kicked.status === "disconnected" && Number.isInteger(kicked.duration) && kicked.endTime instanceof Date, kicked.toJSON());
+  await expectError("kicking twice is 400/53204", () => participants(bob.sid).update({ status: "disconnected" }), 400, 53204);
+  const anonymized = await participants(bob.sid).anonymize().update();
+  check("anonymize", anonymized.identity === bob.sid, anonymized.toJSON());
+  const ended = await rooms(people.sid).update({ status: "completed" });
+  const aliceAfter = await participants(alice.sid).fetch();
+  check("completing the room disconnects everyone at its end time", aliceAfter.status === "disconnected"
+    && aliceAfter.endTime.getTime() === ended.endTime.getTime(), aliceAfter.toJSON());
+
   const bad = twilio(accountSid, "0".repeat(32));
   bad.video.baseUrl = baseUrl;
   await expectError("wrong token is 401/20003", () => bad.video.v1.rooms(room.sid).fetch(), 401, 20003);
