@@ -105,6 +105,37 @@ if [ -n "$node_modules" ]; then
   ok "the twilio-node snippet"
 fi
 
+# Joining rooms: a key from the CLI, a token from twilio-python, the curl calls, the python block,
+# and a token from twilio-node.
+echo "\$ $(block join-key 1)"
+eval "$(snippet join-key)"
+[[ "${TWILIO_API_KEY:-}" =~ ^SK[0-9a-f]{32}$ ]] || fail "the join-key block set no TWILIO_API_KEY"
+[ -n "${TWILIO_API_SECRET:-}" ] || fail "the join-key block set no TWILIO_API_SECRET"
+ok "the join-key block created $TWILIO_API_KEY"
+snippet join-token-python >"$work/mint_token.py"
+curl() { command curl --silent --show-error --fail-with-body "$@"; echo; }
+out="$(cd "$work" && PATH="$root/$venv/bin:$PATH" && eval "$(snippet join-curl)")" || fail "a join curl call failed: $out"
+unset -f curl
+echo "$out"
+[ "$(grep -c '"identity":"alice"' <<<"$out")" -ge 2 ] || fail "alice did not join and leave"
+[ "$(grep -c '"status":"disconnected"' <<<"$out")" -eq 2 ] || fail "alice and bob did not both leave"
+grep -q '"participants":\[{' <<<"$out" || fail "the participant list was empty"
+ok "the join-curl block (token from the join-token-python block)"
+snippet join-python >"$work/join.py"
+out="$("$venv/bin/python" "$work/join.py" 2>&1)" || fail "the join-python snippet failed: $out"
+echo "$out"
+grep -q '^PA[0-9a-f]\{32\} bob disconnected [0-9]' <<<"$out" || fail "the join-python snippet listed no bob"
+grep -q '^completed$' <<<"$out" || fail "the join-python snippet did not complete the room"
+ok "the join-python snippet"
+if [ -n "$node_modules" ]; then
+  snippet join-token-node >"$work/mint_token.js"
+  node_token="$(NODE_PATH="$node_modules" node "$work/mint_token.js")" || fail "the join-token-node snippet failed"
+  out="$(command curl --silent --show-error --fail-with-body -H "Authorization: Bearer $node_token" \
+    -X POST "$base/v1/Rooms/DailyStandup/Participants")" || fail "joining with the twilio-node token failed: $out"
+  grep -q '"identity":"carol"' <<<"$out" || fail "the twilio-node token did not join carol: $out"
+  ok "the join-token-node snippet's token joins"
+fi
+
 kill -TERM "$pid"
 status=0
 for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
