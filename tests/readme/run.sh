@@ -114,7 +114,8 @@ eval "$(snippet join-key)"
 ok "the join-key block created $TWILIO_API_KEY"
 snippet join-token-python >"$work/mint_token.py"
 curl() { command curl --silent --show-error --fail-with-body "$@"; echo; }
-out="$(cd "$work" && PATH="$root/$venv/bin:$PATH" && eval "$(snippet join-curl)")" || fail "a join curl call failed: $out"
+join_curl="$(snippet join-curl)"
+out="$(cd "$work" && PATH="$root/$venv/bin:$PATH" && eval "$join_curl")" || fail "a join curl call failed: $out"
 unset -f curl
 echo "$out"
 [ "$(grep -c '"identity":"alice"' <<<"$out")" -ge 2 ] || fail "alice did not join and leave"

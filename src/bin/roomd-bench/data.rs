@@ -61,11 +61,17 @@ pub(crate) struct Data {
     pub(crate) sids: Arc<Vec<String>>,
     pub(crate) names: Arc<Vec<String>>,
     pub(crate) deep_token: String,
+    /// An in-progress room of account 0 with 50 participants connected (and 50 gone).
+    pub(crate) crowded_room: String,
 }
 
-/// `n` fresh in-progress rooms of account 0 for a `complete` run to end (made untimed, with SQL),
-/// so that every timed completion ends a room that is really in progress.
-pub(crate) async fn rooms_to_complete(pool: &PgPool, n: i64) -> Result<Arc<Vec<String>>> {
+/// Participants joined per fresh room in a `join` run (the rooms hold 50).
+pub(crate) const JOINS_PER_ROOM: u64 = 8;
+
+/// `n` fresh in-progress rooms of account 0 for a `complete` run to end, or a `join` run to join
+/// (made untimed, with SQL), so that every timed request acts on a room that is really in
+/// progress and has room.
+pub(crate) async fn fresh_rooms(pool: &PgPool, n: i64) -> Result<Arc<Vec<String>>> {
     let tag = format!("complete-{:x}", rand_u64());
     // In chunks, each well within the pool's statement timeout.
     let mut sids = Vec::with_capacity(n as usize);
@@ -102,7 +108,28 @@ pub(crate) async fn load_data(pool: &PgPool) -> Result<Data> {
     .bind(depth)
     .fetch_one(pool)
     .await?;
+    let crowded_room = fresh_rooms(pool, 1).await?[0].clone();
+    sqlx::query(
+        "WITH joined AS ( \
+            INSERT INTO participants (sid, account_sid, room_sid, identity, status, date_created, \
+                start_time, end_time, duration, end_reason, deadline) \
+            SELECT 'PA' || md5($1 || g), $2, $1, 'user-' || g, \
+                CASE WHEN g <= 50 THEN 'connected' ELSE 'disconnected' END, \
+                now() - g * interval '1 second', now() - g * interval '1 second', \
+                CASE WHEN g > 50 THEN now() END, CASE WHEN g > 50 THEN g END, \
+                CASE WHEN g > 50 THEN 'left' END, \
+                CASE WHEN g <= 50 THEN now() + interval '4 hours' END \
+            FROM generate_series(1, 100) g RETURNING 1) \
+         UPDATE rooms SET participants_connected = 50, deadline = NULL, deadline_reason = NULL \
+         WHERE sid = $1",
+    )
+    .bind(&crowded_room)
+    .bind(&acct)
+    .execute(pool)
+    .await?;
+    sqlx::query("ANALYZE participants").execute(pool).await?;
     Ok(Data {
+        crowded_room,
         sids: Arc::new(in_progress.iter().map(|r| r.0.clone()).collect()),
         names: Arc::new(in_progress.iter().map(|r| r.1.clone()).collect()),
         deep_token: format!("PA{deep_sid}"),

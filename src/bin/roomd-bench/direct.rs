@@ -33,6 +33,34 @@ impl Direct {
     }
 }
 
+impl Direct {
+    /// `work` in one transaction, as `WorkerPool::transaction` runs it.
+    async fn transaction<T, E>(
+        &self,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<sqlx::Error> + BreaksConnection,
+    {
+        match self {
+            Direct::Sqlx(pool) => {
+                let mut tx = pool.begin().await?;
+                match work(&mut tx).await {
+                    Ok(v) => {
+                        tx.commit().await?;
+                        Ok(v)
+                    }
+                    Err(e) => {
+                        tx.rollback().await?;
+                        Err(e)
+                    }
+                }
+            }
+            Direct::Own(pool) => pool.transaction(work).await,
+        }
+    }
+}
+
 /// The direct-SQL side of one scenario.
 pub(crate) async fn direct_run(
     name: &str,
@@ -144,6 +172,81 @@ pub(crate) async fn direct_run(
                         .await?
                         .context("room was not in progress")?;
                     Ok(())
+                }
+            })
+            .await?
+        }
+        "join" => {
+            let sids = to_complete.clone();
+            let new_room = CreateRoom::from_params(&Params::default())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            sql_run(concurrency, secs, move |n| {
+                let (pool, acct, sids, tag, new_room) = (
+                    pool.clone(),
+                    acct.clone(),
+                    sids.clone(),
+                    run_tag.clone(),
+                    new_room.clone(),
+                );
+                async move {
+                    let sid = sids
+                        .get((n / JOINS_PER_ROOM) as usize)
+                        .context("ran out of rooms to join")?;
+                    let identity = Identity::parse(&format!("sql-{tag}-{n}"))
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let room_sid = roomd::domain::sid::RoomSid::parse(sid).context("a room SID")?;
+                    let join = Join {
+                        account_sid: &acct,
+                        segment: sid,
+                        sid: Some(&room_sid),
+                        identity: &identity,
+                        grant: None,
+                        new_room: &new_room,
+                    };
+                    pool.transaction(async |c| participants::join(c, &join).await)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("join refused: {e:?}"))?;
+                    Ok(())
+                }
+            })
+            .await?
+        }
+        "list_participants" => {
+            let room = data.crowded_room.clone();
+            let page = PageRequest::from_params(
+                &Params::parse(b"PageSize=50").map_err(|e| anyhow::anyhow!("{e}"))?,
+                "PA",
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let filter = ParticipantFilter {
+                status: None,
+                identity: None,
+                created_on_or_after: None,
+                created_before: None,
+            };
+            sql_run(concurrency, secs, move |_| {
+                let (pool, acct, room, page, filter) = (
+                    pool.clone(),
+                    acct.clone(),
+                    room.clone(),
+                    page.clone(),
+                    filter.clone(),
+                );
+                async move {
+                    // What the route does: find the room, then read the page, on one connection.
+                    let found = pool
+                        .run(async |c| -> Result<_, roomd::db::DbError> {
+                            let Some(r) = rooms::find(c, &acct, [RoomKey::Sid(&room)]).await?
+                            else {
+                                return Ok(None);
+                            };
+                            Ok(Some(participants::list(c, &r, &filter, &page).await?))
+                        })
+                        .await;
+                    match found {
+                        Ok(Some(p)) if p.rows.len() == 50 => Ok(()),
+                        _ => bail!("the crowded room's page was not 50 participants"),
+                    }
                 }
             })
             .await?

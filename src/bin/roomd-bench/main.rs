@@ -10,7 +10,9 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use roomd::db::embedded::{EmbeddedPostgres, Mode};
+use roomd::db::participants::{self, Join, ParticipantFilter};
 use roomd::db::rooms::{self, RoomFilter, RoomKey};
+use roomd::domain::participant::Identity;
 use roomd::db::worker_pool::BreaksConnection;
 use roomd::db::{PoolLimits, WorkerPool};
 use roomd::domain::room::{CreateRoom, RoomStatus};
@@ -85,10 +87,16 @@ async fn scenario(
     // Enough fresh rooms for a completion run at up to 40,000/s: the direct-SQL baseline on its
     // own pool passed 10,000/s on a quiet machine and ran out.
     let completions = (40_000.0 * secs) as i64;
-    let (to_complete_api, to_complete_sql) = if name == "complete" {
+    let fresh = match name {
+        "complete" => completions,
+        // Joins run a few times slower than completions.
+        "join" => completions / 4 / JOINS_PER_ROOM as i64,
+        _ => 0,
+    };
+    let (to_complete_api, to_complete_sql) = if fresh > 0 {
         (
-            rooms_to_complete(pool, completions).await?,
-            rooms_to_complete(pool, completions).await?,
+            fresh_rooms(pool, fresh).await?,
+            fresh_rooms(pool, fresh).await?,
         )
     } else {
         (Arc::new(Vec::new()), Arc::new(Vec::new()))
@@ -155,6 +163,35 @@ async fn scenario(
                 }),
             )
         }
+        "join" => {
+            let (sids, tag) = (to_complete_api.clone(), run_tag.clone());
+            (
+                201,
+                Arc::new(move |_, n| {
+                    let sid = sids
+                        .get((n / JOINS_PER_ROOM) as usize)
+                        .map_or("exhausted", String::as_str);
+                    (
+                        "POST",
+                        format!("/v1/Rooms/{sid}/Participants"),
+                        Some(format!("Identity=api-{tag}-{n}")),
+                    )
+                }),
+            )
+        }
+        "list_participants" => {
+            let room = data.crowded_room.clone();
+            (
+                200,
+                Arc::new(move |_, _| {
+                    (
+                        "GET",
+                        format!("/v1/Rooms/{room}/Participants?PageSize=50"),
+                        None,
+                    )
+                }),
+            )
+        }
         other => bail!("unknown scenario {other}"),
     };
     let api = http_run(addr, concurrency, secs, expect, make).await?;
@@ -171,8 +208,8 @@ async fn scenario(
     )
     .await?;
     let own_pool = if with_own_pool {
-        let to_complete = if name == "complete" {
-            rooms_to_complete(pool, completions).await?
+        let to_complete = if fresh > 0 {
+            fresh_rooms(pool, fresh).await?
         } else {
             Arc::new(Vec::new())
         };
@@ -258,6 +295,8 @@ async fn main() -> Result<()> {
         "list",
         "list_deep",
         "complete",
+        "join",
+        "list_participants",
     ];
     // Warm up: connections, statement caches and the credential cache.
     http_run(
@@ -307,7 +346,7 @@ async fn main() -> Result<()> {
         .execute(&mut *tx)
         .await?;
     sqlx::query(
-        "UPDATE rooms SET deadline = now() - interval '1 second' WHERE sid IN \
+        "UPDATE rooms SET deadline = now() - interval '1 second', deadline_reason = 'unused_timeout' WHERE sid IN \
          (SELECT sid FROM rooms WHERE status = 'in-progress' LIMIT $1)",
     )
     .bind(due)
