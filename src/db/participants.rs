@@ -191,11 +191,13 @@ fn grant_admits(grant: Option<&str>, room: &RoomRow) -> bool {
 /// deadline is `max_participant_duration` from now. Joining clears the room's deadline (unused
 /// or empty timeout).
 pub async fn join(conn: &mut PgConnection, join: &Join<'_>) -> Result<Joined, ChangeError> {
-    let keys = join
-        .sid
-        .map(|s| RoomKey::Sid(s))
-        .into_iter()
-        .chain(std::iter::once(RoomKey::Name(join.segment)));
+    // A plain list (not an iterator adapter with a closure), so that the join's future is Send
+    // for any lifetime: tools spawning joins on a multi-threaded runtime need that.
+    let mut keys = Vec::with_capacity(2);
+    if let Some(sid) = join.sid {
+        keys.push(RoomKey::Sid(sid));
+    }
+    keys.push(RoomKey::Name(join.segment));
     let (room, room_created) = match rooms::find_for_update(conn, join.account_sid, keys).await? {
         Some(room) => (room, false),
         None if join.sid.is_some() => return Err(Refusal::RoomNotFound.into()),
@@ -427,22 +429,27 @@ pub async fn list<'q>(
 
 /// Disconnects up to `limit` participants connected longer than their room's
 /// `max_participant_duration`, in one statement: their rooms are claimed first (`FOR UPDATE SKIP
-/// LOCKED`, so replicas take disjoint rooms and none waits on a busy one), then each claimed
-/// room's overdue participants are disconnected with the deadline re-checked.
+/// LOCKED`, so replicas take disjoint rooms and none waits on a busy one), then the overdue
+/// participants of the claimed rooms are disconnected. Every other change to a room's
+/// participants holds the room's lock, so none changes them in between (and the status is
+/// re-checked all the same).
 pub async fn disconnect_overdue(
     db: impl PgExecutor<'_>,
     limit: i64,
 ) -> Result<Vec<ParticipantRow>, sqlx::Error> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         disconnect_sql(
-            "due_rooms AS ( \
-                SELECT r.sid FROM rooms r \
-                WHERE r.status = 'in-progress' AND r.sid IN ( \
-                    SELECT room_sid FROM participants \
-                    WHERE status = 'connected' AND deadline <= now() \
-                    ORDER BY deadline LIMIT $1) \
+            "due AS ( \
+                SELECT sid, room_sid FROM participants \
+                WHERE status = 'connected' AND deadline <= now() \
+                ORDER BY deadline LIMIT $1), \
+             due_rooms AS ( \
+                SELECT sid FROM rooms \
+                WHERE sid = ANY(ARRAY(SELECT room_sid FROM due)) AND status = 'in-progress' \
                 FOR UPDATE SKIP LOCKED),",
-            "p.room_sid IN (SELECT sid FROM due_rooms) AND p.deadline <= now()",
+            // By primary key from one array (an InitPlan): however stale the statistics after a
+            // burst falls due, no plan compares every due participant with every claimed room.
+            "p.sid = ANY(ARRAY(SELECT d.sid FROM due d WHERE d.room_sid IN (SELECT sid FROM due_rooms)))",
             EndReason::MaxDuration,
         )
     });

@@ -350,19 +350,22 @@ pub struct EndedRoom {
 
 /// Ends up to `limit` in-progress rooms whose deadline has passed, and disconnects their
 /// participants, in one statement (one transaction): due rows are claimed with `FOR UPDATE SKIP
-/// LOCKED`, so concurrent sweepers in other processes take disjoint rows, and the UPDATE
-/// re-checks each claimed row's status and deadline, so a room completed meanwhile is left alone.
+/// LOCKED`, so concurrent sweepers in other processes take disjoint rows and none waits for a
+/// room a request holds; a claimed row stays locked until the UPDATE, so nothing changes it in
+/// between. The claimed SIDs drive the UPDATE through the primary key: with the rooms' deadline
+/// statistics stale (a burst just fell due), a join on the deadline index would compare every
+/// due room with every claimed one.
 pub async fn end_due(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<EndedRoom>, sqlx::Error> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "WITH due AS ( \
-                SELECT sid FROM rooms \
-                WHERE status = 'in-progress' AND deadline <= now() \
-                ORDER BY deadline LIMIT $1 \
-                FOR UPDATE SKIP LOCKED), \
-             ended AS ( \
+            "WITH ended AS ( \
                 UPDATE rooms r SET {END_ROOM_SET}, end_reason = r.deadline_reason \
-                FROM due WHERE r.sid = due.sid AND r.status = 'in-progress' AND r.deadline <= now() \
+                WHERE r.sid IN ( \
+                    SELECT sid FROM rooms \
+                    WHERE status = 'in-progress' AND deadline <= now() \
+                    ORDER BY deadline LIMIT $1 \
+                    FOR UPDATE SKIP LOCKED) \
+                AND r.status = 'in-progress' \
                 RETURNING r.sid, r.account_sid, r.end_reason, r.end_time), \
              {DISCONNECT_EVERYONE} \
              SELECT e.sid, e.account_sid, e.end_reason, \

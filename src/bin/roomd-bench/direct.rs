@@ -33,30 +33,18 @@ impl Direct {
     }
 }
 
-impl Direct {
-    /// `work` in one transaction, as `WorkerPool::transaction` runs it.
-    async fn transaction<T, E>(
-        &self,
-        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
-    ) -> Result<T, E>
-    where
-        E: From<sqlx::Error> + BreaksConnection,
-    {
-        match self {
-            Direct::Sqlx(pool) => {
-                let mut tx = pool.begin().await?;
-                match work(&mut tx).await {
-                    Ok(v) => {
-                        tx.commit().await?;
-                        Ok(v)
-                    }
-                    Err(e) => {
-                        tx.rollback().await?;
-                        Err(e)
-                    }
-                }
-            }
-            Direct::Own(pool) => pool.transaction(work).await,
+/// A join in its own transaction, as `WorkerPool::transaction` runs it (BEGIN, the join, COMMIT
+/// or ROLLBACK), on a connection `Direct::run` lends.
+async fn join_in_transaction(conn: &mut PgConnection, join: &Join<'_>) -> Result<(), ChangeError> {
+    sqlx::query("BEGIN").execute(&mut *conn).await?;
+    match participants::join(conn, join).await {
+        Ok(_) => {
+            sqlx::query("COMMIT").execute(&mut *conn).await?;
+            Ok(())
+        }
+        Err(e) => {
+            sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+            Err(e)
         }
     }
 }
@@ -178,8 +166,8 @@ pub(crate) async fn direct_run(
         }
         "join" => {
             let sids = to_complete.clone();
-            let new_room = CreateRoom::from_params(&Params::default())
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let new_room =
+                CreateRoom::from_params(&Params::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
             sql_run(concurrency, secs, move |n| {
                 let (pool, acct, sids, tag, new_room) = (
                     pool.clone(),
@@ -203,7 +191,7 @@ pub(crate) async fn direct_run(
                         grant: None,
                         new_room: &new_room,
                     };
-                    pool.transaction(async |c| participants::join(c, &join).await)
+                    pool.run(async |c| join_in_transaction(c, &join).await)
                         .await
                         .map_err(|e| anyhow::anyhow!("join refused: {e:?}"))?;
                     Ok(())
