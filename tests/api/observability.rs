@@ -269,3 +269,76 @@ async fn made_up_methods_share_one_metric_label_so_series_stay_bounded() {
         "only the first scrape's own series is new"
     );
 }
+
+#[tokio::test]
+async fn metrics_count_joins_by_outcome_disconnects_by_reason_and_who_is_connected() {
+    let app = spawn_app().await;
+    let room = app
+        .create_room("UniqueName=metered&MaxParticipants=2")
+        .await;
+    let sid = room["sid"].as_str().unwrap();
+    app.join(sid, "alice").await;
+    app.join(sid, "bob").await;
+    app.join(sid, "bob").await; // takes bob's place
+    let full = app
+        .post(&format!("/v1/Rooms/{sid}/Participants"), "Identity=carol")
+        .await;
+    assert_eq!(full.status, 400);
+    app.post(
+        &format!("/v1/Rooms/{sid}/Participants/alice"),
+        "Status=disconnected",
+    )
+    .await;
+    app.join("elsewhere", "dave").await; // creates its room
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let get = |series: &str| {
+        metric_value(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+    };
+    assert_eq!(
+        get(r#"roomd_participant_joins_total{outcome="joined"}"#),
+        3.0
+    );
+    assert_eq!(
+        get(r#"roomd_participant_joins_total{outcome="replaced"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"roomd_participant_joins_total{outcome="room_full"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"roomd_participant_joins_total{outcome="refused"}"#),
+        0.0
+    );
+    assert_eq!(
+        get(r#"roomd_participants_disconnected_total{reason="duplicate_identity"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"roomd_participants_disconnected_total{reason="kicked"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"roomd_participants_disconnected_total{reason="room_ended"}"#),
+        0.0
+    );
+    // bob (in the first room) and dave: counted from the database.
+    assert_eq!(get("roomd_participants_connected"), 2.0);
+    assert_eq!(get("roomd_rooms_created_total"), 2.0);
+    app.complete_room(sid).await;
+    assert_eq!(
+        app.metrics
+            .participants_disconnected
+            .with_label_values(&["room_ended"])
+            .get(),
+        1
+    );
+}
