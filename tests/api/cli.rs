@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 /// a key file into the working directory.
 pub const TEST_MASTER_KEY: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 
-fn roomd(database_url: &str, args: &[&str]) -> std::process::Output {
+pub fn roomd(database_url: &str, args: &[&str]) -> std::process::Output {
     roomd_with_key(database_url, TEST_MASTER_KEY, args)
 }
 
@@ -25,7 +25,7 @@ fn roomd_with_key(database_url: &str, key: &str, args: &[&str]) -> std::process:
         .expect("running roomd")
 }
 
-fn json_stdout(out: &std::process::Output) -> Value {
+pub fn json_stdout(out: &std::process::Output) -> Value {
     assert!(
         out.status.success(),
         "{}",

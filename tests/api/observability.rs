@@ -299,40 +299,29 @@ async fn metrics_count_joins_by_outcome_disconnects_by_reason_and_who_is_connect
         .text()
         .await
         .unwrap();
-    let get = |series: &str| {
-        metric_value(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"))
-    };
-    assert_eq!(
-        get(r#"roomd_participant_joins_total{outcome="joined"}"#),
-        3.0
-    );
-    assert_eq!(
-        get(r#"roomd_participant_joins_total{outcome="replaced"}"#),
-        1.0
-    );
-    assert_eq!(
-        get(r#"roomd_participant_joins_total{outcome="room_full"}"#),
-        1.0
-    );
-    assert_eq!(
-        get(r#"roomd_participant_joins_total{outcome="refused"}"#),
-        0.0
-    );
-    assert_eq!(
-        get(r#"roomd_participants_disconnected_total{reason="duplicate_identity"}"#),
-        1.0
-    );
-    assert_eq!(
-        get(r#"roomd_participants_disconnected_total{reason="kicked"}"#),
-        1.0
-    );
-    assert_eq!(
-        get(r#"roomd_participants_disconnected_total{reason="room_ended"}"#),
-        0.0
-    );
-    // bob (in the first room) and dave: counted from the database.
-    assert_eq!(get("roomd_participants_connected"), 2.0);
-    assert_eq!(get("roomd_rooms_created_total"), 2.0);
+    for (series, expected) in [
+        (r#"roomd_participant_joins_total{outcome="joined"}"#, 3.0),
+        (r#"roomd_participant_joins_total{outcome="replaced"}"#, 1.0),
+        (r#"roomd_participant_joins_total{outcome="room_full"}"#, 1.0),
+        (r#"roomd_participant_joins_total{outcome="refused"}"#, 0.0),
+        (
+            r#"roomd_participants_disconnected_total{reason="duplicate_identity"}"#,
+            1.0,
+        ),
+        (
+            r#"roomd_participants_disconnected_total{reason="kicked"}"#,
+            1.0,
+        ),
+        (
+            r#"roomd_participants_disconnected_total{reason="room_ended"}"#,
+            0.0,
+        ),
+        // bob (in the first room) and dave: counted from the database.
+        ("roomd_participants_connected", 2.0),
+        ("roomd_rooms_created_total", 2.0),
+    ] {
+        assert_eq!(metric_value(&text, series), Some(expected), "{series}");
+    }
     app.complete_room(sid).await;
     assert_eq!(
         app.metrics

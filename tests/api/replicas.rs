@@ -3,7 +3,6 @@
 
 use crate::cli::{serve, signal, wait, Served};
 use crate::helpers::{empty_database, metric_value, TestDb};
-use std::process::Command;
 use std::time::Duration;
 
 const SID: &str = "ACf0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0";
@@ -20,6 +19,18 @@ async fn two_replicas(db: &TestDb, extra: &[(&'static str, &str)]) -> (Served, S
     };
     // Both at the same moment, on a database that has no schema yet.
     tokio::join!(serve(envs()), serve(envs()))
+}
+
+/// Runs a `roomd` CLI command on the database; its JSON output.
+async fn cli(db: &TestDb, args: &[&str]) -> serde_json::Value {
+    let url = db.url.clone();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::cli::json_stdout(&crate::cli::roomd(&url, &args))
+    })
+    .await
+    .unwrap()
 }
 
 async fn stop(replicas: (Served, Served)) {
@@ -138,23 +149,8 @@ async fn a_rotated_token_stops_working_on_every_replica_within_the_ttl() {
             "warm the cache"
         );
     }
-    let url = db.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_roomd"))
-            .args(["accounts", "rotate-token", SID])
-            .env("DATABASE_URL", url)
-            .env("ROOMD_MASTER_KEY", crate::cli::TEST_MASTER_KEY)
-            .env("RUST_LOG", "error")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(out.status.success());
-    let new_token = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["auth_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rotated = cli(&db, &["accounts", "rotate-token", SID]).await;
+    let new_token = rotated["auth_token"].as_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(2200)).await;
     for b in &bases {
         assert_eq!(status(b.clone(), "first-token".into()).await, 401, "{b}");
@@ -169,24 +165,7 @@ async fn one_key_works_on_both_replicas_and_max_participants_holds_across_them()
     let replicas = two_replicas(&db, &[]).await;
     let pool = roomd::db::pool(db.options.clone(), 2).await.unwrap();
     // A key made by the CLI (sealed under the master key both replicas share).
-    let url = db.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_roomd"))
-            .args(["keys", "create", "--account", SID])
-            .env("DATABASE_URL", url)
-            .env("ROOMD_MASTER_KEY", crate::cli::TEST_MASTER_KEY)
-            .env("RUST_LOG", "error")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let created = cli(&db, &["keys", "create", "--account", SID]).await;
     let key = crate::helpers::TestKey {
         sid: created["sid"].as_str().unwrap().to_string(),
         secret: created["secret"].as_str().unwrap().to_string(),
