@@ -420,6 +420,13 @@ impl TestApp {
         r.body
     }
 
+    /// `GET /metrics`, as text.
+    pub async fn metrics_text(&self) -> String {
+        let resp = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap()
+    }
+
     pub async fn room_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM rooms")
             .fetch_one(&self.pool)

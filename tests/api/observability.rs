@@ -290,15 +290,7 @@ async fn metrics_count_joins_by_outcome_disconnects_by_reason_and_who_is_connect
     )
     .await;
     app.join("elsewhere", "dave").await; // creates its room
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     for (series, expected) in [
         (r#"roomd_participant_joins_total{outcome="joined"}"#, 3.0),
         (r#"roomd_participant_joins_total{outcome="replaced"}"#, 1.0),
