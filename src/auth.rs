@@ -219,7 +219,7 @@ impl AuthCache {
         }
         // Not verified before: refused at once after too many failures, known SID or not.
         let sid_key = Self::digest(sid);
-        if let Some(retry_after) = self.throttle.check(sid_key, address) {
+        if let Some(retry_after) = self.throttle.check(Some(sid_key), address) {
             return Err(ApiError::TooManyRequests { retry_after });
         }
         let stored = Self::stored(pool, sid).await?;
@@ -239,7 +239,7 @@ impl AuthCache {
                 Ok(Some(account))
             }
             _ => {
-                self.throttle.failed(sid_key, address);
+                self.throttle.failed(Some(sid_key), address);
                 Ok(None)
             }
         }

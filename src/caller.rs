@@ -12,6 +12,7 @@ use crate::auth::Account;
 use crate::db::WorkerPool;
 use crate::domain::sid::{AccountSid, ApiKeySid};
 use crate::seal::MasterKey;
+use crate::throttle::Throttle;
 use crate::twilio::ApiError;
 use actix_web::dev::Payload;
 use actix_web::http::{header, StatusCode};
@@ -19,6 +20,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use secrecy::{ExposeSecret, SecretSlice};
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,6 +65,8 @@ pub struct SigningKeys {
     master: Arc<MasterKey>,
     ttl: Duration,
     keys: Mutex<HashMap<ApiKeySid, Arc<SigningKey>>>,
+    /// Failures by client address (not by key: a key's SID is in every token it signs).
+    throttle: Throttle,
 }
 
 impl SigningKeys {
@@ -71,6 +75,7 @@ impl SigningKeys {
             master,
             ttl,
             keys: Mutex::new(HashMap::new()),
+            throttle: Throttle::default(),
         }
     }
 
@@ -93,15 +98,12 @@ impl SigningKeys {
         keys.insert(sid, key);
     }
 
-    /// The key `sid` (an active key of an active account), from memory within the TTL.
-    async fn get(
+    /// The key `sid` (an active key of an active account), read and unsealed.
+    async fn load(
         &self,
         pool: &WorkerPool,
         sid: &ApiKeySid,
     ) -> Result<Option<Arc<SigningKey>>, ApiError> {
-        if let Some(key) = self.cached(sid) {
-            return Ok(Some(key));
-        }
         let stored = pool
             .run(async |c| crate::db::api_keys::active_secret_sealed(c, sid).await)
             .await?;
@@ -124,16 +126,43 @@ impl SigningKeys {
         Ok(Some(key))
     }
 
-    /// Verifies an Access Token: its key must be active, of the token's account, and its secret
-    /// must have signed it.
-    pub async fn verify(&self, pool: &WorkerPool, token: &str) -> Result<AccessToken, ApiError> {
+    /// Verifies an Access Token from `address`: its key must be active, of the token's account,
+    /// and its secret must have signed it. A key in memory costs one HMAC; reading one costs a
+    /// query, so past too many failures from one (non-loopback) address that read is refused
+    /// with 429 first, as Basic auth's verification is.
+    pub async fn verify(
+        &self,
+        pool: &WorkerPool,
+        token: &str,
+        address: Option<IpAddr>,
+    ) -> Result<AccessToken, ApiError> {
         let claimed = access_token::peek(token).map_err(token_error)?;
-        let key = self
-            .get(pool, &claimed.key)
-            .await?
-            .ok_or(token_error(TokenError::InvalidIssuerOrSubject))?;
-        access_token::verify(token, &claimed, &key.account, key.secret.expose_secret())
-            .map_err(token_error)
+        let key = match self.cached(&claimed.key) {
+            Some(key) => key,
+            None => {
+                if let Some(retry_after) = self.throttle.check(None, address) {
+                    return Err(ApiError::TooManyRequests { retry_after });
+                }
+                match self.load(pool, &claimed.key).await? {
+                    Some(key) => key,
+                    None => {
+                        self.throttle.failed(None, address);
+                        return Err(token_error(TokenError::InvalidIssuerOrSubject));
+                    }
+                }
+            }
+        };
+        access_token::verify(token, &claimed, &key.account, key.secret.expose_secret()).map_err(
+            |e| {
+                if matches!(
+                    e,
+                    TokenError::InvalidSignature | TokenError::InvalidIssuerOrSubject
+                ) {
+                    self.throttle.failed(None, address);
+                }
+                token_error(e)
+            },
+        )
     }
 }
 
@@ -170,9 +199,13 @@ impl FromRequest for Caller {
             return Box::pin(async move { Ok(Caller::Account(account.await?)) });
         };
         let state = req.app_data::<web::Data<crate::state::AppState>>().cloned();
+        let address = req.peer_addr().map(|a| a.ip());
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
-            let token = state.signing_keys.verify(&state.pool, &token?).await?;
+            let token = state
+                .signing_keys
+                .verify(&state.pool, &token?, address)
+                .await?;
             Ok(Caller::Participant(token))
         })
     }

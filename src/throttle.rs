@@ -40,8 +40,10 @@ pub struct Throttle {
 }
 
 impl Throttle {
-    /// `Some(seconds to wait)` when `sid` (as a digest) or `address` has failed too often.
-    pub fn check(&self, sid: [u8; 32], address: Option<IpAddr>) -> Option<u64> {
+    /// `Some(seconds to wait)` when `sid` (as a digest) or `address` has failed too often. `sid`
+    /// is `None` for a credential whose failures are counted by address only (Access Tokens: a
+    /// key's SID is public, and counting by it would let anyone lock a key's users out).
+    pub fn check(&self, sid: Option<[u8; 32]>, address: Option<IpAddr>) -> Option<u64> {
         let address = address.filter(|a| !a.is_loopback());
         let now = Instant::now();
         let windows = self.lock();
@@ -51,13 +53,13 @@ impl Throttle {
                 .filter(|w| now.duration_since(w.started) < WINDOW && w.failures >= max)
                 .map(|w| (WINDOW - now.duration_since(w.started)).as_secs().max(1))
         };
-        let by_sid = over(Key::Sid(sid), MAX_FAILURES_PER_SID);
+        let by_sid = sid.and_then(|sid| over(Key::Sid(sid), MAX_FAILURES_PER_SID));
         let by_address = address.and_then(|a| over(Key::Address(a), MAX_FAILURES_PER_ADDRESS));
         by_sid.max(by_address)
     }
 
-    /// Counts one failed authentication for `sid` and `address`.
-    pub fn failed(&self, sid: [u8; 32], address: Option<IpAddr>) {
+    /// Counts one failed authentication for `sid` (if counted by SID) and `address`.
+    pub fn failed(&self, sid: Option<[u8; 32]>, address: Option<IpAddr>) {
         let address = address.filter(|a| !a.is_loopback());
         let now = Instant::now();
         let mut windows = self.lock();
@@ -67,7 +69,11 @@ impl Throttle {
                 windows.clear();
             }
         }
-        for key in std::iter::once(Key::Sid(sid)).chain(address.map(Key::Address)) {
+        for key in sid
+            .map(Key::Sid)
+            .into_iter()
+            .chain(address.map(Key::Address))
+        {
             let w = windows.entry(key).or_insert(Window {
                 started: now,
                 failures: 0,
@@ -98,25 +104,33 @@ mod tests {
         let here: IpAddr = "192.0.2.1".parse().unwrap();
         let there: IpAddr = "198.51.100.1".parse().unwrap();
         for _ in 0..MAX_FAILURES_PER_SID {
-            assert_eq!(t.check(a, Some(here)), None);
-            t.failed(a, Some(here));
+            assert_eq!(t.check(Some(a), Some(here)), None);
+            t.failed(Some(a), Some(here));
         }
-        let wait = t.check(a, Some(there)).expect("the SID is throttled");
+        let wait = t.check(Some(a), Some(there)).expect("the SID is throttled");
         assert!((1..=WINDOW.as_secs()).contains(&wait));
-        assert_eq!(t.check(b, Some(there)), None, "another SID is not");
+        assert_eq!(t.check(Some(b), Some(there)), None, "another SID is not");
         for _ in MAX_FAILURES_PER_SID..MAX_FAILURES_PER_ADDRESS {
-            t.failed(b, Some(here));
+            t.failed(Some(b), Some(here));
         }
-        assert!(t.check([3u8; 32], Some(here)).is_some(), "the address is");
-        assert_eq!(t.check([3u8; 32], Some(there)), None);
+        assert!(
+            t.check(Some([3u8; 32]), Some(here)).is_some(),
+            "the address is"
+        );
+        assert_eq!(t.check(Some([3u8; 32]), Some(there)), None);
         let local: IpAddr = "127.0.0.1".parse().unwrap();
         for _ in 0..MAX_FAILURES_PER_ADDRESS {
-            t.failed([4u8; 32], Some(local));
+            t.failed(Some([4u8; 32]), Some(local));
         }
         assert_eq!(
-            t.check([5u8; 32], Some(local)),
+            t.check(Some([5u8; 32]), Some(local)),
             None,
             "loopback: by SID only"
         );
+        for _ in 0..MAX_FAILURES_PER_ADDRESS {
+            t.failed(None, Some(there));
+        }
+        assert!(t.check(None, Some(there)).is_some(), "by address alone");
+        assert_eq!(t.check(None, Some(local)), None);
     }
 }
