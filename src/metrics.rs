@@ -51,6 +51,8 @@ pub struct Metrics {
     pub rooms_ended: IntCounterVec,
     rooms_in_progress: IntGauge,
     participants_connected: IntGauge,
+    tracks_published_now: IntGauge,
+    pub tracks_published: IntCounterVec,
     pub participant_joins: IntCounterVec,
     pub participants_disconnected: IntCounterVec,
     pub sweeper_batches: IntCounter,
@@ -134,6 +136,25 @@ impl Metrics {
                 IntGauge::new(
                     "roomd_participants_connected",
                     "Participants connected in the database (all accounts; the same on every replica)",
+                )
+                .unwrap(),
+            ),
+            tracks_published_now: register(
+                &r,
+                IntGauge::new(
+                    "roomd_tracks_published",
+                    "Tracks published in the database (all accounts; the same on every replica)",
+                )
+                .unwrap(),
+            ),
+            tracks_published: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "roomd_tracks_published_total",
+                        "Tracks published through this process, by kind",
+                    ),
+                    &["kind"],
                 )
                 .unwrap(),
             ),
@@ -229,6 +250,9 @@ impl Metrics {
             self.participant_joins
                 .with_label_values(&[outcome.as_str()]);
         }
+        for kind in crate::domain::track::TrackKind::ALL {
+            self.tracks_published.with_label_values(&[kind.as_str()]);
+        }
         for reason in EndReason::ALL {
             self.participants_disconnected
                 .with_label_values(&[reason.as_str()]);
@@ -243,6 +267,13 @@ impl Metrics {
                 .with_label_values(&[reason.as_str()])
                 .inc_by(n as u64);
         }
+    }
+
+    /// Counts a track published.
+    pub fn track_published(&self, kind: crate::domain::track::TrackKind) {
+        self.tracks_published
+            .with_label_values(&[kind.as_str()])
+            .inc();
     }
 
     /// Counts a join's outcome.
@@ -270,8 +301,9 @@ impl Metrics {
             // One scan of the in-progress rooms: each carries its connected count.
             let count = pool
                 .run(async |c| {
-                    sqlx::query_as::<_, (i64, i64)>(
-                        "SELECT count(*), COALESCE(sum(participants_connected), 0)::bigint \
+                    sqlx::query_as::<_, (i64, i64, i64)>(
+                        "SELECT count(*), COALESCE(sum(participants_connected), 0)::bigint, \
+                            COALESCE(sum(tracks_published), 0)::bigint \
                          FROM rooms WHERE status = 'in-progress'",
                     )
                     .fetch_one(c)
@@ -279,9 +311,10 @@ impl Metrics {
                 })
                 .await;
             match count {
-                Ok((rooms, participants)) => {
+                Ok((rooms, participants, tracks)) => {
                     self.rooms_in_progress.set(rooms);
                     self.participants_connected.set(participants);
+                    self.tracks_published_now.set(tracks);
                     *counted_at = Some(Instant::now());
                 }
                 Err(e) => tracing::warn!(error = %e, "metrics: could not count rooms in progress"),

@@ -9,6 +9,7 @@ pub mod list;
 pub mod migrate;
 pub mod participants;
 pub mod rooms;
+pub mod tracks;
 pub mod worker_pool;
 
 pub use error::{DbError, OnConstraint};

@@ -63,6 +63,13 @@ pub enum Refusal {
     NotConnected,
     /// An Access Token acting on another identity's participant (20106).
     NotYours,
+    TrackNotFound,
+    /// 53304
+    TrackNameDuplicated,
+    /// 53203: the room's `max_concurrent_published_tracks` are published.
+    MaxTracks,
+    /// 53300: an audio-only room takes no video track.
+    VideoInAudioOnlyRoom,
 }
 
 /// A participant change's error: a refusal (nothing was written; the transaction rolls back), or
@@ -130,8 +137,9 @@ impl EndReason {
 }
 
 /// Disconnects the connected participants that `condition` (over `participants p`) selects, for
-/// `reason`, and takes them off their rooms' counts; a room left empty gets its empty-room
-/// deadline. The caller holds the rooms' locks already (or `condition` takes them first).
+/// `reason`, unpublishes their tracks, and takes both off their rooms' counts; a room left empty
+/// gets its empty-room deadline. The caller holds the rooms' locks already (or `with` takes them
+/// first).
 fn disconnect_sql(with: &str, condition: &str, reason: EndReason) -> String {
     let reason = reason.as_str();
     format!(
@@ -143,9 +151,17 @@ fn disconnect_sql(with: &str, condition: &str, reason: EndReason) -> String {
                 end_reason = '{reason}', deadline = NULL \
             WHERE {condition} AND p.status = 'connected' \
             RETURNING p.*), \
-         counts AS (SELECT room_sid, count(*)::integer AS n FROM gone GROUP BY room_sid), \
+         unpublished AS ( \
+            DELETE FROM published_tracks t WHERE t.participant_sid IN (SELECT sid FROM gone) \
+            RETURNING t.room_sid), \
+         counts AS ( \
+            SELECT g.room_sid, g.n, COALESCE(u.n, 0) AS tracks \
+            FROM (SELECT room_sid, count(*)::integer AS n FROM gone GROUP BY room_sid) g \
+            LEFT JOIN (SELECT room_sid, count(*)::integer AS n FROM unpublished GROUP BY room_sid) u \
+                ON u.room_sid = g.room_sid), \
          rooms_left AS ( \
             UPDATE rooms r SET participants_connected = r.participants_connected - c.n, \
+                tracks_published = r.tracks_published - c.tracks, \
                 deadline = CASE WHEN r.participants_connected = c.n \
                     THEN now() + make_interval(mins => r.empty_room_timeout) ELSE r.deadline END, \
                 deadline_reason = CASE WHEN r.participants_connected = c.n \
@@ -179,7 +195,8 @@ pub struct Join<'a> {
     pub new_room: &'a CreateRoom,
 }
 
-fn grant_admits(grant: Option<&str>, room: &RoomRow) -> bool {
+/// Whether an Access Token's room grant (none: any room) admits `room`, by name or SID.
+pub fn grant_admits(grant: Option<&str>, room: &RoomRow) -> bool {
     grant.is_none_or(|g| {
         g == room.unique_name || RoomSid::parse(g).is_some_and(|sid| *sid == *room.sid)
     })

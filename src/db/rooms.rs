@@ -62,18 +62,21 @@ const END_ROOM_SET: &str = "status = 'completed', \
     end_time = GREATEST(now(), date_created), \
     date_updated = GREATEST(now(), date_created), \
     duration = GREATEST(0, EXTRACT(EPOCH FROM date_trunc('second', GREATEST(now(), date_created)) - date_trunc('second', date_created)))::integer, \
-    deadline = NULL, deadline_reason = NULL, participants_connected = 0";
+    deadline = NULL, deadline_reason = NULL, participants_connected = 0, tracks_published = 0";
 
 /// Disconnects everyone still connected to the rooms of the CTE `ended` (which returns `sid` and
-/// `end_time`), with the room's end time: appended to the statement that ends them, so a room and
-/// its participants end in one statement. The room rows are locked (updated) before any
-/// participant row, the order every join and disconnect takes too.
+/// `end_time`), with the room's end time, and unpublishes their tracks: appended to the statement
+/// that ends them, so a room, its participants and its tracks end in one statement. The room rows
+/// are locked (updated) before any participant or track row, the order every join, publication
+/// and disconnect takes too.
 const DISCONNECT_EVERYONE: &str = "gone AS ( \
     UPDATE participants p SET status = 'disconnected', end_time = e.end_time, \
         date_updated = e.end_time, end_reason = 'room_ended', deadline = NULL, \
         duration = GREATEST(0, EXTRACT(EPOCH FROM date_trunc('second', e.end_time) - date_trunc('second', p.start_time)))::integer \
     FROM ended e WHERE p.room_sid = e.sid AND p.status = 'connected' \
-    RETURNING p.room_sid)";
+    RETURNING p.room_sid), \
+    unpublished AS ( \
+    DELETE FROM published_tracks t USING ended e WHERE t.room_sid = e.sid RETURNING t.sid)";
 
 /// Inserts a new in-progress room. Its first deadline is the unused-room timeout: Twilio ends a
 /// REST-created room that nobody joins `unused_room_timeout` minutes after creation. An

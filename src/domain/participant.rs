@@ -1,5 +1,6 @@
 //! Participants: the identity a participant joins with, and the statuses Twilio lists by.
 
+use super::{check_name, NameErrors};
 use crate::twilio::error::code;
 use crate::twilio::ApiError;
 
@@ -14,24 +15,15 @@ pub struct Identity(String);
 impl Identity {
     /// The identity, or the Twilio error (53200, 53201, 53202) that says why it cannot be one.
     pub fn parse(identity: &str) -> Result<Identity, ApiError> {
-        if identity.is_empty() {
-            return Err(ApiError::bad_request(
-                code::IDENTITY_INVALID,
-                "Participant identity is invalid",
-            ));
-        }
-        if identity.chars().count() > MAX_IDENTITY_CHARS {
-            return Err(ApiError::bad_request(
-                code::IDENTITY_TOO_LONG,
-                "Participant identity is too long",
-            ));
-        }
-        if identity.chars().any(char::is_control) {
-            return Err(ApiError::bad_request(
+        const ERRORS: NameErrors = NameErrors {
+            invalid: (code::IDENTITY_INVALID, "Participant identity is invalid"),
+            too_long: (code::IDENTITY_TOO_LONG, "Participant identity is too long"),
+            invalid_characters: (
                 code::IDENTITY_INVALID_CHARACTERS,
                 "Participant identity contains invalid characters",
-            ));
-        }
+            ),
+        };
+        check_name(identity, MAX_IDENTITY_CHARS, &ERRORS)?;
         Ok(Identity(identity.to_string()))
     }
 }

@@ -141,25 +141,15 @@ impl std::fmt::Display for UniqueName {
 }
 
 fn validate_unique_name(name: &str) -> Result<(), ApiError> {
-    if name.is_empty() {
-        return Err(ApiError::bad_request(
-            code::ROOM_NAME_INVALID,
-            "Room name is invalid",
-        ));
-    }
-    if name.chars().count() > MAX_UNIQUE_NAME_CHARS {
-        return Err(ApiError::bad_request(
-            code::ROOM_NAME_TOO_LONG,
-            "Room name is too long",
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
+    const ERRORS: super::NameErrors = super::NameErrors {
+        invalid: (code::ROOM_NAME_INVALID, "Room name is invalid"),
+        too_long: (code::ROOM_NAME_TOO_LONG, "Room name is too long"),
+        invalid_characters: (
             code::ROOM_NAME_INVALID_CHARACTERS,
             "Room name contains invalid characters",
-        ));
-    }
-    Ok(())
+        ),
+    };
+    super::check_name(name, MAX_UNIQUE_NAME_CHARS, &ERRORS)
 }
 
 /// A validated `POST /v1/Rooms`. `unique_name: None` means "use the new SID".

@@ -6,6 +6,7 @@ pub const ACCOUNT: &str = "AC";
 pub const ROOM: &str = "RM";
 pub const API_KEY: &str = "SK";
 pub const PARTICIPANT: &str = "PA";
+pub const TRACK: &str = "MT";
 
 /// A new random SID with the given prefix, from the thread-local CSPRNG (ChaCha, seeded from
 /// the OS): unpredictable like the OS generator, without a system call per SID.
@@ -107,6 +108,11 @@ sid_type!(
     /// A participant's SID (`PA...`).
     ParticipantSid,
     PARTICIPANT
+);
+sid_type!(
+    /// A track's SID (`MT...`).
+    TrackSid,
+    TRACK
 );
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod health;
 pub mod participants;
 pub mod room_ref;
 pub mod rooms;
+pub mod tracks;
 
 use crate::twilio::error::code;
 use crate::twilio::form::{percent_decode, Params};
@@ -20,7 +21,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     cfg.route("/healthz", get().to(health::healthz))
         .configure(rooms::configure)
-        .configure(participants::configure);
+        .configure(participants::configure)
+        .configure(tracks::configure);
     if with_metrics {
         cfg.route("/metrics", get().to(metrics));
     }

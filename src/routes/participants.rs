@@ -120,13 +120,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The `{participant}` segment: a PA SID (any status), else an identity (connected only). A
 /// segment no participant could be named is a 404 before any database work.
-struct ParticipantRef {
-    segment: String,
+pub(crate) struct ParticipantRef {
+    pub segment: String,
     sid: Option<ParticipantSid>,
 }
 
 impl ParticipantRef {
-    fn from(
+    pub fn from(
         req: &HttpRequest,
         room: &RoomRef<impl Authenticated>,
     ) -> Result<ParticipantRef, ApiError> {
@@ -141,7 +141,7 @@ impl ParticipantRef {
         })
     }
 
-    fn keys(&self) -> Vec<ParticipantKey<'_>> {
+    pub fn keys(&self) -> Vec<ParticipantKey<'_>> {
         self.sid
             .as_deref()
             .map(ParticipantKey::Sid)
@@ -152,7 +152,11 @@ impl ParticipantRef {
 }
 
 /// The API error for a refused change.
-fn refused(r: Refusal, room: &RoomRef<impl Authenticated>, participant: Option<&str>) -> ApiError {
+pub(crate) fn refused(
+    r: Refusal,
+    room: &RoomRef<impl Authenticated>,
+    participant: Option<&str>,
+) -> ApiError {
     match r {
         Refusal::RoomNotFound => room.not_found(""),
         Refusal::RoomCompleted => ApiError::bad_request(code::ROOM_COMPLETED, "Room completed"),
@@ -167,10 +171,24 @@ fn refused(r: Refusal, room: &RoomRef<impl Authenticated>, participant: Option<&
             code::PARTICIPANT_NOT_CONNECTED,
             "Participant is not connected",
         ),
+        Refusal::TrackNotFound => room.not_found(&format!(
+            "/Participants/{}/PublishedTracks",
+            participant.unwrap_or("")
+        )),
+        Refusal::TrackNameDuplicated => {
+            ApiError::bad_request(code::TRACK_NAME_DUPLICATED, "Track name is duplicated")
+        }
+        Refusal::MaxTracks => {
+            ApiError::bad_request(code::MAX_PUBLISHED_TRACKS, "Max published tracks reached")
+        }
+        Refusal::VideoInAudioOnlyRoom => ApiError::bad_request(
+            code::TRACK_INVALID,
+            "An audio-only Room takes no video tracks",
+        ),
     }
 }
 
-fn change_error(
+pub(crate) fn change_error(
     e: ChangeError,
     room: &RoomRef<impl Authenticated>,
     participant: Option<&str>,

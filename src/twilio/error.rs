@@ -36,6 +36,12 @@ pub mod code {
     pub const IDENTITY_INVALID_CHARACTERS: u32 = 53202;
     /// Used for a participant that is not connected when an operation needs it to be.
     pub const PARTICIPANT_NOT_CONNECTED: u32 = 53204;
+    pub const MAX_PUBLISHED_TRACKS: u32 = 53203;
+    pub const TRACK_INVALID: u32 = 53300;
+    pub const TRACK_NAME_INVALID: u32 = 53301;
+    pub const TRACK_NAME_TOO_LONG: u32 = 53302;
+    pub const TRACK_NAME_INVALID_CHARACTERS: u32 = 53303;
+    pub const TRACK_NAME_DUPLICATED: u32 = 53304;
 }
 
 /// Every error roomd returns over HTTP. Client mistakes carry their Twilio code; anything else is

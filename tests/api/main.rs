@@ -16,4 +16,5 @@ mod rooms_fetch;
 mod rooms_list;
 mod rooms_update;
 mod sweeper;
+mod tracks;
 mod worker_pool;

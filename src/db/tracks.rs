@@ -1,0 +1,247 @@
+//! Published tracks. Like every change to a room's participants, publishing, toggling and
+//! unpublishing first lock the room's row, then act on the participant's tracks, then the room's
+//! counter (`tracks_published`, bounded by a CHECK against `max_concurrent_published_tracks`).
+
+use super::error::{DbError, OnConstraint};
+use super::list::{self, Listing, Page};
+use super::participants::{self, grant_admits, ChangeError, Own, ParticipantKey, Refusal};
+use super::rooms::{self, RoomKey, RoomRow};
+use crate::domain::sid::TrackSid;
+use crate::domain::track::{TrackKind, TrackName};
+use crate::twilio::error::code;
+use crate::twilio::paging::PageRequest;
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use std::sync::LazyLock;
+
+/// A published track.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TrackRow {
+    pub sid: String,
+    pub account_sid: String,
+    pub room_sid: String,
+    pub participant_sid: String,
+    pub name: String,
+    pub kind: String,
+    pub enabled: bool,
+    pub date_created: DateTime<Utc>,
+    pub date_updated: DateTime<Utc>,
+}
+
+impl crate::twilio::paging::HasSid for TrackRow {
+    fn sid(&self) -> &str {
+        &self.sid
+    }
+}
+
+const COLUMNS: &str =
+    "sid, account_sid, room_sid, participant_sid, name, kind, enabled, date_created, date_updated";
+
+/// How a path names a track: its SID, or its name among its participant's tracks.
+#[derive(Debug, Clone, Copy)]
+pub enum TrackKey<'a> {
+    Sid(&'a str),
+    Name(&'a str),
+}
+
+/// The participant a track change is for, as the path names it, and who asks.
+pub struct Publisher<'a> {
+    pub account_sid: &'a str,
+    pub room_keys: &'a [RoomKey<'a>],
+    pub participant_keys: &'a [ParticipantKey<'a>],
+    /// The participant's own Access Token, when it asks itself.
+    pub own: Option<Own<'a>>,
+}
+
+/// Locks the room, then finds the publisher's participant: connected, and (for a token) itself.
+async fn lock_publisher(
+    conn: &mut PgConnection,
+    who: &Publisher<'_>,
+) -> Result<(RoomRow, participants::ParticipantRow), ChangeError> {
+    let room = rooms::find_for_update(conn, who.account_sid, who.room_keys.iter().copied())
+        .await?
+        .ok_or(Refusal::RoomNotFound)?;
+    if who.own.is_some_and(|o| !grant_admits(o.grant, &room)) {
+        return Err(Refusal::NotGranted.into());
+    }
+    let participant = participants::find(conn, who.account_sid, &room.sid, who.participant_keys)
+        .await?
+        .ok_or(Refusal::ParticipantNotFound)?;
+    if who.own.is_some_and(|o| o.identity != participant.identity) {
+        return Err(Refusal::NotYours.into());
+    }
+    if participant.status != "connected" {
+        return Err(Refusal::NotConnected.into());
+    }
+    Ok((room, participant))
+}
+
+/// The track a path names among the participant's tracks.
+pub async fn find(
+    conn: &mut PgConnection,
+    account_sid: &str,
+    participant_sid: &str,
+    key: &[TrackKey<'_>],
+) -> Result<Option<TrackRow>, sqlx::Error> {
+    static BY_SID: LazyLock<String> = LazyLock::new(|| find_sql("sid = $3"));
+    static BY_NAME: LazyLock<String> = LazyLock::new(|| find_sql("name = $3"));
+    for k in key {
+        let (sql, value) = match *k {
+            TrackKey::Sid(s) => (&*BY_SID, s),
+            TrackKey::Name(n) => (&*BY_NAME, n),
+        };
+        let found = sqlx::query_as(sql)
+            .bind(account_sid)
+            .bind(participant_sid)
+            .bind(value)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+fn find_sql(condition: &str) -> String {
+    format!(
+        "SELECT {COLUMNS} FROM published_tracks \
+         WHERE account_sid = $1 AND participant_sid = $2 AND {condition}"
+    )
+}
+
+/// Publishes a track, in the caller's transaction: a connected participant, a kind the room
+/// takes (no video in an audio-only room), a name unique among its tracks (default: the new
+/// SID), and a place under the room's `max_concurrent_published_tracks` (a compare-and-set on the
+/// room's counter, taken in the statement that inserts the track).
+pub async fn publish(
+    conn: &mut PgConnection,
+    who: &Publisher<'_>,
+    name: Option<&TrackName>,
+    kind: TrackKind,
+    enabled: bool,
+) -> Result<TrackRow, ChangeError> {
+    let (room, participant) = lock_publisher(conn, who).await?;
+    if room.audio_only && kind == TrackKind::Video {
+        return Err(Refusal::VideoInAudioOnlyRoom.into());
+    }
+    let sid = TrackSid::generate();
+    let name = name.map_or(sid.as_str(), |n| n);
+    // Under the room's lock nobody else publishes for this participant: a look first is exact.
+    if find(
+        conn,
+        who.account_sid,
+        &participant.sid,
+        &[TrackKey::Name(name)],
+    )
+    .await?
+    .is_some()
+    {
+        return Err(Refusal::TrackNameDuplicated.into());
+    }
+    static PUBLISH: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH placed AS ( \
+                UPDATE rooms SET tracks_published = tracks_published + 1 \
+                WHERE sid = $1 AND (max_concurrent_published_tracks = 0 \
+                    OR tracks_published < max_concurrent_published_tracks) \
+                RETURNING sid, account_sid) \
+             INSERT INTO published_tracks (sid, account_sid, room_sid, participant_sid, name, kind, enabled) \
+             SELECT $2, account_sid, sid, $3, $4, $5, $6 FROM placed \
+             RETURNING {COLUMNS}"
+        )
+    });
+    let track: Option<TrackRow> = sqlx::query_as(&PUBLISH)
+        .bind(&room.sid)
+        .bind(sid.as_str())
+        .bind(&participant.sid)
+        .bind(name)
+        .bind(kind.as_str())
+        .bind(enabled)
+        .fetch_optional(&mut *conn)
+        .await
+        .on_constraint(
+            "published_tracks_participant_name",
+            code::TRACK_NAME_DUPLICATED,
+            "Track name is duplicated",
+        )
+        .map_err(|e| match e {
+            DbError::Sql(e) => ChangeError::Sql(e),
+            DbError::Refused { .. } => ChangeError::Refused(Refusal::TrackNameDuplicated),
+        })?;
+    track.ok_or(Refusal::MaxTracks.into())
+}
+
+/// Enables or disables a published track (200 with the track).
+pub async fn set_enabled(
+    conn: &mut PgConnection,
+    who: &Publisher<'_>,
+    track: &[TrackKey<'_>],
+    enabled: bool,
+) -> Result<TrackRow, ChangeError> {
+    let (_, participant) = lock_publisher(conn, who).await?;
+    let found = find(conn, who.account_sid, &participant.sid, track)
+        .await?
+        .ok_or(Refusal::TrackNotFound)?;
+    let updated = sqlx::query_as(&format!(
+        "UPDATE published_tracks SET enabled = $2, date_updated = GREATEST(now(), date_updated) \
+         WHERE sid = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(&found.sid)
+    .bind(enabled)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(updated)
+}
+
+/// Unpublishes a track and gives its place back.
+pub async fn unpublish(
+    conn: &mut PgConnection,
+    who: &Publisher<'_>,
+    track: &[TrackKey<'_>],
+) -> Result<TrackRow, ChangeError> {
+    let (_, participant) = lock_publisher(conn, who).await?;
+    let found = find(conn, who.account_sid, &participant.sid, track)
+        .await?
+        .ok_or(Refusal::TrackNotFound)?;
+    static UNPUBLISH: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH gone AS (DELETE FROM published_tracks WHERE sid = $1 RETURNING {COLUMNS}), \
+             freed AS (UPDATE rooms r SET tracks_published = r.tracks_published - 1 \
+                FROM gone WHERE r.sid = gone.room_sid) \
+             SELECT {COLUMNS} FROM gone"
+        )
+    });
+    let gone = sqlx::query_as(&UNPUBLISH)
+        .bind(&found.sid)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(gone)
+}
+
+const LISTING: Listing = Listing {
+    table: "published_tracks",
+    columns: COLUMNS,
+    order_by: "date_created",
+    descending: false,
+};
+
+/// A page of a participant's published tracks, oldest first.
+pub async fn list<'q>(
+    conn: &mut PgConnection,
+    account_sid: &'q str,
+    participant_sid: &'q str,
+    page: &'q PageRequest,
+) -> Result<Page<TrackRow>, DbError> {
+    list::page(
+        conn,
+        &LISTING,
+        &[
+            ("account_sid", account_sid),
+            ("participant_sid", participant_sid),
+        ],
+        |_| {},
+        page,
+    )
+    .await
+}
