@@ -245,3 +245,71 @@ pub async fn list<'q>(
     )
     .await
 }
+
+/// The tracks `subscriber` receives under `rules` (normal form): every track of every other
+/// participant in its room (published tracks exist only for connected participants) that an
+/// include rule matches and no exclude rule does (exclude wins). Computed from the rules when
+/// read: no row per subscription is stored.
+fn push_subscribed<'q>(
+    q: &mut sqlx::QueryBuilder<'q, sqlx::Postgres>,
+    subscriber_sid: &'q str,
+    rules: &'q serde_json::Value,
+) {
+    const MATCHES: &str = "(r->'all' IS NOT NULL OR ( \
+        (r->>'publisher' IS NULL OR r->>'publisher' IN (publisher_identity, participant_sid)) \
+        AND (r->>'track' IS NULL OR r->>'track' IN (name, sid)) \
+        AND (r->>'kind' IS NULL OR r->>'kind' = kind)))";
+    q.push(" AND participant_sid <> ").push_bind(subscriber_sid);
+    q.push(" AND EXISTS (SELECT 1 FROM jsonb_array_elements(")
+        .push_bind(rules)
+        .push(format!(") r WHERE r->>'type' = 'include' AND {MATCHES})"));
+    q.push(" AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(")
+        .push_bind(rules)
+        .push(format!(") r WHERE r->>'type' = 'exclude' AND {MATCHES})"));
+}
+
+const SUBSCRIBED: Listing = Listing {
+    table: "room_tracks",
+    columns: COLUMNS,
+    order_by: "date_created",
+    descending: false,
+};
+
+/// A page of the tracks `subscriber` receives (see `push_subscribed`), oldest first.
+pub async fn list_subscribed<'q>(
+    conn: &mut PgConnection,
+    subscriber: &'q participants::ParticipantRow,
+    rules: &'q serde_json::Value,
+    page: &'q PageRequest,
+) -> Result<Page<TrackRow>, DbError> {
+    list::page(
+        conn,
+        &SUBSCRIBED,
+        &[
+            ("account_sid", &subscriber.account_sid),
+            ("room_sid", &subscriber.room_sid),
+        ],
+        |q| push_subscribed(q, &subscriber.sid, rules),
+        page,
+    )
+    .await
+}
+
+/// One track `subscriber` receives, by its SID.
+pub async fn find_subscribed(
+    conn: &mut PgConnection,
+    subscriber: &participants::ParticipantRow,
+    rules: &serde_json::Value,
+    track_sid: &str,
+) -> Result<Option<TrackRow>, sqlx::Error> {
+    let mut q = sqlx::QueryBuilder::new(format!(
+        "SELECT {COLUMNS} FROM room_tracks WHERE account_sid = "
+    ));
+    q.push_bind(&subscriber.account_sid)
+        .push(" AND room_sid = ")
+        .push_bind(&subscriber.room_sid)
+        .push(" AND sid = ")
+        .push_bind(track_sid);
+    push_subscribed(&mut q, &subscriber.sid, rules);
+    q.build_query_as().fetch_optional(conn).await
+}

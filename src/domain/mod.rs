@@ -3,6 +3,7 @@
 pub mod account;
 pub mod participant;
 pub mod room;
+pub mod rules;
 pub mod sid;
 pub mod track;
 

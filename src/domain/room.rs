@@ -111,7 +111,6 @@ pub const MEDIA_REGIONS: [&str; 10] = [
 ];
 pub const MAX_UNIQUE_NAME_CHARS: usize = 128;
 const MAX_STATUS_CALLBACK_CHARS: usize = 1024;
-const MAX_RECORDING_RULES: usize = 20;
 
 /// A room name as Twilio accepts it: 1..=128 characters, no control characters (which also keeps
 /// NUL, which PostgreSQL's `text` cannot hold, away from the database). Checked once, when
@@ -329,54 +328,7 @@ fn validate_callback_url(raw: &str) -> Result<String, ApiError> {
 /// Recording rules (`[{"type":"include","all":true}]`, or `{"rules":[...]}` as some callers wrap
 /// them). Returns the rule array with unused keys omitted, as Twilio renders it.
 pub fn parse_recording_rules(raw: &str) -> Result<serde_json::Value, ApiError> {
-    use serde_json::{Map, Value};
-    let invalid =
-        || ApiError::bad_request(code::RECORDING_RULES_INVALID, "Invalid Recording Rule(s)");
-    let parsed: Value = serde_json::from_str(raw).map_err(|_| invalid())?;
-    let rules = match parsed {
-        Value::Array(rules) => rules,
-        Value::Object(mut o) if o.len() == 1 => match o.remove("rules") {
-            Some(Value::Array(rules)) => rules,
-            _ => return Err(invalid()),
-        },
-        _ => return Err(invalid()),
-    };
-    if rules.is_empty() || rules.len() > MAX_RECORDING_RULES {
-        return Err(invalid());
-    }
-    let mut out: Vec<Value> = Vec::with_capacity(rules.len());
-    for rule in rules {
-        let Value::Object(rule) = rule else {
-            return Err(invalid());
-        };
-        let mut norm = Map::new();
-        match rule.get("type").and_then(Value::as_str) {
-            Some(t @ ("include" | "exclude")) => norm.insert("type".into(), t.into()),
-            _ => return Err(invalid()),
-        };
-        let mut filters = 0;
-        for (key, value) in &rule {
-            match (key.as_str(), value) {
-                ("type", _) | (_, Value::Null) => continue,
-                ("all", Value::Bool(true)) => {}
-                ("publisher" | "track", Value::String(s)) if !s.is_empty() => {}
-                ("kind", Value::String(k)) if k == "audio" || k == "video" => {}
-                _ => return Err(invalid()),
-            }
-            filters += 1;
-            norm.insert(key.clone(), value.clone());
-        }
-        // A rule filters on something, and `all` stands alone.
-        if filters == 0 || (norm.contains_key("all") && filters > 1) {
-            return Err(invalid());
-        }
-        let norm = Value::Object(norm);
-        if out.contains(&norm) {
-            return Err(invalid());
-        }
-        out.push(norm);
-    }
-    Ok(Value::Array(out))
+    super::rules::parse(raw, &super::rules::RECORDING)
 }
 
 #[cfg(test)]

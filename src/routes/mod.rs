@@ -5,6 +5,7 @@ pub mod health;
 pub mod participants;
 pub mod room_ref;
 pub mod rooms;
+pub mod rules;
 pub mod tracks;
 
 use crate::twilio::error::code;
@@ -22,7 +23,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     cfg.route("/healthz", get().to(health::healthz))
         .configure(rooms::configure)
         .configure(participants::configure)
-        .configure(tracks::configure);
+        .configure(tracks::configure)
+        .configure(rules::configure);
     if with_metrics {
         cfg.route("/metrics", get().to(metrics));
     }

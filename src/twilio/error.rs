@@ -37,6 +37,7 @@ pub mod code {
     /// Used for a participant that is not connected when an operation needs it to be.
     pub const PARTICIPANT_NOT_CONNECTED: u32 = 53204;
     pub const MAX_PUBLISHED_TRACKS: u32 = 53203;
+    pub const SUBSCRIBE_RULES_INVALID: u32 = 53215;
     pub const TRACK_INVALID: u32 = 53300;
     pub const TRACK_NAME_INVALID: u32 = 53301;
     pub const TRACK_NAME_TOO_LONG: u32 = 53302;

@@ -15,6 +15,7 @@ mod rooms_create;
 mod rooms_fetch;
 mod rooms_list;
 mod rooms_update;
+mod rules;
 mod sweeper;
 mod tracks;
 mod worker_pool;

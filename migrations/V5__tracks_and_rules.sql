@@ -29,3 +29,16 @@ ALTER TABLE rooms ADD CONSTRAINT rooms_tracks_within_max
            AND (max_concurrent_published_tracks = 0 OR tracks_published <= max_concurrent_published_tracks));
 ALTER TABLE rooms ADD CONSTRAINT rooms_ended_rooms_publish_nothing
     CHECK (status = 'in-progress' OR tracks_published = 0);
+
+-- A participant's subscribe rules, as set (validated, unused keys left out); NULL means Twilio's
+-- default, include everything. Subscribed tracks are computed from them when read.
+ALTER TABLE participants ADD COLUMN subscribe_rules jsonb;
+ALTER TABLE participants ADD COLUMN subscribe_rules_updated timestamptz;
+-- When a room's recording rules were last replaced (NULL: as created).
+ALTER TABLE rooms ADD COLUMN recording_rules_updated timestamptz;
+
+-- A room's published tracks with their publisher's identity, which subscribe rules may name.
+CREATE VIEW room_tracks AS
+    SELECT t.sid, t.account_sid, t.room_sid, t.participant_sid, t.name, t.kind, t.enabled,
+           t.date_created, t.date_updated, p.identity AS publisher_identity
+    FROM published_tracks t JOIN participants p ON p.sid = t.participant_sid;
