@@ -150,6 +150,53 @@ check("completing the room disconnects everyone at its end time",
       alice_after.status == "disconnected" and alice_after.end_time == ended.end_time, vars(alice_after))
 check("a completed room lists its disconnected participants", len(participants.list()) == 3)
 
+# tracks: published through roomd's publishing API, read through the library; subscribe rules
+# that exclude one publisher's video; recording rules fetched and replaced.
+def roomd_post(path, form):
+    req = urllib.request.Request(f"{base_url}{path}", data=urllib.parse.urlencode(form).encode(),
+                                 headers={"Authorization": basic}, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status, json.load(resp)
+
+
+studio = rooms.create(unique_name=f"studio-{run}")
+members = {}
+for who in ("ann", "ben", "cat"):
+    members[who] = join(studio.sid, {"Authorization": basic}, {"Identity": who})[1]["sid"]
+for who in ("ann", "ben"):
+    for kind in ("audio", "video"):
+        status, _ = roomd_post(f"/v1/Rooms/{studio.sid}/Participants/{who}/PublishedTracks",
+                               {"Kind": kind, "Name": f"{who}-{kind}"})
+        check(f"publish {who}'s {kind}", status == 201)
+ben = rooms(studio.sid).participants(members["ben"])
+published = ben.published_tracks.list()
+check("published tracks list", sorted(t.name for t in published) == ["ben-audio", "ben-video"],
+      [t.name for t in published])
+check("published track fetch by sid", ben.published_tracks(published[0].sid).fetch().name == published[0].name)
+check("published track fields", published[0].sid.startswith("MT") and published[0].enabled is True
+      and published[0].kind in ("audio", "video") and isinstance(published[0].date_created, datetime.datetime))
+cat = rooms(studio.sid).participants(members["cat"])
+check("subscribed tracks, all by default",
+      sorted(t.name for t in cat.subscribed_tracks.list()) == ["ann-audio", "ann-video", "ben-audio", "ben-video"])
+check("default subscribe rules", cat.subscribe_rules.fetch().rules[0]["all"] is True)
+updated = cat.subscribe_rules.update(rules=[{"type": "include", "all": True},
+                                            {"type": "exclude", "publisher": "ben", "kind": "video"}])
+check("subscribe rules update", len(updated.rules) == 2, updated.rules)
+subscribed = cat.subscribed_tracks.list()
+check("an excluded video disappears from subscribed tracks",
+      sorted(t.name for t in subscribed) == ["ann-audio", "ann-video", "ben-audio"], [t.name for t in subscribed])
+check("subscribed track fetch", cat.subscribed_tracks(subscribed[0].sid).fetch().publisher_sid
+      in (members["ann"], members["ben"]))
+expect_error("bad subscribe rules are 400/53215", lambda: cat.subscribe_rules.update(rules=[{"type": "maybe"}]),
+             400, 53215)
+recording = rooms(studio.sid).recording_rules
+check("recording rules, none by default", recording.fetch().rules == [])
+replaced = recording.update(rules=[{"type": "include", "kind": "audio"}])
+check("recording rules replaced", replaced.rules == [{"type": "include", "kind": "audio"}], replaced.rules)
+check("recording rules fetched", recording.fetch().rules == [{"type": "include", "kind": "audio"}])
+expect_error("bad recording rules are 400/53120", lambda: recording.update(rules=[{"type": "include", "kind": "data"}]),
+             400, 53120)
+
 # wrong credentials
 bad = Client(account_sid, "0" * 32)
 bad.video.base_url = base_url

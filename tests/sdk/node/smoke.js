@@ -105,6 +105,33 @@ async function expectError(name, fn, status, code) {
   check("completing the room disconnects everyone at its end time", aliceAfter.status === "disconnected"
     && aliceAfter.endTime.getTime() === ended.endTime.getTime(), aliceAfter.toJSON());
 
+  // Tracks: published through roomd's publishing API, read through the library.
+  const studio = await rooms.create({ uniqueName: `studio-${run}` });
+  const members = {};
+  for (const who of ["ann", "ben", "cat"]) members[who] = (await join(studio.sid, { Authorization: basic }, { Identity: who }))[1].sid;
+  for (const who of ["ann", "ben"]) {
+    for (const kind of ["audio", "video"]) {
+      const r = await fetch(`${baseUrl}/v1/Rooms/${studio.sid}/Participants/${who}/PublishedTracks`, {
+        method: "POST", headers: { Authorization: basic, "Content-Type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ Kind: kind, Name: `${who}-${kind}` }).toString(),
+      });
+      check(`publish ${who}'s ${kind}`, r.status === 201);
+    }
+  }
+  const benP = rooms(studio.sid).participants(members.ben);
+  const published = await benP.publishedTracks.list();
+  check("published tracks list", published.map((t) => t.name).sort().join() === "ben-audio,ben-video", published.map((t) => t.name));
+  check("published track fetch", (await benP.publishedTracks(published[0].sid).fetch()).name === published[0].name);
+  const catP = rooms(studio.sid).participants(members.cat);
+  const names = async () => (await catP.subscribedTracks.list()).map((t) => t.name).sort().join();
+  check("subscribed tracks, all by default", (await names()) === "ann-audio,ann-video,ben-audio,ben-video");
+  await catP.subscribeRules.update({ rules: [{ type: "include", all: true }, { type: "exclude", publisher: "ben", kind: "video" }] });
+  check("an excluded video disappears from subscribed tracks", (await names()) === "ann-audio,ann-video,ben-audio");
+  const recording = rooms(studio.sid).recordingRules;
+  check("recording rules, none by default", (await recording.fetch()).rules.length === 0);
+  const replaced = await recording.update({ rules: [{ type: "include", kind: "audio" }] });
+  check("recording rules replaced", JSON.stringify(replaced.rules) === JSON.stringify([{ type: "include", kind: "audio" }]), replaced.rules);
+
   const bad = twilio(accountSid, "0".repeat(32));
   bad.video.baseUrl = baseUrl;
   await expectError("wrong token is 401/20003", () => bad.video.v1.rooms(room.sid).fetch(), 401, 20003);
