@@ -137,6 +137,18 @@ if [ -n "$node_modules" ]; then
   ok "the join-token-node snippet's token joins"
 fi
 
+# Publishing tracks: the curl block, then what ben receives and what the room records.
+curl() { command curl --silent --show-error --fail-with-body "$@"; echo; }
+out="$(eval "$(snippet tracks-curl)")" || fail "a tracks curl call failed: $out"
+unset -f curl
+echo "$out"
+[ "$(grep -c '"kind":"audio"' <<<"$out")" -ge 2 ] || fail "ann's microphone was not published and received"
+grep -q '"subscribed_tracks":\[{' <<<"$out" || fail "ben received no track"
+grep -q '"rules":\[{"kind":"audio","type":"include"}\]' <<<"$out" || fail "the recording rules were not replaced"
+received="$(command curl --silent --fail -u "$TWILIO_ACCOUNT_SID:$TWILIO_AUTH_TOKEN" "$base/v1/Rooms/Studio/Participants/ben/SubscribedTracks")" || fail "reading ben's tracks failed"
+grep -q '"name":"camera"' <<<"$received" && fail "ben still receives the video his rules exclude: $received"
+ok "the tracks-curl block"
+
 kill -TERM "$pid"
 status=0
 for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
