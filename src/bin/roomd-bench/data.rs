@@ -127,13 +127,44 @@ pub(crate) async fn load_data(pool: &PgPool) -> Result<Data> {
     .bind(&acct)
     .execute(pool)
     .await?;
+    // Each connected participant publishes audio and video; user-1 subscribes with rules.
+    sqlx::query(
+        "WITH published AS ( \
+            INSERT INTO published_tracks (sid, account_sid, room_sid, participant_sid, name, kind) \
+            SELECT 'MT' || md5(p.sid || k), p.account_sid, p.room_sid, p.sid, p.identity || '-' || k, k \
+            FROM participants p, unnest(ARRAY['audio', 'video']) k \
+            WHERE p.room_sid = $1 AND p.status = 'connected' RETURNING 1) \
+         UPDATE rooms SET tracks_published = (SELECT count(*) FROM published) WHERE sid = $1",
+    )
+    .bind(&crowded_room)
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "UPDATE participants SET subscribe_rules = $2, subscribe_rules_updated = now() \
+         WHERE room_sid = $1 AND identity = 'user-1' AND status = 'connected'",
+    )
+    .bind(&crowded_room)
+    .bind(subscriber_rules())
+    .execute(pool)
+    .await?;
     sqlx::query("ANALYZE participants").execute(pool).await?;
+    sqlx::query("ANALYZE published_tracks")
+        .execute(pool)
+        .await?;
     Ok(Data {
         crowded_room,
         sids: Arc::new(in_progress.iter().map(|r| r.0.clone()).collect()),
         names: Arc::new(in_progress.iter().map(|r| r.1.clone()).collect()),
         deep_token: format!("PA{deep_sid}"),
     })
+}
+
+/// The crowded room's subscriber's rules: everything but one publisher's video.
+pub(crate) fn subscriber_rules() -> serde_json::Value {
+    serde_json::json!([
+        {"type": "include", "all": true},
+        {"type": "exclude", "publisher": "user-2", "kind": "video"}
+    ])
 }
 
 pub(crate) fn pick(v: &[String], n: u64) -> &str {

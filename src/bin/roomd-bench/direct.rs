@@ -239,6 +239,42 @@ pub(crate) async fn direct_run(
             })
             .await?
         }
+        "subscribed_tracks" => {
+            let room = data.crowded_room.clone();
+            let page = PageRequest::from_params(
+                &Params::parse(b"PageSize=50").map_err(|e| anyhow::anyhow!("{e}"))?,
+                "MT",
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            sql_run(concurrency, secs, move |_| {
+                let (pool, acct, room, page) =
+                    (pool.clone(), acct.clone(), room.clone(), page.clone());
+                async move {
+                    // What the route does: the room, the subscriber, its rules, then the page.
+                    let found = pool
+                        .run(async |c| -> Result<_, roomd::db::DbError> {
+                            let Some(r) = rooms::find(c, &acct, [RoomKey::Sid(&room)]).await?
+                            else {
+                                return Ok(None);
+                            };
+                            let keys = [participants::ParticipantKey::Identity("user-1")];
+                            let Some(p) = participants::find(c, &acct, &r.sid, &keys).await? else {
+                                return Ok(None);
+                            };
+                            let (rules, _) = participants::subscribe_rules(&mut *c, &p.sid).await?;
+                            Ok(Some(
+                                roomd::db::tracks::list_subscribed(c, &p, &rules, &page).await?,
+                            ))
+                        })
+                        .await;
+                    match found {
+                        Ok(Some(p)) if p.rows.len() == 50 => Ok(()),
+                        _ => bail!("the subscriber's page was not 50 tracks"),
+                    }
+                }
+            })
+            .await?
+        }
         _ => unreachable!(),
     };
     Ok(run)

@@ -192,6 +192,21 @@ async fn scenario(
                 }),
             )
         }
+        "subscribed_tracks" => {
+            let room = data.crowded_room.clone();
+            (
+                200,
+                Arc::new(move |_, _| {
+                    (
+                        "GET",
+                        format!(
+                            "/v1/Rooms/{room}/Participants/user-1/SubscribedTracks?PageSize=50"
+                        ),
+                        None,
+                    )
+                }),
+            )
+        }
         other => bail!("unknown scenario {other}"),
     };
     let api = http_run(addr, concurrency, secs, expect, make).await?;
@@ -297,6 +312,7 @@ async fn main() -> Result<()> {
         "complete",
         "join",
         "list_participants",
+        "subscribed_tracks",
     ];
     // Warm up: connections, statement caches and the credential cache.
     http_run(
