@@ -225,6 +225,15 @@ async fn the_rooms_published_track_limit_holds_under_a_race() {
         r.assert_error(400, 53203);
     }
     assert_eq!(published_count(&app, room_sid).await, (16, 16));
+    let text = app.metrics_text().await;
+    assert_eq!(
+        crate::helpers::metric_value(&text, r#"roomd_tracks_published_total{kind="audio"}"#),
+        Some(16.0)
+    );
+    assert_eq!(
+        crate::helpers::metric_value(&text, "roomd_tracks_published"),
+        Some(16.0)
+    );
 }
 
 #[tokio::test]
