@@ -141,6 +141,19 @@ impl ParticipantRef {
         })
     }
 
+    /// The participant (any status) this names, in the room `room` names, on one connection.
+    pub async fn find_in(
+        &self,
+        c: &mut sqlx::PgConnection,
+        room: &RoomRef,
+    ) -> Result<Result<ParticipantRow, Refusal>, sqlx::Error> {
+        let Some(r) = room.find(c).await? else {
+            return Ok(Err(Refusal::RoomNotFound));
+        };
+        let found = participants::find(c, &room.account.sid, &r.sid, &self.keys()).await?;
+        Ok(found.ok_or(Refusal::ParticipantNotFound))
+    }
+
     pub fn keys(&self) -> Vec<ParticipantKey<'_>> {
         self.sid
             .as_deref()
@@ -214,12 +227,7 @@ async fn join(
     let params = form.params().await?;
     let (identity, grant) = match &room.account {
         Caller::Participant(token) => (token.identity.as_str(), token.room.as_deref()),
-        Caller::Account(_) => (
-            params.single("Identity")?.ok_or_else(|| {
-                ApiError::invalid_parameter("Missing required parameter Identity in the post body")
-            })?,
-            None,
-        ),
+        Caller::Account(_) => (params.required("Identity")?, None),
     };
     let identity = Identity::parse(identity).inspect_err(|_| {
         state.metrics.joined(JoinOutcome::Refused);
@@ -280,13 +288,7 @@ async fn fetch(
     let participant = ParticipantRef::from(&req, &room)?;
     let found = state
         .pool
-        .run(async |c| -> Result<_, sqlx::Error> {
-            let Some(r) = room.find(c).await? else {
-                return Ok(Err(Refusal::RoomNotFound));
-            };
-            let p = participants::find(c, &room.account.sid, &r.sid, &participant.keys()).await?;
-            Ok(p.ok_or(Refusal::ParticipantNotFound))
-        })
+        .run(async |c| participant.find_in(c, &room).await)
         .await?;
     match found {
         Ok(row) => Ok(json(
@@ -308,14 +310,8 @@ async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let participant = ParticipantRef::from(&req, &room)?;
     let params = form.params().await?;
-    match params.single("Status")? {
-        None => {
-            return Err(ApiError::invalid_parameter(
-                "Missing required parameter Status in the post body",
-            ))
-        }
-        Some("disconnected") => {}
-        Some(_) => return Err(ApiError::invalid_parameter("Status must be disconnected")),
+    if params.required("Status")? != "disconnected" {
+        return Err(ApiError::invalid_parameter("Status must be disconnected"));
     }
     let (reason, own) = match &room.account {
         Caller::Account(_) => (EndReason::Kicked, None),
@@ -357,13 +353,11 @@ async fn anonymize(
     let found = state
         .pool
         .run(async |c| -> Result<_, sqlx::Error> {
-            let Some(r) = room.find(c).await? else {
-                return Ok(Err(Refusal::RoomNotFound));
+            let p = match participant.find_in(c, &room).await? {
+                Ok(p) => p,
+                Err(r) => return Ok(Err(r)),
             };
-            let Some(p) = participants::find(c, account, &r.sid, &participant.keys()).await? else {
-                return Ok(Err(Refusal::ParticipantNotFound));
-            };
-            let done = participants::anonymize(c, account, &r.sid, &p.sid).await?;
+            let done = participants::anonymize(c, account, &p.room_sid, &p.sid).await?;
             Ok(done.ok_or(Refusal::ParticipantNotFound))
         })
         .await?;

@@ -5,7 +5,7 @@
 use super::participants::{refused, ParticipantRef};
 use super::room_ref::RoomRef;
 use super::{json, path_segment, Form};
-use crate::db::participants::{self, ParticipantRow, Refusal};
+use crate::db::participants::{self, ParticipantRow};
 use crate::db::rooms;
 use crate::db::tracks::{self, TrackRow};
 use crate::domain::room::RoomStatus;
@@ -50,23 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// `Rules` from a POST body, parsed by `grammar` (missing: 20001).
 fn rules_param(params: &Params, grammar: &Grammar) -> Result<Value, ApiError> {
-    let raw = params.single("Rules")?.ok_or_else(|| {
-        ApiError::invalid_parameter("Missing required parameter Rules in the post body")
-    })?;
-    rules::parse(raw, grammar)
-}
-
-/// The participant a path names (any status), in a room of the account.
-async fn participant(
-    c: &mut sqlx::PgConnection,
-    room: &RoomRef,
-    participant: &ParticipantRef,
-) -> Result<Result<ParticipantRow, Refusal>, sqlx::Error> {
-    let Some(r) = room.find(c).await? else {
-        return Ok(Err(Refusal::RoomNotFound));
-    };
-    let found = participants::find(c, &room.account.sid, &r.sid, &participant.keys()).await?;
-    Ok(found.ok_or(Refusal::ParticipantNotFound))
+    rules::parse(params.required("Rules")?, grammar)
 }
 
 /// Twilio's subscribe-rules resource (not a list: no `meta`).
@@ -109,7 +93,7 @@ async fn get_subscribe_rules(
     let found = state
         .pool
         .run(async |c| -> Result<_, sqlx::Error> {
-            let p = match participant(c, &room, &who).await? {
+            let p = match who.find_in(c, &room).await? {
                 Ok(p) => p,
                 Err(r) => return Ok(Err(r)),
             };
@@ -135,7 +119,7 @@ async fn set_subscribe_rules(
     let found = state
         .pool
         .run(async |c| -> Result<_, sqlx::Error> {
-            let p = match participant(c, &room, &who).await? {
+            let p = match who.find_in(c, &room).await? {
                 Ok(p) => p,
                 Err(r) => return Ok(Err(r)),
             };
@@ -209,7 +193,7 @@ async fn list_subscribed(
     let found = state
         .pool
         .run(async |c| -> Result<_, crate::db::DbError> {
-            let p = match participant(c, &room, &who).await? {
+            let p = match who.find_in(c, &room).await? {
                 Ok(p) => p,
                 Err(r) => return Ok(Err(r)),
             };
@@ -262,7 +246,7 @@ async fn fetch_subscribed(
     let found = state
         .pool
         .run(async |c| -> Result<_, sqlx::Error> {
-            let p = match participant(c, &room, &who).await? {
+            let p = match who.find_in(c, &room).await? {
                 Ok(p) => p,
                 Err(r) => return Ok(Err(r)),
             };

@@ -6,7 +6,8 @@ use super::participants::{change_error, refused, ParticipantRef};
 use super::room_ref::RoomRef;
 use super::{json, path_segment, Form};
 use crate::caller::{Authenticated, Caller};
-use crate::db::participants::{Own, Refusal};
+use crate::db::participants::{Own, ParticipantKey, Refusal};
+use crate::db::rooms::RoomKey;
 use crate::db::tracks::{self, Publisher, TrackKey, TrackRow};
 use crate::domain::sid::{self, TrackSid};
 use crate::domain::track::{TrackKind, TrackName};
@@ -116,15 +117,35 @@ impl TrackRef {
     }
 }
 
-/// Who asks for a change to a participant's tracks: the account (Basic), or the participant
-/// itself (its Access Token).
-fn own(caller: &Caller) -> Option<Own<'_>> {
-    match caller {
-        Caller::Account(_) => None,
-        Caller::Participant(t) => Some(Own {
-            identity: &t.identity,
-            grant: t.room.as_deref(),
-        }),
+/// The room and participant a track path names, as lookup keys.
+struct PathKeys<'a> {
+    room: Vec<RoomKey<'a>>,
+    participant: Vec<ParticipantKey<'a>>,
+}
+
+impl<'a> PathKeys<'a> {
+    fn of(room: &'a RoomRef<Caller>, participant: &'a ParticipantRef) -> Self {
+        PathKeys {
+            room: room.keys().collect(),
+            participant: participant.keys(),
+        }
+    }
+
+    /// Who asks for a change to the participant's tracks: the account (Basic), or the
+    /// participant itself (its Access Token).
+    fn publisher(&'a self, room: &'a RoomRef<Caller>) -> Publisher<'a> {
+        Publisher {
+            account_sid: room.account.account_sid(),
+            room_keys: &self.room,
+            participant_keys: &self.participant,
+            own: match &room.account {
+                Caller::Account(_) => None,
+                Caller::Participant(t) => Some(Own {
+                    identity: &t.identity,
+                    grant: t.room.as_deref(),
+                }),
+            },
+        }
     }
 }
 
@@ -155,28 +176,16 @@ async fn publish(
 ) -> Result<HttpResponse, ApiError> {
     let participant = ParticipantRef::from(&req, &room)?;
     let params = form.params().await?;
-    let kind = match params.single("Kind")? {
-        None => {
-            return Err(ApiError::invalid_parameter(
-                "Missing required parameter Kind in the post body",
-            ))
-        }
-        Some(k) => TrackKind::parse(k).ok_or_else(|| {
-            ApiError::bad_request(code::TRACK_INVALID, "Kind must be audio, video or data")
-        })?,
-    };
+    let kind = TrackKind::parse(params.required("Kind")?).ok_or_else(|| {
+        ApiError::bad_request(code::TRACK_INVALID, "Kind must be audio, video or data")
+    })?;
     let name = params.single("Name")?.map(TrackName::parse).transpose()?;
     let enabled = match params.single("Enabled")? {
         None => true,
         Some(v) => parse_bool("Enabled", v)?,
     };
-    let room_keys: Vec<_> = room.keys().collect();
-    let who = Publisher {
-        account_sid: room.account.account_sid(),
-        room_keys: &room_keys,
-        participant_keys: &participant.keys(),
-        own: own(&room.account),
-    };
+    let keys = PathKeys::of(&room, &participant);
+    let who = keys.publisher(&room);
     let track = state
         .pool
         .transaction(async |c| tracks::publish(c, &who, name.as_ref(), kind, enabled).await)
@@ -201,21 +210,9 @@ async fn update(
     let participant = ParticipantRef::from(&req, &room)?;
     let track = TrackRef::from(&req, &room, &participant)?;
     let params = form.params().await?;
-    let enabled = match params.single("Enabled")? {
-        None => {
-            return Err(ApiError::invalid_parameter(
-                "Missing required parameter Enabled in the post body",
-            ))
-        }
-        Some(v) => parse_bool("Enabled", v)?,
-    };
-    let room_keys: Vec<_> = room.keys().collect();
-    let who = Publisher {
-        account_sid: room.account.account_sid(),
-        room_keys: &room_keys,
-        participant_keys: &participant.keys(),
-        own: own(&room.account),
-    };
+    let enabled = parse_bool("Enabled", params.required("Enabled")?)?;
+    let keys = PathKeys::of(&room, &participant);
+    let who = keys.publisher(&room);
     let row = state
         .pool
         .transaction(async |c| tracks::set_enabled(c, &who, &track.keys(), enabled).await)
@@ -236,13 +233,8 @@ async fn unpublish(
 ) -> Result<HttpResponse, ApiError> {
     let participant = ParticipantRef::from(&req, &room)?;
     let track = TrackRef::from(&req, &room, &participant)?;
-    let room_keys: Vec<_> = room.keys().collect();
-    let who = Publisher {
-        account_sid: room.account.account_sid(),
-        room_keys: &room_keys,
-        participant_keys: &participant.keys(),
-        own: own(&room.account),
-    };
+    let keys = PathKeys::of(&room, &participant);
+    let who = keys.publisher(&room);
     let row = state
         .pool
         .transaction(async |c| tracks::unpublish(c, &who, &track.keys()).await)
@@ -250,20 +242,6 @@ async fn unpublish(
         .map_err(|e| track_error(e, &room, &participant, Some(&track)))?;
     tracing::info!(track_sid = %row.sid, participant_sid = %row.participant_sid, "track unpublished");
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// The participant (any status) a read names, in a room of the account.
-async fn participant_of(
-    c: &mut sqlx::PgConnection,
-    room: &RoomRef,
-    participant: &ParticipantRef,
-) -> Result<Result<crate::db::participants::ParticipantRow, Refusal>, sqlx::Error> {
-    let Some(r) = room.find(c).await? else {
-        return Ok(Err(Refusal::RoomNotFound));
-    };
-    let found =
-        crate::db::participants::find(c, &room.account.sid, &r.sid, &participant.keys()).await?;
-    Ok(found.ok_or(Refusal::ParticipantNotFound))
 }
 
 /// `GET .../PublishedTracks/{TrackSidOrName}`.
@@ -277,7 +255,7 @@ async fn fetch(
     let found = state
         .pool
         .run(async |c| -> Result<_, sqlx::Error> {
-            let p = match participant_of(c, &room, &participant).await? {
+            let p = match participant.find_in(c, &room).await? {
                 Ok(p) => p,
                 Err(r) => return Ok(Err(r)),
             };
@@ -307,7 +285,7 @@ async fn list(
     let found = state
         .pool
         .run(async |c| -> Result<_, crate::db::DbError> {
-            let p = match participant_of(c, &room, &participant).await? {
+            let p = match participant.find_in(c, &room).await? {
                 Ok(p) => p,
                 Err(r) => return Ok(Err(r)),
             };

@@ -49,6 +49,15 @@ impl Params {
         Ok(found)
     }
 
+    /// The one value of a required single-valued parameter (missing: 20001, in Twilio's words).
+    pub fn required(&self, key: &str) -> Result<&str, ApiError> {
+        self.single(key)?.ok_or_else(|| {
+            ApiError::invalid_parameter(format!(
+                "Missing required parameter {key} in the post body"
+            ))
+        })
+    }
+
     /// Every value of a repeated parameter, in order.
     pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.0

@@ -158,15 +158,9 @@ async fn update(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let params = form.params().await?;
-    match params.single("Status")? {
-        None => {
-            return Err(ApiError::bad_request(
-                code::INVALID_PARAMETER,
-                "Missing required parameter Status in the post body",
-            ))
-        }
-        Some("completed") => {}
-        Some(_) => {
+    match params.required("Status")? {
+        "completed" => {}
+        _ => {
             return Err(ApiError::bad_request(
                 code::ROOM_STATUS_INVALID,
                 "Status is invalid",
