@@ -15,7 +15,7 @@ pub mod worker_pool;
 pub use error::{DbError, OnConstraint};
 pub use worker_pool::{PoolLimits, WorkerPool, WorkerPools};
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgPool};
 use std::time::Duration;
 use worker_pool::{ACQUIRE_TIMEOUT, PING_IF_IDLE_FOR};
@@ -94,4 +94,29 @@ pub async fn wait_for(options: &PgConnectOptions, timeout: Duration) -> anyhow::
             }
         }
     }
+}
+
+/// The row the first of `tries` finds: each a statement taking `$1`, `$2` (the `scope`, e.g. the
+/// account and the parent) and `$3` (the value a path segment may be, e.g. a SID then a name),
+/// tried in order on one connection.
+pub async fn first_found<R>(
+    conn: &mut sqlx::PgConnection,
+    scope: [&str; 2],
+    tries: impl IntoIterator<Item = (&str, &str)>,
+) -> Result<Option<R>, sqlx::Error>
+where
+    R: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+{
+    for (sql, value) in tries {
+        let found = sqlx::query_as(sql)
+            .bind(scope[0])
+            .bind(scope[1])
+            .bind(value)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
 }

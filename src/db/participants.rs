@@ -358,22 +358,16 @@ pub async fn find(
     room_sid: &str,
     keys: &[ParticipantKey<'_>],
 ) -> Result<Option<ParticipantRow>, sqlx::Error> {
+    // (A list built by a plain loop: a closure held across the await would make the future
+    // not Send for every lifetime, which the benchmark's spawned tasks need.)
+    let mut tries = Vec::with_capacity(keys.len());
     for key in keys {
-        let (sql, value) = match *key {
-            ParticipantKey::Sid(s) => (&*FETCH_BY_SID, s),
-            ParticipantKey::Identity(i) => (&*FETCH_BY_IDENTITY, i),
-        };
-        let found = sqlx::query_as(sql)
-            .bind(account_sid)
-            .bind(room_sid)
-            .bind(value)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if found.is_some() {
-            return Ok(found);
-        }
+        tries.push(match *key {
+            ParticipantKey::Sid(s) => (FETCH_BY_SID.as_str(), s),
+            ParticipantKey::Identity(i) => (FETCH_BY_IDENTITY.as_str(), i),
+        });
     }
-    Ok(None)
+    super::first_found(conn, [account_sid, room_sid], tries).await
 }
 
 /// Replaces a participant's identity with its SID (Twilio's Anonymize); its status stays.

@@ -85,22 +85,14 @@ pub async fn find(
 ) -> Result<Option<TrackRow>, sqlx::Error> {
     static BY_SID: LazyLock<String> = LazyLock::new(|| find_sql("sid = $3"));
     static BY_NAME: LazyLock<String> = LazyLock::new(|| find_sql("name = $3"));
+    let mut tries = Vec::with_capacity(key.len());
     for k in key {
-        let (sql, value) = match *k {
-            TrackKey::Sid(s) => (&*BY_SID, s),
-            TrackKey::Name(n) => (&*BY_NAME, n),
-        };
-        let found = sqlx::query_as(sql)
-            .bind(account_sid)
-            .bind(participant_sid)
-            .bind(value)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if found.is_some() {
-            return Ok(found);
-        }
+        tries.push(match *k {
+            TrackKey::Sid(s) => (BY_SID.as_str(), s),
+            TrackKey::Name(n) => (BY_NAME.as_str(), n),
+        });
     }
-    Ok(None)
+    super::first_found(conn, [account_sid, participant_sid], tries).await
 }
 
 fn find_sql(condition: &str) -> String {
