@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod observe;
 pub mod routes;
 pub mod seal;
+pub mod signature;
 pub mod startup;
 pub mod state;
 pub mod sweeper;
