@@ -73,7 +73,9 @@ pub fn parse(raw: &str, grammar: &Grammar) -> Result<Value, ApiError> {
                     continue;
                 }
                 ("all", Value::Bool(true)) => {}
-                ("publisher" | "track", Value::String(s)) if !s.is_empty() => {}
+                // What a rule names is an identity, a track name or a SID: 1..128 characters
+                // without control characters (NUL cannot be stored in jsonb).
+                ("publisher" | "track", Value::String(s)) if is_name(s) => {}
                 ("kind", Value::String(k)) if grammar.kinds.contains(&k.as_str()) => {}
                 _ => return Err(invalid()),
             }
@@ -91,6 +93,10 @@ pub fn parse(raw: &str, grammar: &Grammar) -> Result<Value, ApiError> {
         out.push(norm);
     }
     Ok(Value::Array(out))
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().count() <= 128 && !s.chars().any(char::is_control)
 }
 
 /// Include everything: Twilio's default subscribe rules, and a room's recording rules when it
@@ -141,6 +147,14 @@ mod tests {
             .collect();
         assert!(parse(&format!("[{}]", many[..20].join(",")), &SUBSCRIBE).is_ok());
         assert!(parse(&format!("[{}]", many.join(",")), &SUBSCRIBE).is_err());
+        for bad_name in [
+            r#""a\u0000b""#.to_string(),
+            format!("\"{}\"", "x".repeat(129)),
+        ] {
+            let rule = format!(r#"[{{"type":"include","publisher":{bad_name}}}]"#);
+            assert!(parse(&rule, &SUBSCRIBE).is_err(), "{rule}");
+            assert!(parse(&rule, &RECORDING).is_err(), "{rule}");
+        }
     }
 
     #[test]

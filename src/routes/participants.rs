@@ -247,11 +247,14 @@ async fn join(
     let joined = match joined {
         Ok(joined) => joined,
         Err(e) => {
-            state.metrics.joined(match &e {
-                ChangeError::Refused(Refusal::RoomFull) => JoinOutcome::RoomFull,
-                ChangeError::Refused(Refusal::RoomCompleted) => JoinOutcome::RoomCompleted,
-                _ => JoinOutcome::Refused,
-            });
+            // A refusal is a join's outcome; a database error (503) is not counted as one.
+            if let ChangeError::Refused(r) = &e {
+                state.metrics.joined(match r {
+                    Refusal::RoomFull => JoinOutcome::RoomFull,
+                    Refusal::RoomCompleted => JoinOutcome::RoomCompleted,
+                    _ => JoinOutcome::Refused,
+                });
+            }
             return Err(change_error(e, &room, None));
         }
     };
@@ -372,7 +375,7 @@ async fn anonymize(
 }
 
 /// The list filters as given (`Status` left to the room's default when absent).
-fn list_filter(params: &Params) -> Result<(ParticipantFilter, EchoedFilters), ApiError> {
+fn list_filter(params: &Params) -> Result<(ParticipantFilter, bool, EchoedFilters), ApiError> {
     let mut echo: EchoedFilters = Vec::new();
     let status = params
         .single("Status")?
@@ -389,13 +392,18 @@ fn list_filter(params: &Params) -> Result<(ParticipantFilter, EchoedFilters), Ap
         echo.push(("Identity", i.to_string()));
         i.to_string()
     });
+    // An identity no participant can have (e.g. with NUL, which `text` cannot hold) matches
+    // nothing: the list is empty, and the value never reaches the database.
+    let matches_nothing = identity
+        .as_deref()
+        .is_some_and(|i| Identity::parse(i).is_err());
     let filter = ParticipantFilter {
         status,
         identity,
         created_on_or_after: date_filter(params, "DateCreatedAfter", &mut echo)?,
         created_before: date_filter(params, "DateCreatedBefore", &mut echo)?,
     };
-    Ok((filter, echo))
+    Ok((filter, matches_nothing, echo))
 }
 
 /// `GET .../Participants`: oldest first, keyset-paged. `Status` defaults to `connected` for an
@@ -406,7 +414,7 @@ async fn list(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let params = Params::parse(req.query_string().as_bytes())?;
-    let (filter, echo) = list_filter(&params)?;
+    let (filter, matches_nothing, echo) = list_filter(&params)?;
     let page = PageRequest::from_params(&params, sid::PARTICIPANT)?;
     let found = state
         .pool
@@ -414,7 +422,14 @@ async fn list(
             let Some(r) = room.find(c).await? else {
                 return Ok(None);
             };
-            let found = participants::list(c, &r, &filter, &page).await?;
+            let found = if matches_nothing {
+                Page {
+                    rows: Vec::new(),
+                    more_beyond: false,
+                }
+            } else {
+                participants::list(c, &r, &filter, &page).await?
+            };
             Ok(Some((r.sid, found)))
         })
         .await?;

@@ -165,6 +165,8 @@ async fn bad_subscribe_rules_are_53215_and_change_nothing() {
         r#"[{"type":"include","all":false}]"#.to_string(),
         r#"[{"all":true}]"#.to_string(),
         r#"[{"type":"include","track":"a"},{"type":"include","track":"a"}]"#.to_string(),
+        r#"[{"type":"include","publisher":"a\u0000b"}]"#.to_string(),
+        json!([{"type": "include", "track": "t".repeat(129)}]).to_string(),
         Value::Array(many).to_string(),
     ] {
         app.post(&path, &format!("Rules={}", enc(&bad)))
@@ -226,7 +228,12 @@ async fn recording_rules_start_from_the_create_and_each_post_replaces_them() {
         r.body["rules"],
         json!([{"type": "exclude", "publisher": "alice"}])
     );
-    for bad in ["[]", r#"[{"type":"include","kind":"data"}]"#, "{"] {
+    for bad in [
+        "[]",
+        r#"[{"type":"include","kind":"data"}]"#,
+        "{",
+        r#"[{"type":"exclude","track":"a\u0000"}]"#,
+    ] {
         app.post(&rules_of(&plain), &format!("Rules={}", enc(bad)))
             .await
             .assert_error(400, 53120);
