@@ -399,6 +399,7 @@ async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
         db_pool_size: settings.pool_size,
         body_timeout: settings.body_timeout,
         master_key: std::sync::Arc::new(key),
+        callbacks: settings.callbacks.clone(),
     };
     let app = Application::build(server, options).with_context(|| match settings.metrics_bind {
         Some(m) => format!(

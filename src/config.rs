@@ -33,6 +33,8 @@ pub struct Settings {
     pub metrics_bind: Option<SocketAddr>,
     /// `ROOMD_MASTER_KEY`, else `ROOMD_MASTER_KEY_FILE`, else `master.key` in `data_dir`.
     pub master_key: MasterKeySetting,
+    /// `ROOMD_CALLBACK_*`: status callback delivery.
+    pub callbacks: crate::callbacks::CallbackSettings,
 }
 
 /// Where the master key comes from (see `seal`); the key itself never prints.
@@ -86,6 +88,7 @@ impl std::fmt::Debug for Settings {
             .field("body_timeout", &self.body_timeout)
             .field("metrics_bind", &self.metrics_bind)
             .field("master_key", &self.master_key)
+            .field("callbacks", &self.callbacks)
             .finish()
     }
 }
@@ -232,8 +235,40 @@ impl Settings {
                 (None, Some(p)) => MasterKeySetting::File(PathBuf::from(p)),
                 (None, None) => MasterKeySetting::DataDir,
             },
+            callbacks: callback_settings()?,
         })
     }
+}
+
+/// `ROOMD_CALLBACK_DENY` (CIDR ranges, or `none`), `ROOMD_CALLBACK_MAX_ATTEMPTS`,
+/// `ROOMD_CALLBACK_RETRY_BASE_MS`, `ROOMD_CALLBACK_TIMEOUT`.
+fn callback_settings() -> Result<crate::callbacks::CallbackSettings> {
+    use crate::callbacks::{deliver::DenyList, CallbackSettings};
+    let defaults = CallbackSettings::default();
+    let deny = match var("ROOMD_CALLBACK_DENY")? {
+        None => defaults.deny,
+        Some(v) if v.trim() == "none" => DenyList::parse("").expect("empty parses"),
+        Some(v) => DenyList::parse(&v).map_err(|e| anyhow!("invalid ROOMD_CALLBACK_DENY: {e}"))?,
+    };
+    Ok(CallbackSettings {
+        deny,
+        max_attempts: number(
+            "ROOMD_CALLBACK_MAX_ATTEMPTS",
+            crate::callbacks::DEFAULT_MAX_ATTEMPTS,
+            1..=100,
+        )?,
+        retry_base: Duration::from_millis(u64::from(number(
+            "ROOMD_CALLBACK_RETRY_BASE_MS",
+            crate::callbacks::DEFAULT_RETRY_BASE.as_millis() as u32,
+            10..=60_000,
+        )?)),
+        timeout: seconds(
+            "ROOMD_CALLBACK_TIMEOUT",
+            crate::callbacks::DEFAULT_TIMEOUT.as_secs(),
+            1..=15,
+        )?,
+        ..defaults
+    })
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 pub mod access_token;
 pub mod auth;
+pub mod callbacks;
 pub mod caller;
 pub mod cli;
 pub mod config;

@@ -57,6 +57,14 @@ pub struct Metrics {
     pub participants_disconnected: IntCounterVec,
     pub sweeper_batches: IntCounter,
     pub sweeper_batch_duration: Histogram,
+    /// Status callbacks answered 2xx.
+    pub callbacks_delivered: IntCounter,
+    /// Attempts that failed and will be tried again.
+    pub callbacks_retried: IntCounter,
+    /// Events given up, by reason (`attempts`: out of attempts; `denied`: a refused destination).
+    pub callbacks_failed: IntCounterVec,
+    /// From the event's commit to its delivery.
+    pub callback_lag: Histogram,
     pub auth_cache_hits: IntCounter,
     pub auth_cache_misses: IntCounter,
     pub argon2_verifications: IntCounter,
@@ -192,6 +200,47 @@ impl Metrics {
                         "Duration of one sweeper batch",
                     )
                     .buckets(latency_buckets),
+                )
+                .unwrap(),
+            ),
+            callbacks_delivered: register(
+                &r,
+                IntCounter::new(
+                    "roomd_callbacks_delivered_total",
+                    "Status callbacks delivered (answered 2xx) by this process",
+                )
+                .unwrap(),
+            ),
+            callbacks_retried: register(
+                &r,
+                IntCounter::new(
+                    "roomd_callbacks_retried_total",
+                    "Status callback attempts that failed and will be tried again",
+                )
+                .unwrap(),
+            ),
+            callbacks_failed: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "roomd_callbacks_failed_total",
+                        "Status callbacks given up, by reason (attempts, denied)",
+                    ),
+                    &["reason"],
+                )
+                .unwrap(),
+            ),
+            callback_lag: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "roomd_callback_lag_seconds",
+                        "From a status callback event's commit to its delivery",
+                    )
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                        300.0, 1800.0,
+                    ]),
                 )
                 .unwrap(),
             ),

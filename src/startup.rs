@@ -3,6 +3,7 @@
 //! requests: SIGTERM in production and a test's end share that one path.
 
 use crate::auth::AuthCache;
+use crate::callbacks::{deliver::Deliverer, CallbackSettings};
 use crate::caller::SigningKeys;
 use crate::db::WorkerPools;
 use crate::metrics::Metrics;
@@ -34,8 +35,11 @@ pub struct ServerSettings {
     pub db_pool_size: u32,
     /// How long a request body may take to arrive.
     pub body_timeout: Duration,
-    /// The key API key secrets are sealed under (Access Tokens are verified with them).
+    /// The key API key secrets and auth tokens are sealed under (Access Tokens are verified,
+    /// and status callbacks signed, with them).
     pub master_key: Arc<MasterKey>,
+    /// How status callbacks are delivered (every server runs a dispatcher).
+    pub callbacks: CallbackSettings,
 }
 
 impl ServerSettings {
@@ -50,6 +54,7 @@ impl ServerSettings {
             db_pool_size: 10,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             master_key: Arc::new(MasterKey::generate()),
+            callbacks: CallbackSettings::default(),
         }
     }
 }
@@ -63,7 +68,18 @@ pub struct Application {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
     shared: Arc<Shared>,
+    dispatcher: Dispatcher,
 }
+
+/// What the status callback dispatcher runs on: connections of its own (one listens).
+struct Dispatcher {
+    database: PgConnectOptions,
+    deliverer: Arc<Deliverer>,
+    settings: CallbackSettings,
+}
+
+/// The dispatcher's connections: claims and outcomes, besides the listening one.
+const DISPATCHER_POOL_SIZE: u32 = 4;
 
 /// What the workers share.
 struct Shared {
@@ -115,9 +131,20 @@ impl Application {
                 "fewer HTTP workers than asked for: each needs one of ROOMD_DB_POOL_SIZE's connections"
             );
         }
+        let deliverer = Deliverer::new(
+            settings.callbacks.deny.clone(),
+            settings.master_key.clone(),
+            settings.callbacks.timeout,
+        )
+        .map_err(std::io::Error::other)?;
         Ok(Application {
             listener,
             metrics_listener,
+            dispatcher: Dispatcher {
+                database: database.clone(),
+                deliverer: Arc::new(deliverer),
+                settings: settings.callbacks,
+            },
             shared: Arc::new(Shared {
                 workers,
                 pools: Arc::new(WorkerPools::new(database, pool_size, workers)),
@@ -155,14 +182,26 @@ impl Application {
         &self.shared.public_url
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests
-    /// (up to 10 s).
+    /// Serves (and dispatches status callbacks) until `shutdown` resolves, then stops
+    /// accepting and drains in-flight requests (up to 10 s) and deliveries.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let Application {
             listener,
             metrics_listener,
             shared,
+            dispatcher,
         } = self;
+        let (stop_dispatcher, stopping) = tokio::sync::watch::channel(false);
+        let dispatcher = tokio::spawn(crate::callbacks::run(
+            crate::db::lazy_pool(dispatcher.database, DISPATCHER_POOL_SIZE),
+            dispatcher.deliverer,
+            dispatcher.settings,
+            shared.metrics.clone(),
+            async move {
+                let mut stopping = stopping;
+                let _ = stopping.wait_for(|stop| *stop).await;
+            },
+        ));
         let separate_metrics = metrics_listener.is_some();
         let app = shared.clone();
         // The factory runs once for each worker: each gets a pool of its own.
@@ -215,10 +254,12 @@ impl Application {
             handle
         });
         shutdown.await;
+        let _ = stop_dispatcher.send(true);
         handle.stop(true).await;
         if let Some(h) = metrics_handle {
             h.stop(true).await;
         }
+        let _ = dispatcher.await;
         server.await.map_err(std::io::Error::other)?
     }
 }

@@ -44,8 +44,15 @@ async fn sweep(
 ) -> Result<Swept, sqlx::Error> {
     let mut swept = Swept::default();
     loop {
-        let batch = timed(metrics, db::participants::disconnect_overdue(pool, BATCH)).await?;
-        let full = batch.len() as i64 == BATCH;
+        let batch = timed(
+            metrics,
+            in_transaction(pool, async |c| {
+                db::participants::disconnect_overdue(c, BATCH).await
+            }),
+        )
+        .await?;
+        // (All the overdue participants of the claimed rooms: possibly more than BATCH.)
+        let full = batch.len() as i64 >= BATCH;
         if let Some(m) = metrics {
             m.participants_disconnected(EndReason::MaxDuration, batch.len());
         }
@@ -55,7 +62,11 @@ async fn sweep(
         }
     }
     loop {
-        let batch = timed(metrics, db::rooms::end_due(pool, BATCH)).await?;
+        let batch = timed(
+            metrics,
+            in_transaction(pool, async |c| db::rooms::end_due(c, BATCH).await),
+        )
+        .await?;
         let full = batch.len() as i64 == BATCH;
         for room in &batch {
             if let Some(m) = metrics {
@@ -74,7 +85,18 @@ async fn sweep(
     }
 }
 
-/// One batch (one statement, one transaction), counted and timed in `metrics`.
+/// Runs `work` in a transaction of its own: the claim and what acts on it commit together.
+async fn in_transaction<T>(
+    pool: &PgPool,
+    work: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, sqlx::Error>,
+) -> Result<T, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let done = work(&mut tx).await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// One batch (one transaction), counted and timed in `metrics`.
 async fn timed<T>(
     metrics: Option<&Metrics>,
     batch: impl Future<Output = Result<T, sqlx::Error>>,

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod callbacks;
 pub mod embedded;
 pub mod error;
 pub mod list;
@@ -48,6 +49,18 @@ impl std::fmt::Debug for DbOptions {
 /// restart or a failover) is pinged; under load none is. A busy connection that breaks fails its
 /// query (503, retryable) and fails sqlx's ping on release, which drops it.
 pub async fn pool(options: PgConnectOptions, size: u32) -> Result<PgPool, sqlx::Error> {
+    pool_options(size)
+        .connect_with(worker_pool::with_session_limits(options))
+        .await
+}
+
+/// Like `pool`, connecting on first use (for workers that start with the server and must not
+/// fail its start).
+pub fn lazy_pool(options: PgConnectOptions, size: u32) -> PgPool {
+    pool_options(size).connect_lazy_with(worker_pool::with_session_limits(options))
+}
+
+fn pool_options(size: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(size)
         .min_connections(1)
@@ -61,8 +74,6 @@ pub async fn pool(options: PgConnectOptions, size: u32) -> Result<PgPool, sqlx::
                 Ok(true)
             })
         })
-        .connect_with(worker_pool::with_session_limits(options))
-        .await
 }
 
 /// Connects once, retrying with backoff (0.1 s doubling to 2 s) until `timeout` has passed: a

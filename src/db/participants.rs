@@ -5,6 +5,7 @@
 //! of the room, bounded by a CHECK (`rooms_participants_within_max`), so `max_participants`
 //! holds across replicas.
 
+use super::callbacks::{self, EventSource};
 use super::error::{BreaksConnection, DbError};
 use super::list::{self, Listing, Page};
 use super::rooms::{self, RoomKey, RoomRow};
@@ -138,12 +139,13 @@ impl EndReason {
 
 /// Disconnects the connected participants that `condition` (over `participants p`) selects, for
 /// `reason`, unpublishes their tracks, and takes both off their rooms' counts; a room left empty
-/// gets its empty-room deadline. The caller holds the rooms' locks already (or `with` takes them
-/// first).
-fn disconnect_sql(with: &str, condition: &str, reason: EndReason) -> String {
+/// gets its empty-room deadline. Writes the status callback events: each track's removal, then
+/// each participant's disconnection. The caller holds the rooms' locks already, taken in an
+/// earlier statement of its transaction.
+fn disconnect_sql(condition: &str, reason: EndReason) -> String {
     let reason = reason.as_str();
     format!(
-        "WITH {with} gone AS ( \
+        "WITH gone AS ( \
             UPDATE participants p SET status = 'disconnected', \
                 end_time = GREATEST(now(), p.start_time), \
                 date_updated = GREATEST(now(), p.start_time), \
@@ -153,7 +155,7 @@ fn disconnect_sql(with: &str, condition: &str, reason: EndReason) -> String {
             RETURNING p.*), \
          unpublished AS ( \
             DELETE FROM published_tracks t WHERE t.participant_sid IN (SELECT sid FROM gone) \
-            RETURNING t.room_sid), \
+            RETURNING t.sid, t.room_sid, t.participant_sid, t.kind, t.name), \
          counts AS ( \
             SELECT g.room_sid, g.n, COALESCE(u.n, 0) AS tracks \
             FROM (SELECT room_sid, count(*)::integer AS n FROM gone GROUP BY room_sid) g \
@@ -166,8 +168,35 @@ fn disconnect_sql(with: &str, condition: &str, reason: EndReason) -> String {
                     THEN now() + make_interval(mins => r.empty_room_timeout) ELSE r.deadline END, \
                 deadline_reason = CASE WHEN r.participants_connected = c.n \
                     THEN 'empty_timeout' ELSE r.deadline_reason END \
-            FROM counts c WHERE r.sid = c.room_sid) \
-         SELECT {COLUMNS} FROM gone"
+            FROM counts c WHERE r.sid = c.room_sid RETURNING {room}), \
+         {events} \
+         SELECT {COLUMNS} FROM gone",
+        room = callbacks::room_columns("r"),
+        events = callbacks::enqueue(&[
+            EventSource {
+                event: "'track-removed'",
+                room: "r",
+                room_status: "in-progress",
+                participant: Some(("g", "connected")),
+                track: Some("t"),
+                extra: "",
+                at: "g.end_time",
+                from: "FROM unpublished t JOIN gone g ON g.sid = t.participant_sid \
+                       JOIN rooms_left r ON r.sid = g.room_sid",
+                filter: "",
+            },
+            EventSource {
+                event: "'participant-disconnected'",
+                room: "r",
+                room_status: "in-progress",
+                participant: Some(("g", "disconnected")),
+                track: None,
+                extra: "'ParticipantDuration', g.duration::text",
+                at: "g.end_time",
+                from: "FROM gone g JOIN rooms_left r ON r.sid = g.room_sid",
+                filter: "",
+            },
+        ]),
     )
 }
 
@@ -233,7 +262,6 @@ pub async fn join(conn: &mut PgConnection, join: &Join<'_>) -> Result<Joined, Ch
     }
     static TAKE_OVER: LazyLock<String> = LazyLock::new(|| {
         disconnect_sql(
-            "",
             "p.room_sid = $1 AND p.identity = $2",
             EndReason::DuplicateIdentity,
         )
@@ -246,14 +274,29 @@ pub async fn join(conn: &mut PgConnection, join: &Join<'_>) -> Result<Joined, Ch
     static ENTER: LazyLock<String> = LazyLock::new(|| {
         format!(
             "WITH placed AS ( \
-                UPDATE rooms SET participants_connected = participants_connected + 1, \
+                UPDATE rooms r SET participants_connected = r.participants_connected + 1, \
                     deadline = NULL, deadline_reason = NULL \
-                WHERE sid = $1 AND participants_connected < max_participants \
-                RETURNING sid, account_sid, max_participant_duration) \
-             INSERT INTO participants (sid, account_sid, room_sid, identity, status, deadline) \
-             SELECT $2, account_sid, sid, $3, 'connected', \
-                now() + make_interval(secs => max_participant_duration) FROM placed \
-             RETURNING {COLUMNS}"
+                WHERE r.sid = $1 AND r.participants_connected < r.max_participants \
+                RETURNING {room}, r.max_participant_duration), \
+             joined AS ( \
+                INSERT INTO participants (sid, account_sid, room_sid, identity, status, deadline) \
+                SELECT $2, account_sid, sid, $3, 'connected', \
+                    now() + make_interval(secs => max_participant_duration) FROM placed \
+                RETURNING {COLUMNS}), \
+             {events} \
+             SELECT {COLUMNS} FROM joined",
+            room = callbacks::room_columns("r"),
+            events = callbacks::enqueue(&[EventSource {
+                event: "'participant-connected'",
+                room: "r",
+                room_status: "in-progress",
+                participant: Some(("p", "connected")),
+                track: None,
+                extra: "",
+                at: "p.start_time",
+                from: "FROM joined p JOIN placed r ON r.sid = p.room_sid",
+                filter: "",
+            }]),
         )
     });
     let participant: Option<ParticipantRow> = sqlx::query_as(&ENTER)
@@ -324,10 +367,9 @@ pub async fn disconnect(
     if own.is_some_and(|o| o.identity != participant.identity) {
         return Err(Refusal::NotYours.into());
     }
-    static LEFT: LazyLock<String> =
-        LazyLock::new(|| disconnect_sql("", "p.sid = $1", EndReason::Left));
+    static LEFT: LazyLock<String> = LazyLock::new(|| disconnect_sql("p.sid = $1", EndReason::Left));
     static KICKED: LazyLock<String> =
-        LazyLock::new(|| disconnect_sql("", "p.sid = $1", EndReason::Kicked));
+        LazyLock::new(|| disconnect_sql("p.sid = $1", EndReason::Kicked));
     let sql = match reason {
         EndReason::Left => &*LEFT,
         _ => &*KICKED,
@@ -438,33 +480,37 @@ pub async fn list<'q>(
     .await
 }
 
-/// Disconnects up to `limit` participants connected longer than their room's
-/// `max_participant_duration`, in one statement: their rooms are claimed first (`FOR UPDATE SKIP
-/// LOCKED`, so replicas take disjoint rooms and none waits on a busy one), then the overdue
-/// participants of the claimed rooms are disconnected. Every other change to a room's
-/// participants holds the room's lock, so none changes them in between (and the status is
-/// re-checked all the same).
+/// Disconnects the participants connected longer than their room's `max_participant_duration`,
+/// in the rooms of up to `limit` of them, in the caller's transaction. First their rooms are
+/// claimed (`FOR UPDATE SKIP LOCKED`, so replicas take disjoint rooms and none waits on a busy
+/// one); then a second statement, whose snapshot holds everything committed before the locks
+/// were taken, disconnects them (and writes their events) through the claimed rooms.
 pub async fn disconnect_overdue(
-    db: impl PgExecutor<'_>,
+    conn: &mut PgConnection,
     limit: i64,
 ) -> Result<Vec<ParticipantRow>, sqlx::Error> {
+    // The rooms by primary key from one array (an InitPlan): however stale the statistics
+    // after a burst falls due, no plan compares every due participant with every room.
+    let claimed: Vec<String> = sqlx::query_scalar(
+        "SELECT sid FROM rooms \
+         WHERE sid = ANY(ARRAY( \
+            SELECT room_sid FROM participants WHERE status = 'connected' AND deadline <= now() \
+            ORDER BY deadline LIMIT $1)) \
+         AND status = 'in-progress' FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    if claimed.is_empty() {
+        return Ok(Vec::new());
+    }
     static SQL: LazyLock<String> = LazyLock::new(|| {
         disconnect_sql(
-            "due AS ( \
-                SELECT sid, room_sid FROM participants \
-                WHERE status = 'connected' AND deadline <= now() \
-                ORDER BY deadline LIMIT $1), \
-             due_rooms AS ( \
-                SELECT sid FROM rooms \
-                WHERE sid = ANY(ARRAY(SELECT room_sid FROM due)) AND status = 'in-progress' \
-                FOR UPDATE SKIP LOCKED),",
-            // By primary key from one array (an InitPlan): however stale the statistics after a
-            // burst falls due, no plan compares every due participant with every claimed room.
-            "p.sid = ANY(ARRAY(SELECT d.sid FROM due d WHERE d.room_sid IN (SELECT sid FROM due_rooms)))",
+            "p.room_sid = ANY($1) AND p.deadline <= now()",
             EndReason::MaxDuration,
         )
     });
-    sqlx::query_as(&SQL).bind(limit).fetch_all(db).await
+    sqlx::query_as(&SQL).bind(claimed).fetch_all(conn).await
 }
 
 /// A participant's subscribe rules (normal form; Twilio's default, include all, when never set)

@@ -1,6 +1,7 @@
 //! Rooms. Every query is scoped by account_sid; state changes are compare-and-set; deadlines and
 //! end times come from the database clock.
 
+use super::callbacks::{self, EventSource};
 use super::error::{DbError, OnConstraint};
 use super::list::{self, Listing, Page};
 use crate::domain::room::{CreateRoom, RoomStatus, RoomType, UniqueName};
@@ -64,19 +65,63 @@ const END_ROOM_SET: &str = "status = 'completed', \
     duration = GREATEST(0, EXTRACT(EPOCH FROM date_trunc('second', GREATEST(now(), date_created)) - date_trunc('second', date_created)))::integer, \
     deadline = NULL, deadline_reason = NULL, participants_connected = 0, tracks_published = 0";
 
-/// Disconnects everyone still connected to the rooms of the CTE `ended` (which returns `sid` and
-/// `end_time`), with the room's end time, and unpublishes their tracks: appended to the statement
-/// that ends them, so a room, its participants and its tracks end in one statement. The room rows
-/// are locked (updated) before any participant or track row, the order every join, publication
-/// and disconnect takes too.
-const DISCONNECT_EVERYONE: &str = "gone AS ( \
-    UPDATE participants p SET status = 'disconnected', end_time = e.end_time, \
-        date_updated = e.end_time, end_reason = 'room_ended', deadline = NULL, \
-        duration = GREATEST(0, EXTRACT(EPOCH FROM date_trunc('second', e.end_time) - date_trunc('second', p.start_time)))::integer \
-    FROM ended e WHERE p.room_sid = e.sid AND p.status = 'connected' \
-    RETURNING p.room_sid), \
-    unpublished AS ( \
-    DELETE FROM published_tracks t USING ended e WHERE t.room_sid = e.sid RETURNING t.sid)";
+/// Disconnects everyone still connected to the rooms of the CTE `ended` (which returns the
+/// room's columns and `end_time`, `duration`), with the room's end time, unpublishes their
+/// tracks, and writes the status callback events: each track's removal, each participant's
+/// disconnection, then the room's end. Appended to the statement that ends the rooms, so a room,
+/// its participants, its tracks and its events end in one statement. The room rows are locked
+/// (updated) before any participant or track row, the order every join, publication and
+/// disconnect takes too.
+static DISCONNECT_EVERYONE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "gone AS ( \
+            UPDATE participants p SET status = 'disconnected', end_time = e.end_time, \
+                date_updated = e.end_time, end_reason = 'room_ended', deadline = NULL, \
+                duration = GREATEST(0, EXTRACT(EPOCH FROM date_trunc('second', e.end_time) - date_trunc('second', p.start_time)))::integer \
+            FROM ended e WHERE p.room_sid = e.sid AND p.status = 'connected' \
+            RETURNING p.sid, p.room_sid, p.identity, p.end_time, p.duration), \
+         unpublished AS ( \
+            DELETE FROM published_tracks t USING ended e WHERE t.room_sid = e.sid \
+            RETURNING t.sid, t.room_sid, t.participant_sid, t.kind, t.name), \
+         {}",
+        callbacks::enqueue(&[
+            EventSource {
+                event: "'track-removed'",
+                room: "e",
+                room_status: "in-progress",
+                participant: Some(("g", "connected")),
+                track: Some("t"),
+                extra: "",
+                at: "e.end_time",
+                from: "FROM unpublished t JOIN gone g ON g.sid = t.participant_sid \
+                       JOIN ended e ON e.sid = t.room_sid",
+                filter: "",
+            },
+            EventSource {
+                event: "'participant-disconnected'",
+                room: "e",
+                room_status: "in-progress",
+                participant: Some(("g", "disconnected")),
+                track: None,
+                extra: "'ParticipantDuration', g.duration::text",
+                at: "g.end_time",
+                from: "FROM gone g JOIN ended e ON e.sid = g.room_sid",
+                filter: "",
+            },
+            EventSource {
+                event: "'room-ended'",
+                room: "e",
+                room_status: "completed",
+                participant: None,
+                track: None,
+                extra: "'RoomDuration', e.duration::text",
+                at: "e.end_time",
+                from: "FROM ended e",
+                filter: "",
+            },
+        ])
+    )
+});
 
 /// Inserts a new in-progress room. Its first deadline is the unused-room timeout: Twilio ends a
 /// REST-created room that nobody joins `unused_room_timeout` minutes after creation. An
@@ -112,16 +157,32 @@ static INSERT_UNLESS_NAMED: LazyLock<String> = LazyLock::new(|| {
     insert_sql("ON CONFLICT (account_sid, unique_name) WHERE status = 'in-progress' DO NOTHING")
 });
 
+/// The INSERT of a new room (its first deadline: the unused-room timeout), and its
+/// `room-created` event.
 fn insert_sql(on_conflict: &str) -> String {
     format!(
-        "INSERT INTO rooms (sid, account_sid, status, type, unique_name, status_callback, \
-            status_callback_method, max_participants, max_participant_duration, \
-            max_concurrent_published_tracks, record_participants_on_connect, video_codecs, \
-            media_region, audio_only, empty_room_timeout, unused_room_timeout, large_room, \
-            recording_rules, deadline, deadline_reason) \
-         VALUES ($1, $2, 'in-progress', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-            $16, $17, now() + make_interval(mins => $15), 'unused_timeout') \
-         {on_conflict} RETURNING {COLUMNS}"
+        "WITH r AS ( \
+            INSERT INTO rooms (sid, account_sid, status, type, unique_name, status_callback, \
+                status_callback_method, max_participants, max_participant_duration, \
+                max_concurrent_published_tracks, record_participants_on_connect, video_codecs, \
+                media_region, audio_only, empty_room_timeout, unused_room_timeout, large_room, \
+                recording_rules, deadline, deadline_reason) \
+            VALUES ($1, $2, 'in-progress', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                $16, $17, now() + make_interval(mins => $15), 'unused_timeout') \
+            {on_conflict} RETURNING {COLUMNS}), \
+         {} \
+         SELECT {COLUMNS} FROM r",
+        callbacks::enqueue(&[EventSource {
+            event: "'room-created'",
+            room: "r",
+            room_status: "in-progress",
+            participant: None,
+            track: None,
+            extra: "",
+            at: "r.date_created",
+            from: "FROM r",
+            filter: "",
+        }])
     )
 }
 
@@ -180,8 +241,9 @@ fn complete_sql(condition: &str) -> String {
         "WITH ended AS ( \
             UPDATE rooms SET {END_ROOM_SET}, end_reason = 'rest' \
             WHERE account_sid = $1 AND {condition} AND status = 'in-progress' RETURNING {COLUMNS}), \
-         {DISCONNECT_EVERYONE} \
-         SELECT ended.*, (SELECT count(*) FROM gone)::integer AS participants_disconnected FROM ended"
+         {} \
+         SELECT ended.*, (SELECT count(*) FROM gone)::integer AS participants_disconnected FROM ended",
+        *DISCONNECT_EVERYONE
     )
 }
 
@@ -239,37 +301,36 @@ pub enum Completion {
     NotFound,
 }
 
-/// Ends the room a path names, on one connection: by SID (when the segment is SID-shaped) with a
-/// compare-and-set; a SID names its room in any status, so if that room is not in progress it is
-/// 53118, and the segment is not then tried as some other room's name. Otherwise by name, which
-/// only ever names an in-progress room.
+/// Ends the room a path names, in the caller's transaction: locks it (by SID when the segment
+/// is SID-shaped, else by name; a SID names its room in any status, so one that is no longer in
+/// progress is 53118), then completes it. Taking the lock first matters: the completing
+/// statement then starts after every change that held the lock before it committed, so it
+/// disconnects a participant who joined a moment earlier, and numbers its events after theirs.
 pub async fn complete_named(
     conn: &mut PgConnection,
     account_sid: &str,
     sid: Option<&str>,
     name: &str,
 ) -> Result<Completion, sqlx::Error> {
+    let mut keys = Vec::with_capacity(2);
     if let Some(sid) = sid {
-        if let Some(row) = complete(&mut *conn, account_sid, RoomKey::Sid(sid)).await? {
-            return Ok(Completion::Completed(Box::new(row)));
-        }
-        if fetch(&mut *conn, account_sid, RoomKey::Sid(sid))
-            .await?
-            .is_some()
-        {
-            return Ok(Completion::AlreadyEnded);
-        }
+        keys.push(RoomKey::Sid(sid));
     }
+    keys.push(RoomKey::Name(name));
+    let Some(room) = find_for_update(&mut *conn, account_sid, keys).await? else {
+        return Ok(Completion::NotFound);
+    };
     Ok(
-        match complete(conn, account_sid, RoomKey::Name(name)).await? {
+        match complete(conn, account_sid, RoomKey::Sid(&room.sid)).await? {
             Some(row) => Completion::Completed(Box::new(row)),
-            None => Completion::NotFound,
+            None => Completion::AlreadyEnded,
         },
     )
 }
 
 /// Completes an in-progress room in one compare-and-set UPDATE; `None` when no in-progress room
-/// matched (absent, another account's, or already ended).
+/// matched (absent, another account's, or already ended). Run it after locking the room in the
+/// same transaction (`complete_named` does), so that its snapshot holds every earlier change.
 pub async fn complete(
     db: impl PgExecutor<'_>,
     account_sid: &str,
@@ -351,33 +412,40 @@ pub struct EndedRoom {
     pub participants_disconnected: i32,
 }
 
-/// Ends up to `limit` in-progress rooms whose deadline has passed, and disconnects their
-/// participants, in one statement (one transaction): due rows are claimed with `FOR UPDATE SKIP
-/// LOCKED`, so concurrent sweepers in other processes take disjoint rows and none waits for a
-/// room a request holds; a claimed row stays locked until the UPDATE, so nothing changes it in
-/// between. The claimed SIDs drive the UPDATE through the primary key: with the rooms' deadline
-/// statistics stale (a burst just fell due), a join on the deadline index would compare every
-/// due room with every claimed one.
-pub async fn end_due(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<EndedRoom>, sqlx::Error> {
+/// Ends up to `limit` in-progress rooms whose deadline has passed, disconnects their
+/// participants and writes their events, in the caller's transaction. First the due rooms are
+/// claimed with `FOR UPDATE SKIP LOCKED`, so concurrent sweepers in other processes take
+/// disjoint rooms and none waits for a room a request holds. Then a second statement (whose
+/// snapshot holds everything committed before the locks were taken) ends the claimed rooms
+/// through their primary key: with the deadline statistics stale (a burst just fell due), a join
+/// on the deadline index would compare every due room with every claimed one.
+pub async fn end_due(conn: &mut PgConnection, limit: i64) -> Result<Vec<EndedRoom>, sqlx::Error> {
+    let claimed: Vec<String> = sqlx::query_scalar(
+        "SELECT sid FROM rooms WHERE status = 'in-progress' AND deadline <= now() \
+         ORDER BY deadline LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    if claimed.is_empty() {
+        return Ok(Vec::new());
+    }
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
             "WITH ended AS ( \
                 UPDATE rooms r SET {END_ROOM_SET}, end_reason = r.deadline_reason \
-                WHERE r.sid IN ( \
-                    SELECT sid FROM rooms \
-                    WHERE status = 'in-progress' AND deadline <= now() \
-                    ORDER BY deadline LIMIT $1 \
-                    FOR UPDATE SKIP LOCKED) \
-                AND r.status = 'in-progress' \
-                RETURNING r.sid, r.account_sid, r.end_reason, r.end_time), \
-             {DISCONNECT_EVERYONE} \
+                WHERE r.sid = ANY($1) AND r.status = 'in-progress' \
+                RETURNING {}, r.end_reason, r.end_time, r.duration), \
+             {} \
              SELECT e.sid, e.account_sid, e.end_reason, \
                 COALESCE(g.n, 0)::integer AS participants_disconnected \
              FROM ended e LEFT JOIN (SELECT room_sid, count(*) AS n FROM gone GROUP BY room_sid) g \
-                ON g.room_sid = e.sid"
+                ON g.room_sid = e.sid",
+            callbacks::room_columns("r"),
+            *DISCONNECT_EVERYONE
         )
     });
-    sqlx::query_as(&SQL).bind(limit).fetch_all(db).await
+    sqlx::query_as(&SQL).bind(claimed).fetch_all(conn).await
 }
 
 /// A room's recording rules (as set at create or since; without any, include-all when it records

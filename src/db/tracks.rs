@@ -2,6 +2,7 @@
 //! unpublishing first lock the room's row, then act on the participant's tracks, then the room's
 //! counter (`tracks_published`, bounded by a CHECK against `max_concurrent_published_tracks`).
 
+use super::callbacks::{self, EventSource};
 use super::error::{DbError, OnConstraint};
 use super::list::{self, Listing, Page};
 use super::participants::{self, grant_admits, ChangeError, Own, ParticipantKey, Refusal};
@@ -134,13 +135,29 @@ pub async fn publish(
     static PUBLISH: LazyLock<String> = LazyLock::new(|| {
         format!(
             "WITH placed AS ( \
-                UPDATE rooms SET tracks_published = tracks_published + 1 \
-                WHERE sid = $1 AND (max_concurrent_published_tracks = 0 \
-                    OR tracks_published < max_concurrent_published_tracks) \
-                RETURNING sid, account_sid) \
-             INSERT INTO published_tracks (sid, account_sid, room_sid, participant_sid, name, kind, enabled) \
-             SELECT $2, account_sid, sid, $3, $4, $5, $6 FROM placed \
-             RETURNING {COLUMNS}"
+                UPDATE rooms r SET tracks_published = r.tracks_published + 1 \
+                WHERE r.sid = $1 AND (r.max_concurrent_published_tracks = 0 \
+                    OR r.tracks_published < r.max_concurrent_published_tracks) \
+                RETURNING {room}), \
+             published AS ( \
+                INSERT INTO published_tracks (sid, account_sid, room_sid, participant_sid, name, kind, enabled) \
+                SELECT $2, account_sid, sid, $3, $4, $5, $6 FROM placed \
+                RETURNING {COLUMNS}), \
+             {events} \
+             SELECT {COLUMNS} FROM published",
+            room = callbacks::room_columns("r"),
+            events = callbacks::enqueue(&[EventSource {
+                event: "'track-added'",
+                room: "r",
+                room_status: "in-progress",
+                participant: Some(("p", "connected")),
+                track: Some("t"),
+                extra: "",
+                at: "t.date_created",
+                from: "FROM published t JOIN placed r ON r.sid = t.room_sid \
+                       JOIN participants p ON p.sid = t.participant_sid",
+                filter: "",
+            }]),
         )
     });
     let track: Option<TrackRow> = sqlx::query_as(&PUBLISH)
@@ -164,7 +181,8 @@ pub async fn publish(
     track.ok_or(Refusal::MaxTracks.into())
 }
 
-/// Enables or disables a published track (200 with the track).
+/// Enables or disables a published track (200 with the track); a change writes its
+/// `track-enabled` or `track-disabled` event.
 pub async fn set_enabled(
     conn: &mut PgConnection,
     who: &Publisher<'_>,
@@ -175,18 +193,38 @@ pub async fn set_enabled(
     let found = find(conn, who.account_sid, &participant.sid, track)
         .await?
         .ok_or(Refusal::TrackNotFound)?;
-    let updated = sqlx::query_as(&format!(
-        "UPDATE published_tracks SET enabled = $2, date_updated = GREATEST(now(), date_updated) \
-         WHERE sid = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(&found.sid)
-    .bind(enabled)
-    .fetch_one(&mut *conn)
-    .await?;
+    static TOGGLE: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH t AS ( \
+                UPDATE published_tracks SET enabled = $2, \
+                    date_updated = GREATEST(now(), date_updated) \
+                WHERE sid = $1 RETURNING {COLUMNS}), \
+             {events} \
+             SELECT {COLUMNS} FROM t",
+            events = callbacks::enqueue(&[EventSource {
+                event: "CASE WHEN t.enabled THEN 'track-enabled' ELSE 'track-disabled' END",
+                room: "r",
+                room_status: "in-progress",
+                participant: Some(("p", "connected")),
+                track: Some("t"),
+                extra: "",
+                at: "t.date_updated",
+                from: "FROM t JOIN rooms r ON r.sid = t.room_sid \
+                       JOIN participants p ON p.sid = t.participant_sid",
+                filter: "$3",
+            }]),
+        )
+    });
+    let updated = sqlx::query_as(&TOGGLE)
+        .bind(&found.sid)
+        .bind(enabled)
+        .bind(found.enabled != enabled)
+        .fetch_one(&mut *conn)
+        .await?;
     Ok(updated)
 }
 
-/// Unpublishes a track and gives its place back.
+/// Unpublishes a track, gives its place back, and writes its `track-removed` event.
 pub async fn unpublish(
     conn: &mut PgConnection,
     who: &Publisher<'_>,
@@ -200,8 +238,22 @@ pub async fn unpublish(
         format!(
             "WITH gone AS (DELETE FROM published_tracks WHERE sid = $1 RETURNING {COLUMNS}), \
              freed AS (UPDATE rooms r SET tracks_published = r.tracks_published - 1 \
-                FROM gone WHERE r.sid = gone.room_sid) \
-             SELECT {COLUMNS} FROM gone"
+                FROM gone WHERE r.sid = gone.room_sid RETURNING {room}), \
+             {events} \
+             SELECT {COLUMNS} FROM gone",
+            room = callbacks::room_columns("r"),
+            events = callbacks::enqueue(&[EventSource {
+                event: "'track-removed'",
+                room: "r",
+                room_status: "in-progress",
+                participant: Some(("p", "connected")),
+                track: Some("t"),
+                extra: "",
+                at: "now()",
+                from: "FROM gone t JOIN freed r ON r.sid = t.room_sid \
+                       JOIN participants p ON p.sid = t.participant_sid",
+                filter: "",
+            }]),
         )
     });
     let gone = sqlx::query_as(&UNPUBLISH)

@@ -7,6 +7,8 @@ pub const ROOM: &str = "RM";
 pub const API_KEY: &str = "SK";
 pub const PARTICIPANT: &str = "PA";
 pub const TRACK: &str = "MT";
+/// A status callback event in the delivery log (a roomd extension).
+pub const CALLBACK_EVENT: &str = "EV";
 
 /// A new random SID with the given prefix, from the thread-local CSPRNG (ChaCha, seeded from
 /// the OS): unpredictable like the OS generator, without a system call per SID.
@@ -113,6 +115,11 @@ sid_type!(
     /// A track's SID (`MT...`).
     TrackSid,
     TRACK
+);
+sid_type!(
+    /// A status callback event's SID (`EV...`).
+    CallbackEventSid,
+    CALLBACK_EVENT
 );
 
 #[cfg(test)]

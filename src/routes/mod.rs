@@ -1,6 +1,7 @@
 //! HTTP routes, one file per Twilio resource, plus the helpers every route shares: reading a
 //! form body, decoding a path segment, and the Twilio-shaped 404/405 for everything unrouted.
 
+pub mod callbacks;
 pub mod health;
 pub mod participants;
 pub mod room_ref;
@@ -24,7 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
         .configure(rooms::configure)
         .configure(participants::configure)
         .configure(tracks::configure)
-        .configure(rules::configure);
+        .configure(rules::configure)
+        .configure(callbacks::configure);
     if with_metrics {
         cfg.route("/metrics", get().to(metrics));
     }

@@ -168,6 +168,7 @@ pub struct Options {
     pub public_url: Option<String>,
     pub separate_metrics: bool,
     pub body_timeout: Duration,
+    pub callbacks: roomd::callbacks::CallbackSettings,
 }
 
 impl Default for Options {
@@ -177,6 +178,11 @@ impl Default for Options {
             public_url: None,
             separate_metrics: false,
             body_timeout: roomd::startup::DEFAULT_BODY_TIMEOUT,
+            // Retries at test speed; everything else as in production.
+            callbacks: roomd::callbacks::CallbackSettings {
+                retry_base: Duration::from_millis(50),
+                ..Default::default()
+            },
         }
     }
 }
@@ -189,21 +195,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let db = fresh_database().await;
     let database_url = db.url.clone();
     let pool = roomd::db::pool(db.options.clone(), 10).await.unwrap();
-    let settings = ServerSettings {
-        public_url: options.public_url.as_deref().map(PublicUrl::new),
-        auth_cache_ttl: options.auth_cache_ttl,
-        metrics_bind: options
-            .separate_metrics
-            .then(|| "127.0.0.1:0".parse().unwrap()),
-        body_timeout: options.body_timeout,
-        master_key: std::sync::Arc::new(test_master_key()),
-        ..ServerSettings::local()
-    };
-    let app = Application::build(settings, db.options.clone()).unwrap();
-    let address = format!("http://{}", app.local_addr());
-    let metrics_address = app.metrics_addr().map(|a| format!("http://{a}"));
-    let metrics = app.metrics();
-    tokio::spawn(app.run_until(std::future::pending()));
+    let Server {
+        address,
+        metrics_address,
+        metrics,
+        ..
+    } = start_server(&db.options, options, None);
     let account = create_account(&pool, "primary").await;
     TestApp {
         address,
@@ -217,11 +214,66 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }
 }
 
+/// A server a test started.
+pub struct Server {
+    pub address: String,
+    pub metrics_address: Option<String>,
+    pub metrics: std::sync::Arc<roomd::metrics::Metrics>,
+    /// Ends when the server has stopped (its deliveries drained).
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts a server (with its dispatcher) on `database`, serving until `stop` resolves (never,
+/// with `None`).
+pub fn start_server(
+    database: &sqlx::postgres::PgConnectOptions,
+    options: Options,
+    stop: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> Server {
+    let settings = ServerSettings {
+        public_url: options.public_url.as_deref().map(PublicUrl::new),
+        auth_cache_ttl: options.auth_cache_ttl,
+        metrics_bind: options
+            .separate_metrics
+            .then(|| "127.0.0.1:0".parse().unwrap()),
+        body_timeout: options.body_timeout,
+        master_key: std::sync::Arc::new(test_master_key()),
+        callbacks: options.callbacks,
+        ..ServerSettings::local()
+    };
+    let app = Application::build(settings, database.clone()).unwrap();
+    let address = format!("http://{}", app.local_addr());
+    let metrics_address = app.metrics_addr().map(|a| format!("http://{a}"));
+    let metrics = app.metrics();
+    let task = tokio::spawn(app.run_until(async move {
+        match stop {
+            Some(stop) => {
+                let _ = stop.await;
+            }
+            None => std::future::pending().await,
+        }
+    }));
+    Server {
+        address,
+        metrics_address,
+        metrics,
+        task,
+    }
+}
+
+/// An account as `roomd accounts create` makes one: its token hashed, and sealed under the
+/// test master key (status callbacks are signed with it).
 pub async fn create_account(pool: &PgPool, name: &str) -> TestAccount {
+    create_account_sealed(pool, name, true).await
+}
+
+/// An account whose token is sealed, or (as before tokens were sealed) not.
+pub async fn create_account_sealed(pool: &PgPool, name: &str, sealed: bool) -> TestAccount {
     let sid = roomd::domain::sid::generate("AC");
     let token = roomd::domain::sid::random_hex32();
     let hash = roomd::auth::hash_token(&token);
-    roomd::db::accounts::create(pool, &sid, name, &hash, None)
+    let seal = sealed.then(|| test_master_key().seal(&sid, token.as_bytes()));
+    roomd::db::accounts::create(pool, &sid, name, &hash, seal.as_deref())
         .await
         .unwrap();
     TestAccount { sid, token }

@@ -3,12 +3,14 @@
 
 mod access_tokens;
 mod auth;
+mod callbacks;
 mod cli;
 mod errors;
 mod hardening;
 mod helpers;
 mod observability;
 mod participants;
+mod receiver;
 mod replicas;
 mod resilience;
 mod rooms_create;

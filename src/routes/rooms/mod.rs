@@ -150,8 +150,8 @@ async fn fetch(room: RoomRef, state: web::Data<AppState>) -> Result<HttpResponse
     }
 }
 
-/// `POST /v1/Rooms/{RoomNameOrSid}` with `Status=completed` (202): a compare-and-set UPDATE, on
-/// one connection with the look-up that tells 53118 from 404 when it matched nothing.
+/// `POST /v1/Rooms/{RoomNameOrSid}` with `Status=completed` (202): in one transaction, the room
+/// locked (which tells 53118 from 404), then ended with its participants, tracks and events.
 async fn update(
     room: RoomRef,
     form: Form,
@@ -170,7 +170,9 @@ async fn update(
     let account = &room.account.sid;
     let completion = state
         .pool
-        .run(async |c| rooms::complete_named(c, account, room.sid.as_deref(), &room.segment).await)
+        .transaction(async |c| {
+            rooms::complete_named(c, account, room.sid.as_deref(), &room.segment).await
+        })
         .await?;
     match completion {
         Completion::Completed(row) => {

@@ -1,0 +1,341 @@
+//! Room status callbacks: the outbox (`callback_events`). The statements that change rooms,
+//! participants and tracks write the events they imply through `enqueue`, in the same statement;
+//! dispatchers claim, deliver and settle them with the functions below.
+
+use super::error::DbError;
+use super::list::{self, Listing, Page};
+use crate::twilio::paging::PageRequest;
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor};
+use std::time::Duration;
+
+/// One kind of event that a statement writes, and the rows it is written for.
+pub(super) struct EventSource<'a> {
+    /// `StatusCallbackEvent`: a literal (`'room-created'`) or an expression.
+    pub event: &'a str,
+    /// The alias of a row with the room's `sid, account_sid, unique_name, type,
+    /// status_callback, status_callback_method` (see `room_columns`).
+    pub room: &'a str,
+    /// `RoomStatus` as the event reports it.
+    pub room_status: &'a str,
+    /// The alias of a row with the participant's `sid, identity`, and `ParticipantStatus`.
+    pub participant: Option<(&'a str, &'a str)>,
+    /// The alias of a row with the track's `sid, kind, name`.
+    pub track: Option<&'a str>,
+    /// Further parameters: `'Name', expression` pairs.
+    pub extra: &'a str,
+    /// When it happened (`Timestamp`).
+    pub at: &'a str,
+    /// `FROM ...` with the aliases above.
+    pub from: &'a str,
+    /// A further condition (`""`: none).
+    pub filter: &'a str,
+}
+
+/// The room columns an event needs, with `alias.` in front (for `RETURNING`).
+pub(super) fn room_columns(alias: &str) -> String {
+    [
+        "sid",
+        "account_sid",
+        "unique_name",
+        "type",
+        "status_callback",
+        "status_callback_method",
+    ]
+    .map(|c| format!("{alias}.{c}"))
+    .join(", ")
+}
+
+/// A CTE (`callback_events_written AS (...)`, to put in a statement's `WITH`) that inserts the
+/// events of `sources` for rooms that have a `StatusCallback`. Within the statement, a room's
+/// events are numbered in the order of `sources` (so a track's removal comes before its
+/// participant's disconnection, and both before the room's end), then by time and SID; after
+/// the room's last number. That number is read with the statement's snapshot: every caller has
+/// locked the room in an earlier statement of its transaction (or inserts it), so the snapshot
+/// holds every event of the room, and none can be added concurrently.
+pub(super) fn enqueue(sources: &[EventSource<'_>]) -> String {
+    let selects: Vec<String> = sources
+        .iter()
+        .enumerate()
+        .map(|(ord, s)| {
+            let r = s.room;
+            let mut params = format!(
+                "'AccountSid', {r}.account_sid, 'RoomSid', {r}.sid, 'RoomName', {r}.unique_name, \
+                 'RoomStatus', '{}', 'RoomType', {r}.type",
+                s.room_status
+            );
+            let mut tiebreak = format!("{r}.sid");
+            if let Some((p, status)) = s.participant {
+                params.push_str(&format!(
+                    ", 'ParticipantSid', {p}.sid, 'ParticipantIdentity', {p}.identity, \
+                     'ParticipantStatus', '{status}'"
+                ));
+                tiebreak = format!("{p}.sid");
+            }
+            if let Some(t) = s.track {
+                params.push_str(&format!(
+                    ", 'TrackSid', {t}.sid, 'TrackKind', {t}.kind, 'TrackName', {t}.name"
+                ));
+                tiebreak = format!("{t}.sid");
+            }
+            if !s.extra.is_empty() {
+                params.push_str(", ");
+                params.push_str(s.extra);
+            }
+            let filter = if s.filter.is_empty() {
+                String::new()
+            } else {
+                format!(" AND ({})", s.filter)
+            };
+            format!(
+                "SELECT {r}.account_sid, {r}.sid AS room_sid, {r}.status_callback AS url, \
+                    {r}.status_callback_method AS method, {ord} AS ord, ({at})::timestamptz AS at, \
+                    {tiebreak} AS tiebreak, ({event})::text AS event, \
+                    jsonb_build_object({params}) AS params \
+                 {from} WHERE {r}.status_callback IS NOT NULL{filter}",
+                at = s.at,
+                event = s.event,
+                from = s.from,
+            )
+        })
+        .collect();
+    format!(
+        r#"callback_events_written AS (
+            INSERT INTO callback_events (sid, account_sid, room_sid, sequence_number, event, url, method, params)
+            SELECT 'EV' || replace(gen_random_uuid()::text, '-', ''), s.account_sid, s.room_sid,
+                s.seq, s.event, s.url, s.method,
+                s.params || jsonb_build_object('StatusCallbackEvent', s.event,
+                    'SequenceNumber', s.seq::text,
+                    'Timestamp', to_char(s.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+            FROM (SELECT u.*,
+                    (SELECT COALESCE(max(c.sequence_number) + 1, 0) FROM callback_events c
+                     WHERE c.room_sid = u.room_sid)
+                    + (row_number() OVER (PARTITION BY u.room_sid ORDER BY u.ord, u.at, u.tiebreak))::integer
+                    - 1 AS seq
+                  FROM ({}) u) s)"#,
+        selects.join(" UNION ALL ")
+    )
+}
+
+/// An event as a dispatcher delivers it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Claimed {
+    pub sid: String,
+    pub account_sid: String,
+    pub room_sid: String,
+    pub sequence_number: i32,
+    pub url: String,
+    pub method: String,
+    pub params: sqlx::types::Json<serde_json::Map<String, serde_json::Value>>,
+    /// This claim's attempt number (1 for the first): the fence of `settle`.
+    pub attempts: i32,
+    pub date_created: DateTime<Utc>,
+    /// The account's auth token, sealed (NULL for an account created before tokens were sealed).
+    pub auth_token_sealed: Option<Vec<u8>>,
+}
+
+/// Claims up to `limit` due events, each the earliest pending event of its room (a room's next
+/// event waits for the one before it), oldest due first, leasing them for `lease`: until it
+/// ends, no dispatcher takes them again. `FOR UPDATE SKIP LOCKED` lets replicas claim at once
+/// without waiting for each other.
+pub async fn claim(
+    db: impl PgExecutor<'_>,
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH claimed AS ( \
+            UPDATE callback_events e SET attempts = e.attempts + 1, \
+                next_attempt = now() + make_interval(secs => $2), date_updated = now() \
+            WHERE e.sid IN ( \
+                SELECT d.sid FROM callback_events d \
+                WHERE d.status = 'pending' AND d.next_attempt <= now() \
+                AND NOT EXISTS (SELECT 1 FROM callback_events b \
+                    WHERE b.room_sid = d.room_sid AND b.status = 'pending' \
+                    AND b.sequence_number < d.sequence_number) \
+                ORDER BY d.next_attempt LIMIT $1 FOR UPDATE SKIP LOCKED) \
+            AND e.status = 'pending' \
+            RETURNING e.sid, e.account_sid, e.room_sid, e.sequence_number, e.url, e.method, \
+                e.params, e.attempts, e.date_created) \
+         SELECT c.*, a.auth_token_sealed FROM claimed c JOIN accounts a ON a.sid = c.account_sid",
+    )
+    .bind(limit)
+    .bind(lease.as_secs_f64())
+    .fetch_all(db)
+    .await
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Delivered {
+        status: u16,
+    },
+    /// Retried at `retry_at`, or marked failed when `None`.
+    Failed {
+        status: Option<u16>,
+        error: String,
+        retry_at: Option<Duration>,
+    },
+}
+
+/// Records an attempt's outcome, if the event is still this attempt's (a dispatcher whose lease
+/// ran out, and whose event another took, changes nothing). False when it was not.
+pub async fn settle(
+    db: impl PgExecutor<'_>,
+    sid: &str,
+    attempt: i32,
+    outcome: &Outcome,
+) -> Result<bool, sqlx::Error> {
+    let (status, code, error, retry_in) = match outcome {
+        Outcome::Delivered { status } => ("delivered", Some(*status), None, None),
+        Outcome::Failed {
+            status,
+            error,
+            retry_at: Some(after),
+        } => (
+            "pending",
+            *status,
+            Some(error.as_str()),
+            Some(after.as_secs_f64()),
+        ),
+        Outcome::Failed { status, error, .. } => ("failed", *status, Some(error.as_str()), None),
+    };
+    let done = sqlx::query(
+        "UPDATE callback_events SET status = $3, last_response_status = $4, last_error = $5, \
+            next_attempt = CASE WHEN $6::float8 IS NULL THEN next_attempt \
+                ELSE now() + make_interval(secs => $6::float8) END, \
+            date_delivered = CASE WHEN $3 = 'delivered' THEN now() ELSE date_delivered END, \
+            date_updated = now() \
+         WHERE sid = $1 AND attempts = $2 AND status = 'pending'",
+    )
+    .bind(sid)
+    .bind(attempt)
+    .bind(status)
+    .bind(code.map(i32::from))
+    .bind(error)
+    .bind(retry_in)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives leased events back at once (a dispatcher stopping with deliveries unfinished): as if
+/// the attempt had not been made.
+pub async fn release(db: impl PgExecutor<'_>, claims: &[(String, i32)]) -> Result<(), sqlx::Error> {
+    let (sids, attempts): (Vec<&str>, Vec<i32>) =
+        claims.iter().map(|(s, a)| (s.as_str(), *a)).unzip();
+    sqlx::query(
+        "UPDATE callback_events e SET attempts = e.attempts - 1, next_attempt = now(), \
+            date_updated = now() \
+         FROM unnest($1::text[], $2::integer[]) AS c(sid, attempts) \
+         WHERE e.sid = c.sid AND e.attempts = c.attempts AND e.status = 'pending'",
+    )
+    .bind(sids)
+    .bind(attempts)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// When the next pending event falls due (for the dispatcher's sleep), if any.
+pub async fn next_due(db: impl PgExecutor<'_>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar("SELECT min(next_attempt) FROM callback_events WHERE status = 'pending'")
+        .fetch_one(db)
+        .await
+}
+
+/// An event as the delivery log shows it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub sid: String,
+    pub account_sid: String,
+    pub room_sid: String,
+    pub sequence_number: i32,
+    pub event: String,
+    pub url: String,
+    pub method: String,
+    pub params: sqlx::types::Json<serde_json::Map<String, serde_json::Value>>,
+    pub status: String,
+    pub attempts: i32,
+    pub last_response_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub date_created: DateTime<Utc>,
+    pub date_updated: DateTime<Utc>,
+    pub date_delivered: Option<DateTime<Utc>>,
+}
+
+impl crate::twilio::paging::HasSid for EventRow {
+    fn sid(&self) -> &str {
+        &self.sid
+    }
+}
+
+const COLUMNS: &str = "sid, account_sid, room_sid, sequence_number, event, url, method, params, \
+    status, attempts, last_response_status, last_error, date_created, date_updated, date_delivered";
+
+const LISTING: Listing = Listing {
+    table: "callback_events",
+    columns: COLUMNS,
+    order_by: "sequence_number",
+    descending: false,
+};
+
+/// A page of a room's events, in `SequenceNumber` order.
+pub async fn list<'q>(
+    conn: &mut PgConnection,
+    account_sid: &'q str,
+    room_sid: &'q str,
+    page: &'q PageRequest,
+) -> Result<Page<EventRow>, DbError> {
+    list::page(
+        conn,
+        &LISTING,
+        &[("account_sid", account_sid), ("room_sid", room_sid)],
+        |_| {},
+        page,
+    )
+    .await
+}
+
+pub async fn find(
+    db: impl PgExecutor<'_>,
+    account_sid: &str,
+    room_sid: &str,
+    sid: &str,
+) -> Result<Option<EventRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM callback_events WHERE account_sid = $1 AND room_sid = $2 AND sid = $3"
+    ))
+    .bind(account_sid)
+    .bind(room_sid)
+    .bind(sid)
+    .fetch_optional(db)
+    .await
+}
+
+/// Queues an event again (`Status=pending`): due now, with a fresh retry budget. An event being
+/// delivered right now keeps its lease (it stays pending either way).
+pub async fn resend(
+    db: impl PgExecutor<'_>,
+    account_sid: &str,
+    room_sid: &str,
+    sid: &str,
+) -> Result<Option<EventRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "WITH again AS ( \
+            UPDATE callback_events SET status = 'pending', attempts = 0, next_attempt = now(), \
+                date_updated = now() \
+            WHERE account_sid = $1 AND room_sid = $2 AND sid = $3 AND status <> 'pending' \
+            RETURNING {COLUMNS}) \
+         SELECT {COLUMNS} FROM again \
+         UNION ALL \
+         SELECT {COLUMNS} FROM callback_events \
+         WHERE account_sid = $1 AND room_sid = $2 AND sid = $3 AND status = 'pending'"
+    ))
+    .bind(account_sid)
+    .bind(room_sid)
+    .bind(sid)
+    .fetch_optional(db)
+    .await
+}
