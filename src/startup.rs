@@ -78,8 +78,10 @@ struct Dispatcher {
     settings: CallbackSettings,
 }
 
-/// The dispatcher's connections: claims and outcomes, besides the listening one.
-const DISPATCHER_POOL_SIZE: u32 = 4;
+/// The dispatcher's connections for claims and outcomes, besides the listening one (so it opens
+/// at most 3), named `DISPATCHER_APPLICATION_NAME` in `pg_stat_activity`.
+const DISPATCHER_POOL_SIZE: u32 = 2;
+pub const DISPATCHER_APPLICATION_NAME: &str = "roomd callbacks";
 
 /// What the workers share.
 struct Shared {
@@ -193,7 +195,12 @@ impl Application {
         } = self;
         let (stop_dispatcher, stopping) = tokio::sync::watch::channel(false);
         let dispatcher = tokio::spawn(crate::callbacks::run(
-            crate::db::lazy_pool(dispatcher.database, DISPATCHER_POOL_SIZE),
+            crate::db::lazy_pool(
+                dispatcher
+                    .database
+                    .application_name(DISPATCHER_APPLICATION_NAME),
+                DISPATCHER_POOL_SIZE,
+            ),
             dispatcher.deliverer,
             dispatcher.settings,
             shared.metrics.clone(),

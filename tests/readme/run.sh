@@ -149,6 +149,25 @@ received="$(command curl --silent --fail -u "$TWILIO_ACCOUNT_SID:$TWILIO_AUTH_TO
 grep -q '"name":"camera"' <<<"$received" && fail "ben still receives the video his rules exclude: $received"
 ok "the tracks-curl block"
 
+snippet callbacks-python >"$work/callbacks.py"
+out="$(timeout 60 "$venv/bin/python" "$work/callbacks.py" 2>&1)" || fail "the callbacks-python snippet failed: $out"
+echo "$out"
+grep -q '^0 room-created valid$' <<<"$out" || fail "the receiver got no valid room-created"
+grep -q '^1 room-ended valid$' <<<"$out" || fail "the receiver got no valid room-ended"
+ROOM_SID="$(sed -n 's/^room \(RM[0-9a-f]\{32\}\)$/\1/p' <<<"$out")"
+ok "the callbacks-python snippet: both events valid for RequestValidator"
+curl() { command curl --silent --show-error --fail-with-body "$@"; echo; }
+# (The receiver answers before roomd records the delivery: give it a moment.)
+for _ in $(seq 1 50); do
+  out="$(eval "$(snippet callbacks-log)")" || fail "the callbacks-log call failed: $out"
+  [ "$(grep -o '"status":"delivered"' <<<"$out" | wc -l)" -eq 2 ] && break
+  sleep 0.1
+done
+unset -f curl
+echo "$out"
+[ "$(grep -o '"status":"delivered"' <<<"$out" | wc -l)" -eq 2 ] || fail "the delivery log does not show both events delivered"
+ok "the callbacks-log block"
+
 kill -TERM "$pid"
 status=0
 for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

@@ -5,14 +5,18 @@ Only the base URL changes; everything else is the library's own behaviour.
 """
 import base64
 import datetime
+import http.server
 import json
 import sys
+import threading
+import time
 import urllib.parse
 import urllib.request
 
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.jwt.access_token import AccessToken
 from twilio.jwt.access_token.grants import VideoGrant
+from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 base_url, account_sid, auth_token, key_sid, key_secret = sys.argv[1:6]
@@ -196,6 +200,68 @@ check("recording rules replaced", replaced.rules == [{"type": "include", "kind":
 check("recording rules fetched", recording.fetch().rules == [{"type": "include", "kind": "audio"}])
 expect_error("bad recording rules are 400/53120", lambda: recording.update(rules=[{"type": "include", "kind": "data"}]),
              400, 53120)
+
+# status callbacks: a local receiver checks every request with the library's RequestValidator and
+# the account's auth token, as an application would; on room-ended it reads the room first.
+validator = RequestValidator(auth_token)
+received = []
+
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+        params = dict(urllib.parse.parse_qsl(body, keep_blank_values=True))
+        url = f"http://127.0.0.1:{self.server.server_port}{self.path}"
+        valid = validator.validate(url, params, self.headers.get("X-Twilio-Signature", ""))
+        completed = None
+        if params.get("StatusCallbackEvent") == "room-ended":
+            completed = rooms(params["RoomSid"]).fetch().status == "completed"
+        received.append((params, valid, completed))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+threading.Thread(target=hook.serve_forever, daemon=True).start()
+hook_url = f"http://127.0.0.1:{hook.server_port}/room-events"
+called = rooms.create(unique_name=f"called-{run}", status_callback=hook_url)
+for who in ("dan", "eve"):
+    join(called.sid, {"Authorization": basic}, {"Identity": who})
+roomd_post(f"/v1/Rooms/{called.sid}/Participants/dan/PublishedTracks", {"Kind": "audio", "Name": "mic"})
+req = urllib.request.Request(f"{base_url}/v1/Rooms/{called.sid}/Participants/dan/PublishedTracks/mic",
+                             headers={"Authorization": basic}, method="DELETE")
+urllib.request.urlopen(req, timeout=10).close()
+rooms(called.sid).participants("eve").update(status="disconnected")
+rooms(called.sid).update(status="completed")
+expected = ["room-created", "participant-connected", "participant-connected", "track-added", "track-removed",
+            "participant-disconnected", "participant-disconnected", "room-ended"]
+deadline = time.time() + 20
+while len(received) < len(expected) and time.time() < deadline:
+    time.sleep(0.05)
+events = [p["StatusCallbackEvent"] for p, _, _ in received]
+check("status callbacks: every event of the room's life, in order", events == expected, events)
+check("status callbacks: each one valid for RequestValidator", received and all(v for _, v, _ in received),
+      [(p["StatusCallbackEvent"], v) for p, v, _ in received])
+check("status callbacks: SequenceNumber counts up from 0",
+      [int(p["SequenceNumber"]) for p, _, _ in received] == list(range(len(received))))
+check("status callbacks: room-ended after the room reads completed", received and received[-1][2] is True)
+check("status callbacks: a tampered request fails RequestValidator",
+      received and not validator.validate(hook_url, {**received[0][0], "RoomName": "forged"},
+                                          validator.compute_signature(hook_url, received[0][0])))
+log = []
+for _ in range(100):
+    with urllib.request.urlopen(urllib.request.Request(f"{base_url}/v1/Rooms/{called.sid}/Callbacks",
+                                                       headers={"Authorization": basic}), timeout=10) as resp:
+        log = json.load(resp)["callbacks"]
+    if len(log) == len(expected) and all(e["status"] == "delivered" for e in log):
+        break
+    time.sleep(0.05)
+check("status callbacks: the delivery log shows them all delivered",
+      [(e["event"], e["status"]) for e in log] == [(e, "delivered") for e in expected], log)
+hook.shutdown()
 
 # wrong credentials
 bad = Client(account_sid, "0" * 32)

@@ -2,11 +2,19 @@
 
 use super::*;
 
-pub(crate) async fn preload(pool: &PgPool, rooms: i64) -> Result<()> {
+pub(crate) async fn preload(pool: &PgPool, rooms: i64, key: &MasterKey) -> Result<()> {
     let hash = roomd::auth::hash_token(TOKEN);
     for i in 0..ACCOUNTS {
-        roomd::db::accounts::upsert(pool, &account_sid(i), &format!("bench {i}"), &hash, None)
-            .await?;
+        // Sealed, as the CLI does: status callbacks are signed with it.
+        let sealed = key.seal(&account_sid(i), TOKEN.as_bytes());
+        roomd::db::accounts::upsert(
+            pool,
+            &account_sid(i),
+            &format!("bench {i}"),
+            &hash,
+            Some(&sealed),
+        )
+        .await?;
     }
     // 60% of the rooms in account 0 (so a page 10,000 pages deep exists), the rest over the other
     // 99; every 10th room in progress; created over 100 days.

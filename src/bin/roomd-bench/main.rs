@@ -16,6 +16,7 @@ use roomd::db::worker_pool::BreaksConnection;
 use roomd::db::{PoolLimits, WorkerPool};
 use roomd::domain::participant::Identity;
 use roomd::domain::room::{CreateRoom, RoomStatus};
+use roomd::seal::MasterKey;
 use roomd::twilio::form::Params;
 use roomd::twilio::paging::{Cursor, PageRequest};
 use serde::Serialize;
@@ -61,6 +62,7 @@ fn account_sid(i: i64) -> String {
     format!("AC{i:032x}")
 }
 
+mod callbacks;
 mod data;
 mod direct;
 mod load;
@@ -296,11 +298,17 @@ async fn main() -> Result<()> {
     let pool = roomd::db::pool(options.clone(), POOL_SIZE).await?;
     let t = Instant::now();
     eprintln!("preloading {rooms_n} rooms over {ACCOUNTS} accounts ...");
-    preload(&pool, rooms_n).await?;
+    // One master key for the tokens the preload seals and the server that opens them.
+    let key_b64 = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        roomd::domain::sid::random_hex32().as_bytes()[..32].to_vec(),
+    );
+    let key = roomd::seal::MasterKey::from_base64("the benchmark's master key", &key_b64)?;
+    preload(&pool, rooms_n, &key).await?;
     eprintln!("preloaded in {:.1} s", t.elapsed().as_secs_f64());
     let data = load_data(&pool).await?;
 
-    let server = start_roomd(&bin, &url).await?;
+    let server = start_roomd(&bin, &url, &key_b64).await?;
     let cpu0 = own_cpu_seconds();
     let wall0 = Instant::now();
     let names = [
@@ -339,6 +347,16 @@ async fn main() -> Result<()> {
         }
     }
     let argon2_steady = argon2_count(&server.addr).await? - argon2_before;
+    let callbacks = if args.only.is_empty() || args.only.iter().any(|o| o == "callbacks") {
+        let c = callbacks::run(&pool, secs).await?;
+        eprintln!(
+            "     callbacks burst of {} delivered at {:.0}/s | at {:.0}/s: lag p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
+            c.burst_events, c.burst_events_per_s, c.paced_events_per_s, c.lag_p50_ms, c.lag_p99_ms, c.lag_max_ms
+        );
+        Some(c)
+    } else {
+        None
+    };
     let failed: Vec<&str> = results
         .iter()
         .filter(|r| r.api_errors > 0)
@@ -389,6 +407,7 @@ async fn main() -> Result<()> {
             0.0
         },
         scenarios: results,
+        callbacks,
         sweeper_rooms_per_s: sweeper_rate,
         argon2_verifications_steady: argon2_steady,
         requests_steady,

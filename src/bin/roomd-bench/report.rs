@@ -23,6 +23,7 @@ pub(crate) struct ScenarioResult {
 #[derive(Serialize)]
 pub(crate) struct Report {
     pub(crate) scenarios: Vec<ScenarioResult>,
+    pub(crate) callbacks: Option<super::callbacks::CallbackResult>,
     pub(crate) sweeper_rooms_per_s: f64,
     pub(crate) deep_page_ratio: f64,
     pub(crate) argon2_verifications_steady: f64,
@@ -60,6 +61,12 @@ pub(crate) fn print_table(r: &Report, swept: usize) {
         "rooms preloaded: {}; seconds per run: {}",
         r.rooms_preloaded, r.seconds_per_run
     );
+    if let Some(c) = &r.callbacks {
+        println!(
+            "status callbacks: a burst of {} delivered at {:.0} events/s; at {:.0} events/s ({} events), lag from commit to delivery p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            c.burst_events, c.burst_events_per_s, c.paced_events_per_s, c.paced_events, c.lag_p50_ms, c.lag_p99_ms, c.lag_max_ms
+        );
+    }
     println!(
         "sweeper: {:.0} rooms/s ({swept} rooms)",
         r.sweeper_rooms_per_s

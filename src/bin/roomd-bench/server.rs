@@ -47,7 +47,7 @@ pub(crate) fn free_port() -> Result<u16> {
         .port())
 }
 
-pub(crate) async fn start_roomd(bin: &PathBuf, url: &str) -> Result<Server> {
+pub(crate) async fn start_roomd(bin: &PathBuf, url: &str, master_key: &str) -> Result<Server> {
     let port = free_port()?;
     let work = std::env::temp_dir().join(format!("roomd-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
@@ -57,6 +57,7 @@ pub(crate) async fn start_roomd(bin: &PathBuf, url: &str) -> Result<Server> {
         .env("ROOMD_BIND", format!("127.0.0.1:{port}"))
         .env("ROOMD_METRICS_BIND", "main")
         .env("ROOMD_DB_POOL_SIZE", POOL_SIZE.to_string())
+        .env("ROOMD_MASTER_KEY", master_key)
         .env("RUST_LOG", "warn")
         .env("ROOMD_LOG_FORMAT", "text")
         .stdout(Stdio::null())
