@@ -301,7 +301,7 @@ async fn main() -> Result<()> {
     // One master key for the tokens the preload seals and the server that opens them.
     let key_b64 = base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,
-        roomd::domain::sid::random_hex32().as_bytes()[..32].to_vec(),
+        &roomd::domain::sid::random_hex32().as_bytes()[..32],
     );
     let key = roomd::seal::MasterKey::from_base64("the benchmark's master key", &key_b64)?;
     preload(&pool, rooms_n, &key).await?;
