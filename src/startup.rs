@@ -79,7 +79,8 @@ struct Dispatcher {
 }
 
 /// The dispatcher's connections for claims and outcomes, besides the listening one (so it opens
-/// at most 3), named `DISPATCHER_APPLICATION_NAME` in `pg_stat_activity`.
+/// at most 3), named `DISPATCHER_APPLICATION_NAME` in `pg_stat_activity`. (Claims and outcomes
+/// are each one statement for many events, so two are plenty.)
 const DISPATCHER_POOL_SIZE: u32 = 2;
 pub const DISPATCHER_APPLICATION_NAME: &str = "roomd callbacks";
 
@@ -194,13 +195,13 @@ impl Application {
             dispatcher,
         } = self;
         let (stop_dispatcher, stopping) = tokio::sync::watch::channel(false);
+        let database = dispatcher
+            .database
+            .application_name(DISPATCHER_APPLICATION_NAME);
         let dispatcher = tokio::spawn(crate::callbacks::run(
-            crate::db::lazy_pool(
-                dispatcher
-                    .database
-                    .application_name(DISPATCHER_APPLICATION_NAME),
-                DISPATCHER_POOL_SIZE,
-            ),
+            crate::db::lazy_pool(database.clone(), DISPATCHER_POOL_SIZE),
+            // The LISTEN connection, apart: it holds its pool's only connection for good.
+            crate::db::lazy_pool(database, 1),
             dispatcher.deliverer,
             dispatcher.settings,
             shared.metrics.clone(),

@@ -79,54 +79,58 @@ impl CallbackSettings {
 
 /// Delivers until `shutdown` resolves; then lets the deliveries in flight finish (up to one
 /// attempt's timeout) and gives back the events of any that did not, for another replica.
+///
+/// One loop: record the outcomes of the deliveries that finished (one statement for all of
+/// them: their rooms' next events become due), claim as many due events as there are free
+/// slots, start their deliveries, and wait for a delivery to finish, a notification, or the poll
+/// interval. `pool` claims and records; `listening` holds the LISTEN connection.
 pub async fn run(
     pool: PgPool,
+    listening: PgPool,
     deliverer: Arc<Deliverer>,
     settings: CallbackSettings,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let mut listener = listen(&pool).await;
-    let mut in_flight: JoinSet<String> = JoinSet::new();
+    let mut listener = listen(&listening).await;
+    let mut in_flight: JoinSet<Done> = JoinSet::new();
     let mut claims: HashMap<String, i32> = HashMap::new();
-    let work = Arc::new(Work {
-        pool: pool.clone(),
-        deliverer,
-        settings: settings.clone(),
-        metrics,
-    });
+    let mut finished: Vec<Done> = Vec::new();
     let mut pause = Duration::ZERO;
     loop {
         while let Some(done) = in_flight.try_join_next() {
-            if let Ok(sid) = done {
-                claims.remove(&sid);
-            }
+            finished.extend(done.ok());
         }
+        let mut healthy = record(&pool, &mut finished, &mut claims, &settings, &metrics).await;
         let free = settings.concurrency.saturating_sub(in_flight.len());
         let mut filled = false;
-        if free > 0 {
+        if healthy && free > 0 {
             match outbox::claim(&pool, free as i64, settings.lease()).await {
                 Ok(batch) => {
                     filled = batch.len() == free;
-                    pause = Duration::ZERO;
                     for event in batch {
                         claims.insert(event.sid.clone(), event.attempts);
-                        let work = work.clone();
-                        in_flight.spawn(async move { work.deliver(event).await });
+                        let (deliverer, settings) = (deliverer.clone(), settings.clone());
+                        in_flight.spawn(async move { deliver(&deliverer, &settings, event).await });
                     }
                 }
                 Err(e) => {
-                    pause = (pause * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+                    healthy = false;
                     tracing::warn!(error = %e, "claiming status callbacks failed; retrying");
                 }
             }
         }
+        pause = if healthy {
+            Duration::ZERO
+        } else {
+            (pause * 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
+        };
         if filled && in_flight.len() < settings.concurrency {
             // More may be due, and a slot is free already.
             continue;
         }
-        let wait = if pause.is_zero() {
+        let wait = if healthy {
             settings.poll_interval()
         } else {
             pause
@@ -135,10 +139,7 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = tokio::time::sleep(wait) => {}
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                // A room's next event may be due now that this one is settled.
-                if let Ok(sid) = done {
-                    claims.remove(&sid);
-                }
+                finished.extend(done.ok());
             }
             notified = next_notification(&mut listener) => {
                 if !notified {
@@ -148,35 +149,67 @@ pub async fn run(
             }
         }
         if listener.is_none() {
-            listener = listen(&pool).await;
+            listener = listen(&listening).await;
         }
     }
-    drain(in_flight, claims, &pool, settings.timeout).await;
+    drain(in_flight, claims, finished, &pool, &settings, &metrics).await;
 }
 
-/// Waits for the deliveries in flight to finish, up to `grace`; releases the rest.
-async fn drain(
-    mut in_flight: JoinSet<String>,
-    mut claims: HashMap<String, i32>,
+/// Records the outcomes in `finished` (emptied once recorded; kept to try again if the database
+/// fails); whether that worked.
+async fn record(
     pool: &PgPool,
-    grace: Duration,
-) {
-    let finished = tokio::time::timeout(grace, async {
-        while let Some(done) = in_flight.join_next().await {
-            if let Ok(sid) = done {
-                claims.remove(&sid);
+    finished: &mut Vec<Done>,
+    claims: &mut HashMap<String, i32>,
+    settings: &CallbackSettings,
+    metrics: &Metrics,
+) -> bool {
+    if finished.is_empty() {
+        return true;
+    }
+    let outcomes: Vec<(&str, i32, &Outcome)> = finished
+        .iter()
+        .map(|d| (d.event.sid.as_str(), d.event.attempts, &d.outcome))
+        .collect();
+    match outbox::settle(pool, &outcomes).await {
+        Ok(recorded) => {
+            let recorded: std::collections::HashSet<String> = recorded.into_iter().collect();
+            for done in finished.drain(..) {
+                claims.remove(&done.event.sid);
+                if recorded.contains(&done.event.sid) {
+                    count(metrics, settings, &done);
+                }
             }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, events = finished.len(), "recording status callback outcomes failed; retrying");
+            false
+        }
+    }
+}
+
+/// Waits for the deliveries in flight to finish, up to one attempt's timeout, and records them;
+/// releases the events of the rest.
+async fn drain(
+    mut in_flight: JoinSet<Done>,
+    mut claims: HashMap<String, i32>,
+    mut finished: Vec<Done>,
+    pool: &PgPool,
+    settings: &CallbackSettings,
+    metrics: &Metrics,
+) {
+    let _ = tokio::time::timeout(settings.timeout, async {
+        while let Some(done) = in_flight.join_next().await {
+            finished.extend(done.ok());
         }
     })
     .await;
-    if finished.is_err() {
-        in_flight.abort_all();
-        while let Some(done) = in_flight.join_next().await {
-            if let Ok(sid) = done {
-                claims.remove(&sid);
-            }
-        }
+    in_flight.abort_all();
+    while let Some(done) = in_flight.join_next().await {
+        finished.extend(done.ok());
     }
+    record(pool, &mut finished, &mut claims, settings, metrics).await;
     if !claims.is_empty() {
         let unfinished: Vec<(String, i32)> = claims.into_iter().collect();
         match outbox::release(pool, &unfinished).await {
@@ -217,79 +250,71 @@ async fn next_notification(listener: &mut Option<PgListener>) -> bool {
     }
 }
 
-/// What each delivery task shares.
-struct Work {
-    pool: PgPool,
-    deliverer: Arc<Deliverer>,
-    settings: CallbackSettings,
-    metrics: Arc<Metrics>,
+/// A finished attempt, to be recorded.
+struct Done {
+    event: Claimed,
+    outcome: Outcome,
+    denied: bool,
+    /// When the receiver answered (for the lag).
+    at: chrono::DateTime<chrono::Utc>,
 }
 
-impl Work {
-    /// One attempt at `event`, and its outcome recorded; returns the event's SID.
-    async fn deliver(&self, event: Claimed) -> String {
-        let attempt = self.deliverer.attempt(&event).await;
-        let attempts = u32::try_from(event.attempts).unwrap_or(u32::MAX);
-        let denied = matches!(attempt, Attempt::Denied);
-        let outcome = match attempt {
-            Attempt::Delivered(status) => Outcome::Delivered { status },
-            Attempt::Failed { status, error } if attempts < self.settings.max_attempts => {
-                Outcome::Failed {
-                    status,
-                    error,
-                    retry_at: Some(self.settings.backoff(attempts)),
-                }
-            }
-            Attempt::Failed { status, error } => Outcome::Failed {
-                status,
-                error,
-                retry_at: None,
-            },
-            Attempt::Denied => Outcome::Failed {
-                status: None,
-                error: "destination denied by ROOMD_CALLBACK_DENY".into(),
-                retry_at: None,
-            },
-        };
-        match outbox::settle(&self.pool, &event.sid, event.attempts, &outcome).await {
-            Ok(true) => self.count(&event, &outcome, denied),
-            Ok(false) => {}
-            // Unrecorded: the lease runs out and the event is delivered again (receivers
-            // dedupe on RoomSid + SequenceNumber).
-            Err(e) => {
-                tracing::warn!(error = %e, event_sid = %event.sid, "recording a status callback's outcome failed")
-            }
-        }
-        event.sid
+/// One attempt at `event`, and what it means: delivered, retried after a backoff, or failed.
+async fn deliver(deliverer: &Deliverer, settings: &CallbackSettings, event: Claimed) -> Done {
+    let attempt = deliverer.attempt(&event).await;
+    let attempts = u32::try_from(event.attempts).unwrap_or(u32::MAX);
+    let denied = matches!(attempt, Attempt::Denied);
+    let outcome = match attempt {
+        Attempt::Delivered(status) => Outcome::Delivered { status },
+        Attempt::Failed { status, error } if attempts < settings.max_attempts => Outcome::Failed {
+            status,
+            error,
+            retry_at: Some(settings.backoff(attempts)),
+        },
+        Attempt::Failed { status, error } => Outcome::Failed {
+            status,
+            error,
+            retry_at: None,
+        },
+        Attempt::Denied => Outcome::Failed {
+            status: None,
+            error: "destination denied by ROOMD_CALLBACK_DENY".into(),
+            retry_at: None,
+        },
+    };
+    Done {
+        event,
+        outcome,
+        denied,
+        at: chrono::Utc::now(),
     }
+}
 
-    fn count(&self, event: &Claimed, outcome: &Outcome, denied: bool) {
-        match outcome {
-            Outcome::Delivered { .. } => {
-                self.metrics.callbacks_delivered.inc();
-                let lag = chrono::Utc::now() - event.date_created;
-                self.metrics
-                    .callback_lag
-                    .observe(lag.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6);
-            }
-            Outcome::Failed {
-                retry_at: Some(_), ..
-            } => self.metrics.callbacks_retried.inc(),
-            Outcome::Failed { error, .. } => {
-                let reason = if denied { "denied" } else { "attempts" };
-                self.metrics
-                    .callbacks_failed
-                    .with_label_values(&[reason])
-                    .inc();
-                tracing::warn!(
-                    event_sid = %event.sid,
-                    room_sid = %event.room_sid,
-                    sequence_number = event.sequence_number,
-                    attempts = event.attempts,
-                    error = %error,
-                    "status callback failed; POST .../Callbacks/{{Sid}} with Status=pending sends it again"
-                );
-            }
+fn count(metrics: &Metrics, settings: &CallbackSettings, done: &Done) {
+    let event = &done.event;
+    match &done.outcome {
+        Outcome::Delivered { .. } => {
+            metrics.callbacks_delivered.inc();
+            let lag = done.at - event.date_created;
+            metrics
+                .callback_lag
+                .observe(lag.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6);
+        }
+        Outcome::Failed {
+            retry_at: Some(_), ..
+        } => metrics.callbacks_retried.inc(),
+        Outcome::Failed { error, .. } => {
+            let reason = if done.denied { "denied" } else { "attempts" };
+            metrics.callbacks_failed.with_label_values(&[reason]).inc();
+            tracing::warn!(
+                event_sid = %event.sid,
+                room_sid = %event.room_sid,
+                sequence_number = event.sequence_number,
+                attempts = event.attempts,
+                max_attempts = settings.max_attempts,
+                error = %error,
+                "status callback failed; POST .../Callbacks/{{Sid}} with Status=pending sends it again"
+            );
         }
     }
 }

@@ -179,45 +179,66 @@ pub enum Outcome {
     },
 }
 
-/// Records an attempt's outcome, if the event is still this attempt's (a dispatcher whose lease
-/// ran out, and whose event another took, changes nothing). False when it was not.
+/// Records attempts' outcomes (`(sid, attempt, outcome)`) in one statement (one commit for
+/// many deliveries); an outcome counts only if the event is still that attempt's (a dispatcher
+/// whose lease ran out, and whose event another took, changes nothing). The SIDs recorded.
 pub async fn settle(
     db: impl PgExecutor<'_>,
-    sid: &str,
-    attempt: i32,
-    outcome: &Outcome,
-) -> Result<bool, sqlx::Error> {
-    let (status, code, error, retry_in) = match outcome {
-        Outcome::Delivered { status } => ("delivered", Some(*status), None, None),
-        Outcome::Failed {
-            status,
-            error,
-            retry_at: Some(after),
-        } => (
-            "pending",
-            *status,
-            Some(error.as_str()),
-            Some(after.as_secs_f64()),
-        ),
-        Outcome::Failed { status, error, .. } => ("failed", *status, Some(error.as_str()), None),
-    };
-    let done = sqlx::query(
-        "UPDATE callback_events SET status = $3, last_response_status = $4, last_error = $5, \
-            next_attempt = CASE WHEN $6::float8 IS NULL THEN next_attempt \
-                ELSE now() + make_interval(secs => $6::float8) END, \
-            date_delivered = CASE WHEN $3 = 'delivered' THEN now() ELSE date_delivered END, \
+    outcomes: &[(&str, i32, &Outcome)],
+) -> Result<Vec<String>, sqlx::Error> {
+    let n = outcomes.len();
+    let (mut sids, mut attempts, mut statuses, mut codes, mut errors, mut retries) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (sid, attempt, outcome) in outcomes {
+        let (status, code, error, retry_in) = match outcome {
+            Outcome::Delivered { status } => ("delivered", Some(*status), None, None),
+            Outcome::Failed {
+                status,
+                error,
+                retry_at: Some(after),
+            } => (
+                "pending",
+                *status,
+                Some(error.as_str()),
+                Some(after.as_secs_f64()),
+            ),
+            Outcome::Failed { status, error, .. } => {
+                ("failed", *status, Some(error.as_str()), None)
+            }
+        };
+        sids.push(*sid);
+        attempts.push(*attempt);
+        statuses.push(status);
+        codes.push(code.map(i32::from));
+        errors.push(error);
+        retries.push(retry_in);
+    }
+    sqlx::query_scalar(
+        "UPDATE callback_events e SET status = o.status, last_response_status = o.code, \
+            last_error = o.error, \
+            next_attempt = CASE WHEN o.retry_in IS NULL THEN e.next_attempt \
+                ELSE now() + make_interval(secs => o.retry_in) END, \
+            date_delivered = CASE WHEN o.status = 'delivered' THEN now() ELSE e.date_delivered END, \
             date_updated = now() \
-         WHERE sid = $1 AND attempts = $2 AND status = 'pending'",
+         FROM unnest($1::text[], $2::integer[], $3::text[], $4::integer[], $5::text[], $6::float8[]) \
+            AS o(sid, attempts, status, code, error, retry_in) \
+         WHERE e.sid = o.sid AND e.attempts = o.attempts AND e.status = 'pending' \
+         RETURNING e.sid",
     )
-    .bind(sid)
-    .bind(attempt)
-    .bind(status)
-    .bind(code.map(i32::from))
-    .bind(error)
-    .bind(retry_in)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .bind(sids)
+    .bind(attempts)
+    .bind(statuses)
+    .bind(codes)
+    .bind(errors)
+    .bind(retries)
+    .fetch_all(db)
+    .await
 }
 
 /// Gives leased events back at once (a dispatcher stopping with deliveries unfinished): as if
