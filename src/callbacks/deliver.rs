@@ -183,13 +183,20 @@ impl Deliverer {
             .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
             .collect();
         let token = self.auth_token(event);
-        let request = if event.method == "GET" {
+        if event.method == "GET" {
             url.query_pairs_mut().extend_pairs(&params);
+        }
+        // Credentials in the URL go as Basic auth (reqwest takes them from it); the receiver
+        // sees, and validates, the URL without them.
+        let mut signed_url = url.clone();
+        let _ = signed_url.set_username("");
+        let _ = signed_url.set_password(None);
+        let request = if event.method == "GET" {
             let request = self.client.get(url.clone());
             match &token {
                 Some(t) => request.header(
                     "X-Twilio-Signature",
-                    crate::signature::sign(t.expose_secret(), url.as_str(), &[]),
+                    crate::signature::sign(t.expose_secret(), signed_url.as_str(), &[]),
                 ),
                 None => request,
             }
@@ -206,7 +213,7 @@ impl Deliverer {
             match &token {
                 Some(t) => request.header(
                     "X-Twilio-Signature",
-                    crate::signature::sign(t.expose_secret(), url.as_str(), &params),
+                    crate::signature::sign(t.expose_secret(), signed_url.as_str(), &params),
                 ),
                 None => request,
             }

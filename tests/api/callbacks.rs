@@ -246,6 +246,25 @@ async fn get_callbacks_carry_the_parameters_in_the_query_and_are_signed_over_the
 }
 
 #[tokio::test]
+async fn credentials_in_the_url_go_as_basic_auth_and_the_signature_is_over_the_url_without_them() {
+    let app = spawn_app().await;
+    let receiver = Receiver::ok().await;
+    let with_credentials = receiver
+        .url("/hook")
+        .replace("http://", "http://hook:s3cret@");
+    app.create_room(&format!("StatusCallback={}", enc(&with_credentials)))
+        .await;
+    let got = receiver.delivered(1).await;
+    assert_eq!(got[0].headers["authorization"], "Basic aG9vazpzM2NyZXQ=");
+    assert_eq!(got[0].target, "/hook");
+    assert!(
+        got[0].signed_with(&receiver.base, &app.account.token),
+        "{:#?}",
+        got[0]
+    );
+}
+
+#[tokio::test]
 async fn rooms_without_a_status_callback_write_no_events() {
     let app = spawn_app().await;
     let room = app.create_room("UniqueName=quiet").await;
