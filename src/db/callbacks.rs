@@ -32,6 +32,43 @@ pub(super) struct EventSource<'a> {
     pub filter: &'a str,
 }
 
+/// The events of participants leaving with their tracks: each track's removal (from the CTE
+/// `unpublished t`: `sid, participant_sid, kind, name`), then each participant's disconnection
+/// (from the CTE `gone g`: `sid, identity, end_time, duration`), at the participant's end time.
+/// `join_room` joins the room row `room` to `g` (e.g. `JOIN ended e ON e.sid = g.room_sid`);
+/// `then` comes after them (the room's end). The whole `enqueue` CTE.
+pub(super) fn departures(room: &str, join_room: &str, then: Option<&EventSource<'_>>) -> String {
+    let tracks = format!("FROM unpublished t JOIN gone g ON g.sid = t.participant_sid {join_room}");
+    let participants = format!("FROM gone g {join_room}");
+    enqueue_with(
+        &[
+            EventSource {
+                event: "'track-removed'",
+                room,
+                room_status: "in-progress",
+                participant: Some(("g", "connected")),
+                track: Some("t"),
+                extra: "",
+                at: "g.end_time",
+                from: &tracks,
+                filter: "",
+            },
+            EventSource {
+                event: "'participant-disconnected'",
+                room,
+                room_status: "in-progress",
+                participant: Some(("g", "disconnected")),
+                track: None,
+                extra: "'ParticipantDuration', g.duration::text",
+                at: "g.end_time",
+                from: &participants,
+                filter: "",
+            },
+        ],
+        then,
+    )
+}
+
 /// The room columns an event needs, with `alias.` in front (for `RETURNING`).
 pub(super) fn room_columns(alias: &str) -> String {
     [
@@ -54,8 +91,14 @@ pub(super) fn room_columns(alias: &str) -> String {
 /// locked the room in an earlier statement of its transaction (or inserts it), so the snapshot
 /// holds every event of the room, and none can be added concurrently.
 pub(super) fn enqueue(sources: &[EventSource<'_>]) -> String {
+    enqueue_with(sources, None)
+}
+
+/// `enqueue`, with `then` after `sources` (the room's end after its departures).
+pub(super) fn enqueue_with(sources: &[EventSource<'_>], then: Option<&EventSource<'_>>) -> String {
     let selects: Vec<String> = sources
         .iter()
+        .chain(then)
         .enumerate()
         .map(|(ord, s)| {
             let r = s.room;

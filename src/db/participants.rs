@@ -172,31 +172,7 @@ fn disconnect_sql(condition: &str, reason: EndReason) -> String {
          {events} \
          SELECT {COLUMNS} FROM gone",
         room = callbacks::room_columns("r"),
-        events = callbacks::enqueue(&[
-            EventSource {
-                event: "'track-removed'",
-                room: "r",
-                room_status: "in-progress",
-                participant: Some(("g", "connected")),
-                track: Some("t"),
-                extra: "",
-                at: "g.end_time",
-                from: "FROM unpublished t JOIN gone g ON g.sid = t.participant_sid \
-                       JOIN rooms_left r ON r.sid = g.room_sid",
-                filter: "",
-            },
-            EventSource {
-                event: "'participant-disconnected'",
-                room: "r",
-                room_status: "in-progress",
-                participant: Some(("g", "disconnected")),
-                track: None,
-                extra: "'ParticipantDuration', g.duration::text",
-                at: "g.end_time",
-                from: "FROM gone g JOIN rooms_left r ON r.sid = g.room_sid",
-                filter: "",
-            },
-        ]),
+        events = callbacks::departures("r", "JOIN rooms_left r ON r.sid = g.room_sid", None),
     )
 }
 

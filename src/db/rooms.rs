@@ -84,31 +84,10 @@ static DISCONNECT_EVERYONE: LazyLock<String> = LazyLock::new(|| {
             DELETE FROM published_tracks t USING ended e WHERE t.room_sid = e.sid \
             RETURNING t.sid, t.room_sid, t.participant_sid, t.kind, t.name), \
          {}",
-        callbacks::enqueue(&[
-            EventSource {
-                event: "'track-removed'",
-                room: "e",
-                room_status: "in-progress",
-                participant: Some(("g", "connected")),
-                track: Some("t"),
-                extra: "",
-                at: "e.end_time",
-                from: "FROM unpublished t JOIN gone g ON g.sid = t.participant_sid \
-                       JOIN ended e ON e.sid = t.room_sid",
-                filter: "",
-            },
-            EventSource {
-                event: "'participant-disconnected'",
-                room: "e",
-                room_status: "in-progress",
-                participant: Some(("g", "disconnected")),
-                track: None,
-                extra: "'ParticipantDuration', g.duration::text",
-                at: "g.end_time",
-                from: "FROM gone g JOIN ended e ON e.sid = g.room_sid",
-                filter: "",
-            },
-            EventSource {
+        callbacks::departures(
+            "e",
+            "JOIN ended e ON e.sid = g.room_sid",
+            Some(&EventSource {
                 event: "'room-ended'",
                 room: "e",
                 room_status: "completed",
@@ -118,8 +97,8 @@ static DISCONNECT_EVERYONE: LazyLock<String> = LazyLock::new(|| {
                 at: "e.end_time",
                 from: "FROM ended e",
                 filter: "",
-            },
-        ])
+            })
+        )
     )
 });
 

@@ -429,6 +429,23 @@ async fn an_event_out_of_attempts_is_failed_without_blocking_the_room_and_can_be
 }
 
 #[tokio::test]
+async fn a_receiver_that_hangs_holds_up_only_its_own_rooms() {
+    let app = spawn_app().await;
+    let hanging = Receiver::answering(|_| async { Answer::Hang }).await;
+    let fine = Receiver::ok().await;
+    let stuck = create_room_calling(&app, &hanging, "").await;
+    hanging.until(|all| (!all.is_empty()).then_some(())).await;
+    // While that attempt waits out its 15 s, other rooms' events go, and the API answers.
+    let other = create_room_calling(&app, &fine, "").await;
+    app.join(other["sid"].as_str().unwrap(), "alice").await;
+    let got = fine.delivered(2).await;
+    assert_eq!(got[1].event(), "participant-connected");
+    let log = delivery_log(&app, stuck["sid"].as_str().unwrap()).await;
+    assert_eq!(log[0]["status"], "pending");
+    assert_eq!(log[0]["attempts"], 1);
+}
+
+#[tokio::test]
 async fn denied_destinations_are_never_called_and_fail_at_once() {
     let app = spawn_app_with(Options {
         callbacks: CallbackSettings {
@@ -725,4 +742,58 @@ async fn an_event_whose_dispatcher_is_killed_mid_delivery_is_delivered_again() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("not recorded as delivered: {:?}", outbox(&pool).await);
+}
+
+#[tokio::test]
+async fn a_completion_that_waited_for_a_join_disconnects_the_participant_who_joined() {
+    let app = spawn_app().await;
+    let receiver = Receiver::ok().await;
+    let room = create_room_calling(&app, &receiver, "&UniqueName=race").await;
+    let room_sid = room["sid"].as_str().unwrap().to_string();
+    // A join holds the room's lock, its participant written but not yet committed.
+    let mut tx = app.pool.begin().await.unwrap();
+    let identity = roomd::domain::participant::Identity::parse("late").unwrap();
+    let new_room =
+        roomd::domain::room::CreateRoom::from_params(&roomd::twilio::form::Params::default())
+            .unwrap();
+    let sid = roomd::domain::sid::RoomSid::parse(&room_sid).unwrap();
+    let join = roomd::db::participants::Join {
+        account_sid: &app.account.sid,
+        segment: &room_sid,
+        sid: Some(&sid),
+        identity: &identity,
+        grant: None,
+        new_room: &new_room,
+    };
+    roomd::db::participants::join(&mut tx, &join).await.unwrap();
+    // The completion waits for that lock ...
+    let completing = tokio::spawn(
+        app.client
+            .post(app.url(&format!("/v1/Rooms/{room_sid}")))
+            .basic_auth(&app.account.sid, Some(&app.account.token))
+            .form(&[("Status", "completed")])
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!completing.is_finished());
+    tx.commit().await.unwrap();
+    assert_eq!(completing.await.unwrap().unwrap().status(), 202);
+    // ... and then sees the participant who joined meanwhile: nobody stays in an ended room.
+    let status: String = sqlx::query_scalar("SELECT status FROM participants WHERE room_sid = $1")
+        .bind(&room_sid)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "disconnected");
+    let got = receiver.delivered(4).await;
+    let events: Vec<&str> = got.iter().map(|r| r.event()).collect();
+    assert_eq!(
+        events,
+        [
+            "room-created",
+            "participant-connected",
+            "participant-disconnected",
+            "room-ended"
+        ]
+    );
 }

@@ -33,14 +33,17 @@ impl Direct {
     }
 }
 
-/// A join in its own transaction, as `WorkerPool::transaction` runs it (BEGIN, the join, COMMIT
+/// `work` in its own transaction, as `WorkerPool::transaction` runs it (BEGIN, the work, COMMIT
 /// or ROLLBACK), on a connection `Direct::run` lends.
-async fn join_in_transaction(conn: &mut PgConnection, join: &Join<'_>) -> Result<(), ChangeError> {
+async fn in_transaction<T, E: From<sqlx::Error>>(
+    conn: &mut PgConnection,
+    work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
+) -> Result<T, E> {
     sqlx::query("BEGIN").execute(&mut *conn).await?;
-    match participants::join(conn, join).await {
-        Ok(_) => {
+    match work(conn).await {
+        Ok(done) => {
             sqlx::query("COMMIT").execute(&mut *conn).await?;
-            Ok(())
+            Ok(done)
         }
         Err(e) => {
             sqlx::query("ROLLBACK").execute(&mut *conn).await?;
@@ -156,9 +159,19 @@ pub(crate) async fn direct_run(
                     let sid = sids
                         .get(n as usize)
                         .context("ran out of rooms to complete")?;
-                    pool.run(async |c| rooms::complete(c, &acct, RoomKey::Sid(sid)).await)
-                        .await?
-                        .context("room was not in progress")?;
+                    // As the route: the room locked, then completed, in one transaction.
+                    let done = pool
+                        .run(async |c| {
+                            in_transaction(c, async |c| {
+                                rooms::complete_named(c, &acct, Some(sid), sid).await
+                            })
+                            .await
+                        })
+                        .await?;
+                    anyhow::ensure!(
+                        matches!(done, rooms::Completion::Completed(_)),
+                        "room was not in progress"
+                    );
                     Ok(())
                 }
             })
@@ -191,9 +204,11 @@ pub(crate) async fn direct_run(
                         grant: None,
                         new_room: &new_room,
                     };
-                    pool.run(async |c| join_in_transaction(c, &join).await)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("join refused: {e:?}"))?;
+                    pool.run(async |c| {
+                        in_transaction(c, async |c| participants::join(c, &join).await).await
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("join refused: {e:?}"))?;
                     Ok(())
                 }
             })

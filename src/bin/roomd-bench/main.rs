@@ -10,7 +10,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use roomd::db::embedded::{EmbeddedPostgres, Mode};
-use roomd::db::participants::{self, ChangeError, Join, ParticipantFilter};
+use roomd::db::participants::{self, Join, ParticipantFilter};
 use roomd::db::rooms::{self, RoomFilter, RoomKey};
 use roomd::db::worker_pool::BreaksConnection;
 use roomd::db::{PoolLimits, WorkerPool};
