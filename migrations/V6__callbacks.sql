@@ -38,12 +38,28 @@ CREATE INDEX callback_events_due ON callback_events (next_attempt) WHERE status 
 CREATE INDEX callback_events_pending_by_room ON callback_events (room_sid, sequence_number)
     WHERE status = 'pending';
 
--- Wakes the dispatchers (LISTEN roomd_callbacks) when events commit, or an event is queued
+-- The dispatchers, and whether each is idle (waiting for a notification). A NOTIFY holds a
+-- database-wide lock through its transaction's commit, WAL flush included, so notifying
+-- transactions commit one at a time: notifying on every event would cap event-writing changes
+-- at one per flush (about 350/s on a slow disk). So a commit notifies only while some
+-- dispatcher is idle; a busy one claims again as soon as a delivery ends. A dispatcher marks
+-- itself idle, then claims once more before it sleeps, so an event is either claimed or
+-- notified (or, in a narrow race, found by the next poll). Unlogged: it is state of running
+-- processes, which register again after a crash; a row not refreshed for 30 s (a process
+-- killed while idle) no longer counts.
+CREATE UNLOGGED TABLE callback_dispatchers (
+    id         text        PRIMARY KEY,
+    idle       boolean     NOT NULL DEFAULT false,
+    seen       timestamptz NOT NULL DEFAULT now()
+);
+
+-- Wakes idle dispatchers (LISTEN roomd_callbacks) when events commit, or an event is queued
 -- again; polling is the safety net. Once per statement that inserted any, and NOTIFY folds
 -- repeats within a transaction.
 CREATE FUNCTION callback_events_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM added) THEN
+    IF EXISTS (SELECT 1 FROM added)
+       AND EXISTS (SELECT 1 FROM callback_dispatchers WHERE idle AND seen > now() - interval '30 seconds') THEN
         PERFORM pg_notify('roomd_callbacks', '');
     END IF;
     RETURN NULL;

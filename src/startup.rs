@@ -78,10 +78,8 @@ struct Dispatcher {
     settings: CallbackSettings,
 }
 
-/// The dispatcher's connections for claims and outcomes, besides the listening one (so it opens
-/// at most 3), named `DISPATCHER_APPLICATION_NAME` in `pg_stat_activity`. (Claims and outcomes
-/// are each one statement for many events, so two are plenty.)
-const DISPATCHER_POOL_SIZE: u32 = 2;
+/// What the dispatcher's connections (at most 3, see `callbacks::Connections`) are named in
+/// `pg_stat_activity`.
 pub const DISPATCHER_APPLICATION_NAME: &str = "roomd callbacks";
 
 /// What the workers share.
@@ -195,13 +193,12 @@ impl Application {
             dispatcher,
         } = self;
         let (stop_dispatcher, stopping) = tokio::sync::watch::channel(false);
-        let database = dispatcher
-            .database
-            .application_name(DISPATCHER_APPLICATION_NAME);
         let dispatcher = tokio::spawn(crate::callbacks::run(
-            crate::db::lazy_pool(database.clone(), DISPATCHER_POOL_SIZE),
-            // The LISTEN connection, apart: it holds its pool's only connection for good.
-            crate::db::lazy_pool(database, 1),
+            crate::callbacks::Connections::lazy(
+                dispatcher
+                    .database
+                    .application_name(DISPATCHER_APPLICATION_NAME),
+            ),
             dispatcher.deliverer,
             dispatcher.settings,
             shared.metrics.clone(),

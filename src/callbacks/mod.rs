@@ -9,7 +9,7 @@ use crate::db::callbacks::{self as outbox, Claimed, Outcome};
 use crate::metrics::Metrics;
 use deliver::{Attempt, Deliverer, DenyList};
 use rand::Rng;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::future::Future;
@@ -77,38 +77,77 @@ impl CallbackSettings {
     }
 }
 
+/// The dispatcher's connections: one for each kind of statement it runs (the loop runs each kind
+/// one at a time).
+///
+/// The claim and the outcomes are planned at each run (`plan_cache_mode = force_custom_plan`).
+/// sqlx prepares statements, and after five runs PostgreSQL may keep a generic plan, made for
+/// any `LIMIT` and for the table as it was then. A dispatcher that started on an empty outbox
+/// stalled on a burst of 30,000 events: each claim ran into the 3 s statement timeout, while
+/// the same claim planned for its arguments took under a millisecond. With planning at each run
+/// the burst drains as fast as it is made.
+pub struct Connections {
+    pub claims: PgPool,
+    /// Outcomes and releases.
+    pub records: PgPool,
+    /// LISTEN, held for good.
+    pub listening: PgPool,
+}
+
+impl Connections {
+    /// Pools that connect on first use, so that a database that is down does not stop a start.
+    pub fn lazy(database: PgConnectOptions) -> Connections {
+        let planned = database
+            .clone()
+            .options([("plan_cache_mode", "force_custom_plan")]);
+        Connections {
+            claims: crate::db::lazy_pool(planned.clone(), 1),
+            records: crate::db::lazy_pool(planned, 1),
+            listening: crate::db::lazy_pool(database, 1),
+        }
+    }
+}
+
 /// Delivers until `shutdown` resolves; then lets the deliveries in flight finish (up to one
 /// attempt's timeout) and gives back the events of any that did not, for another replica.
 ///
 /// One loop: record the outcomes of the deliveries that finished (one statement for all of
 /// them: their rooms' next events become due), claim as many due events as there are free
 /// slots, start their deliveries, and wait for a delivery to finish, a notification, or the poll
-/// interval. `pool` claims and records; `listening` holds the LISTEN connection.
+/// interval.
 pub async fn run(
-    pool: PgPool,
-    listening: PgPool,
+    connections: Connections,
     deliverer: Arc<Deliverer>,
     settings: CallbackSettings,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let Connections {
+        claims: claiming,
+        records: pool,
+        listening,
+    } = connections;
     let mut listener = listen(&listening).await;
     let mut in_flight: JoinSet<Done> = JoinSet::new();
     let mut claims: HashMap<String, i32> = HashMap::new();
     let mut finished: Vec<Done> = Vec::new();
     let mut pause = Duration::ZERO;
+    let mut presence = Presence::new();
     loop {
         while let Some(done) = in_flight.try_join_next() {
             finished.extend(done.ok());
         }
         let mut healthy = record(&pool, &mut finished, &mut claims, &settings, &metrics).await;
+
         let free = settings.concurrency.saturating_sub(in_flight.len());
         let mut filled = false;
+        let mut claimed = 0;
         if healthy && free > 0 {
-            match outbox::claim(&pool, free as i64, settings.lease()).await {
+            match outbox::claim(&claiming, free as i64, settings.lease()).await {
                 Ok(batch) => {
                     filled = batch.len() == free;
+                    claimed = batch.len();
                     for event in batch {
                         claims.insert(event.sid.clone(), event.attempts);
                         let (deliverer, settings) = (deliverer.clone(), settings.clone());
@@ -129,6 +168,14 @@ pub async fn run(
         if filled && in_flight.len() < settings.concurrency {
             // More may be due, and a slot is free already.
             continue;
+        }
+        if healthy {
+            let idle = claimed == 0 && in_flight.is_empty();
+            if presence.mark(&pool, idle).await && idle {
+                // Just marked idle: claim once more before sleeping, for an event that
+                // committed before the mark (and so did not notify).
+                continue;
+            }
         }
         let wait = if healthy {
             settings.poll_interval()
@@ -153,6 +200,56 @@ pub async fn run(
         }
     }
     drain(in_flight, claims, finished, &pool, &settings, &metrics).await;
+    presence.leave(&pool).await;
+}
+
+/// This dispatcher's row in `callback_dispatchers`: whether it is idle, so that commits notify
+/// only while some dispatcher waits for them.
+struct Presence {
+    id: String,
+    /// What the row says (`None`: not written yet).
+    idle: Option<bool>,
+    written: std::time::Instant,
+}
+
+/// How often an idle dispatcher says it is still there (a row older than 30 s no longer counts).
+const PRESENCE_REFRESH: Duration = Duration::from_secs(10);
+
+impl Presence {
+    fn new() -> Presence {
+        Presence {
+            id: crate::domain::sid::random_hex32(),
+            idle: None,
+            written: std::time::Instant::now(),
+        }
+    }
+
+    /// Records `idle` if it changed (or an idle row is due a refresh); true when it wrote.
+    async fn mark(&mut self, pool: &PgPool, idle: bool) -> bool {
+        let refresh = idle && self.written.elapsed() >= PRESENCE_REFRESH;
+        if self.idle == Some(idle) && !refresh {
+            return false;
+        }
+        match outbox::set_idle(pool, &self.id, idle).await {
+            Ok(()) => {
+                let changed = self.idle != Some(idle);
+                self.idle = Some(idle);
+                self.written = std::time::Instant::now();
+                changed
+            }
+            Err(e) => {
+                // Without the mark, notifications may not come: polling still finds the events.
+                tracing::warn!(error = %e, "recording the dispatcher's state failed");
+                false
+            }
+        }
+    }
+
+    async fn leave(&self, pool: &PgPool) {
+        if let Err(e) = outbox::unregister(pool, &self.id).await {
+            tracing::debug!(error = %e, "unregistering the dispatcher failed");
+        }
+    }
 }
 
 /// Records the outcomes in `finished` (emptied once recorded; kept to try again if the database

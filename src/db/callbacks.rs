@@ -302,11 +302,28 @@ pub async fn release(db: impl PgExecutor<'_>, claims: &[(String, i32)]) -> Resul
     Ok(())
 }
 
-/// When the next pending event falls due (for the dispatcher's sleep), if any.
-pub async fn next_due(db: impl PgExecutor<'_>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar("SELECT min(next_attempt) FROM callback_events WHERE status = 'pending'")
-        .fetch_one(db)
-        .await
+/// Registers a dispatcher, or says whether it is idle (a commit notifies only while one is),
+/// and that it is alive. Rows of dispatchers gone for an hour are cleared.
+pub async fn set_idle(db: impl PgExecutor<'_>, id: &str, idle: bool) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH gone AS (DELETE FROM callback_dispatchers WHERE seen < now() - interval '1 hour') \
+         INSERT INTO callback_dispatchers (id, idle, seen) VALUES ($1, $2, now()) \
+         ON CONFLICT (id) DO UPDATE SET idle = EXCLUDED.idle, seen = EXCLUDED.seen",
+    )
+    .bind(id)
+    .bind(idle)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A dispatcher that stops.
+pub async fn unregister(db: impl PgExecutor<'_>, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM callback_dispatchers WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// An event as the delivery log shows it.

@@ -797,3 +797,39 @@ async fn a_completion_that_waited_for_a_join_disconnects_the_participant_who_joi
         ]
     );
 }
+
+#[tokio::test]
+async fn a_burst_committed_at_once_to_a_dispatcher_that_has_been_idle_is_delivered() {
+    // The dispatcher polls an empty outbox long enough for PostgreSQL to settle on a generic
+    // plan for its claim if it may (after five runs), then 3,000 events commit at once. A plan
+    // made for an empty table stalled such a burst (each claim ran into the statement timeout);
+    // every event must arrive, each room's once.
+    let app = spawn_app().await;
+    let receiver = Receiver::ok().await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let params = roomd::twilio::form::Params::parse(
+        format!("StatusCallback={}", enc(&receiver.url("/burst"))).as_bytes(),
+    )
+    .unwrap();
+    let form = roomd::domain::room::CreateRoom::from_params(&params).unwrap();
+    let mut tx = app.pool.begin().await.unwrap();
+    let mut rooms = std::collections::HashSet::new();
+    for _ in 0..3_000 {
+        let sid = roomd::domain::sid::RoomSid::generate();
+        roomd::db::rooms::insert(&mut *tx, &app.account.sid, &sid, &form)
+            .await
+            .unwrap();
+        rooms.insert(sid.to_string());
+    }
+    tx.commit().await.unwrap();
+    let got = receiver
+        .until(|all| (all.len() >= rooms.len()).then(|| all.to_vec()))
+        .await;
+    let arrived: std::collections::HashSet<String> = got
+        .iter()
+        .map(|r| r.param("RoomSid").unwrap().to_string())
+        .collect();
+    assert_eq!(arrived, rooms);
+    assert_eq!(got.len(), rooms.len(), "an event was delivered twice");
+    assert!(got.iter().all(|r| r.event() == "room-created"));
+}

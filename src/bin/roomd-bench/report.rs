@@ -63,8 +63,8 @@ pub(crate) fn print_table(r: &Report, swept: usize) {
     );
     if let Some(c) = &r.callbacks {
         println!(
-            "status callbacks: a burst of {} delivered at {:.0} events/s; at {:.0} events/s ({} events), lag from commit to delivery p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            c.burst_events, c.burst_events_per_s, c.paced_events_per_s, c.paced_events, c.lag_p50_ms, c.lag_p99_ms, c.lag_max_ms
+            "status callbacks: a burst of {} made at {:.0} events/s and delivered at {:.0} events/s; at {:.0} events/s ({} events), lag from commit to delivery p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            c.burst_events, c.burst_created_per_s, c.burst_events_per_s, c.paced_events_per_s, c.paced_events, c.lag_p50_ms, c.lag_p99_ms, c.lag_max_ms
         );
     }
     println!(
