@@ -285,7 +285,10 @@ impl FromRequest for Account {
                 .authenticate(&state.pool, &sid, &token, address)
                 .await?
             {
-                Some(account) => Ok(Account { sid: account }),
+                Some(account) => {
+                    state.clocks.enter(&state.pool, &account).await?;
+                    Ok(Account { sid: account })
+                }
                 None => Err(ApiError::Unauthorized),
             }
         })

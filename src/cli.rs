@@ -80,6 +80,11 @@ pub enum AccountsCommand {
         /// `export TWILIO_AUTH_TOKEN=...` lines, for `eval` in a shell.
         #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
         format: OutputFormat,
+        /// Give the account a test clock: its time stands still at its creation and moves only
+        /// when `POST /v1/TestClock` advances it (for test suites; refused when
+        /// `ROOMD_TEST_CLOCKS=false`).
+        #[arg(long)]
+        test_clock: bool,
     },
     /// List accounts as JSON (no secrets).
     List,
@@ -258,18 +263,24 @@ async fn accounts(pool: &PgPool, settings: &Settings, cmd: AccountsCommand) -> R
         AccountsCommand::Create {
             friendly_name,
             format,
+            test_clock,
         } => {
+            if test_clock && !settings.test_clocks {
+                bail!("test clocks are turned off here (ROOMD_TEST_CLOCKS=false)");
+            }
             let key = master_key(pool, settings).await?;
             let (token, hash) = new_token().await?;
             let sid = AccountSid::generate();
             let sealed = key.seal(&sid, token.expose_secret().as_bytes());
             let account =
-                db::accounts::create(pool, &sid, &friendly_name, &hash, Some(&sealed)).await?;
+                db::accounts::create(pool, &sid, &friendly_name, &hash, Some(&sealed), test_clock)
+                    .await?;
             let out = NewAccount {
                 sid: account.sid,
                 friendly_name: account.friendly_name,
                 status: account.status,
                 date_created: account.date_created,
+                test_clock: account.test_clock,
                 auth_token: token,
             };
             match format {
@@ -400,6 +411,7 @@ async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
         body_timeout: settings.body_timeout,
         master_key: std::sync::Arc::new(key),
         callbacks: settings.callbacks.clone(),
+        test_clocks: settings.test_clocks,
     };
     let app = Application::build(server, options).with_context(|| match settings.metrics_bind {
         Some(m) => format!(

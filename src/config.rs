@@ -35,6 +35,8 @@ pub struct Settings {
     pub master_key: MasterKeySetting,
     /// `ROOMD_CALLBACK_*`: status callback delivery.
     pub callbacks: crate::callbacks::CallbackSettings,
+    /// `ROOMD_TEST_CLOCKS`: whether accounts with a test clock may be created and served.
+    pub test_clocks: bool,
 }
 
 /// Where the master key comes from (see `seal`); the key itself never prints.
@@ -89,6 +91,7 @@ impl std::fmt::Debug for Settings {
             .field("metrics_bind", &self.metrics_bind)
             .field("master_key", &self.master_key)
             .field("callbacks", &self.callbacks)
+            .field("test_clocks", &self.test_clocks)
             .finish()
     }
 }
@@ -113,6 +116,15 @@ fn seconds(name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Re
                 range.end()
             ),
         },
+    }
+}
+
+fn flag(name: &str, default: bool) -> Result<bool> {
+    match var(name)?.map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(true),
+        Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => Ok(false),
+        Some(v) => bail!("invalid {name}: {v:?} is not true or false"),
     }
 }
 
@@ -236,6 +248,7 @@ impl Settings {
                 (None, None) => MasterKeySetting::DataDir,
             },
             callbacks: callback_settings()?,
+            test_clocks: flag("ROOMD_TEST_CLOCKS", true)?,
         })
     }
 }

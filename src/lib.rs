@@ -6,6 +6,7 @@ pub mod auth;
 pub mod callbacks;
 pub mod caller;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -40,6 +40,8 @@ pub struct ServerSettings {
     pub master_key: Arc<MasterKey>,
     /// How status callbacks are delivered (every server runs a dispatcher).
     pub callbacks: CallbackSettings,
+    /// Whether test-clock accounts are served (`ROOMD_TEST_CLOCKS`).
+    pub test_clocks: bool,
 }
 
 impl ServerSettings {
@@ -55,6 +57,7 @@ impl ServerSettings {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             master_key: Arc::new(MasterKey::generate()),
             callbacks: CallbackSettings::default(),
+            test_clocks: true,
         }
     }
 }
@@ -91,6 +94,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     pools: Arc<WorkerPools>,
     body_timeout: Duration,
+    clocks: Arc<crate::clock::TestClocks>,
 }
 
 impl Shared {
@@ -104,6 +108,7 @@ impl Shared {
             metrics: self.metrics.clone(),
             pools: self.pools.clone(),
             body_timeout: self.body_timeout,
+            clocks: self.clocks.clone(),
         })
     }
 }
@@ -157,6 +162,7 @@ impl Application {
                 public_url,
                 metrics,
                 body_timeout: settings.body_timeout,
+                clocks: Arc::new(crate::clock::TestClocks::new(settings.test_clocks)),
             }),
         })
     }

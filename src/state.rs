@@ -22,6 +22,8 @@ pub struct AppState {
     pub pools: Arc<WorkerPools>,
     /// How long a request body may take to arrive (`ROOMD_BODY_TIMEOUT`).
     pub body_timeout: Duration,
+    /// Which accounts run on a test clock.
+    pub clocks: Arc<crate::clock::TestClocks>,
 }
 
 /// `ROOMD_BODY_TIMEOUT`'s default.

@@ -4,23 +4,32 @@ use crate::domain::account::Account;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{PgExecutor, PgPool};
 
-const COLUMNS: &str = "sid, friendly_name, status, date_created, date_updated";
+const COLUMNS: &str = "sid, friendly_name, status, date_created, date_updated, \
+    EXISTS (SELECT 1 FROM test_clocks t WHERE t.account_sid = accounts.sid) AS test_clock";
 
+/// Creates an account; with `test_clock`, one whose time is a test clock frozen at its creation
+/// (to the second).
 pub async fn create(
     db: impl PgExecutor<'_>,
     sid: &str,
     friendly_name: &str,
     token_hash: &SecretString,
     token_sealed: Option<&[u8]>,
+    test_clock: bool,
 ) -> Result<Account, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "INSERT INTO accounts (sid, friendly_name, auth_token_hash, auth_token_sealed) \
-         VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
-    ))
+    sqlx::query_as(
+        "WITH a AS ( \
+            INSERT INTO accounts (sid, friendly_name, auth_token_hash, auth_token_sealed) \
+            VALUES ($1, $2, $3, $4) RETURNING sid, friendly_name, status, date_created, date_updated), \
+         c AS (INSERT INTO test_clocks (account_sid, frozen_time) \
+            SELECT sid, date_trunc('second', date_created) FROM a WHERE $5) \
+         SELECT a.*, $5 AS test_clock FROM a",
+    )
     .bind(sid)
     .bind(friendly_name)
     .bind(token_hash.expose_secret())
     .bind(token_sealed)
+    .bind(test_clock)
     .fetch_one(db)
     .await
 }

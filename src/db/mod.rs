@@ -10,6 +10,7 @@ pub mod list;
 pub mod migrate;
 pub mod participants;
 pub mod rooms;
+pub mod test_clocks;
 pub mod tracks;
 pub mod worker_pool;
 

@@ -147,9 +147,9 @@ fn disconnect_sql(condition: &str, reason: EndReason) -> String {
     format!(
         "WITH gone AS ( \
             UPDATE participants p SET status = 'disconnected', \
-                end_time = GREATEST(now(), p.start_time), \
-                date_updated = GREATEST(now(), p.start_time), \
-                duration = GREATEST(0, EXTRACT(EPOCH FROM date_trunc('second', GREATEST(now(), p.start_time)) - date_trunc('second', p.start_time)))::integer, \
+                end_time = GREATEST(roomd_now(), p.start_time), \
+                date_updated = GREATEST(roomd_now(), p.start_time), \
+                duration = GREATEST(0, EXTRACT(EPOCH FROM date_trunc('second', GREATEST(roomd_now(), p.start_time)) - date_trunc('second', p.start_time)))::integer, \
                 end_reason = '{reason}', deadline = NULL \
             WHERE {condition} AND p.status = 'connected' \
             RETURNING p.*), \
@@ -165,7 +165,7 @@ fn disconnect_sql(condition: &str, reason: EndReason) -> String {
             UPDATE rooms r SET participants_connected = r.participants_connected - c.n, \
                 tracks_published = r.tracks_published - c.tracks, \
                 deadline = CASE WHEN r.participants_connected = c.n \
-                    THEN now() + make_interval(mins => r.empty_room_timeout) ELSE r.deadline END, \
+                    THEN roomd_now() + make_interval(mins => r.empty_room_timeout) ELSE r.deadline END, \
                 deadline_reason = CASE WHEN r.participants_connected = c.n \
                     THEN 'empty_timeout' ELSE r.deadline_reason END \
             FROM counts c WHERE r.sid = c.room_sid RETURNING {room}), \
@@ -257,7 +257,7 @@ pub async fn join(conn: &mut PgConnection, join: &Join<'_>) -> Result<Joined, Ch
              joined AS ( \
                 INSERT INTO participants (sid, account_sid, room_sid, identity, status, deadline) \
                 SELECT $2, account_sid, sid, $3, 'connected', \
-                    now() + make_interval(secs => max_participant_duration) FROM placed \
+                    roomd_now() + make_interval(secs => max_participant_duration) FROM placed \
                 RETURNING {COLUMNS}), \
              {events} \
              SELECT {COLUMNS} FROM joined",
@@ -396,7 +396,7 @@ pub async fn anonymize(
     sid: &str,
 ) -> Result<Option<ParticipantRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "UPDATE participants SET identity = sid, date_updated = GREATEST(now(), date_updated) \
+        "UPDATE participants SET identity = sid, date_updated = GREATEST(roomd_now(), date_updated) \
          WHERE account_sid = $1 AND room_sid = $2 AND sid = $3 RETURNING {COLUMNS}"
     ))
     .bind(account_sid)
@@ -470,19 +470,28 @@ pub async fn disconnect_overdue(
     let claimed: Vec<String> = sqlx::query_scalar(
         "SELECT sid FROM rooms \
          WHERE sid = ANY(ARRAY( \
-            SELECT room_sid FROM participants WHERE status = 'connected' AND deadline <= now() \
+            SELECT room_sid FROM participants WHERE status = 'connected' AND NOT clocked AND deadline <= now() \
             ORDER BY deadline LIMIT $1)) \
          AND status = 'in-progress' FOR UPDATE SKIP LOCKED",
     )
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
+    disconnect_overdue_in(conn, claimed).await
+}
+
+/// Disconnects the participants past their deadline in the rooms `claimed` (locked by the
+/// caller's transaction, in an earlier statement), with their events.
+pub async fn disconnect_overdue_in(
+    conn: &mut PgConnection,
+    claimed: Vec<String>,
+) -> Result<Vec<ParticipantRow>, sqlx::Error> {
     if claimed.is_empty() {
         return Ok(Vec::new());
     }
     static SQL: LazyLock<String> = LazyLock::new(|| {
         disconnect_sql(
-            "p.room_sid = ANY($1) AND p.deadline <= now()",
+            "p.room_sid = ANY($1) AND p.deadline <= roomd_now()",
             EndReason::MaxDuration,
         )
     });
@@ -514,7 +523,7 @@ pub async fn set_subscribe_rules(
     rules: &serde_json::Value,
 ) -> Result<DateTime<Utc>, sqlx::Error> {
     sqlx::query_scalar(
-        "UPDATE participants SET subscribe_rules = $2, subscribe_rules_updated = now() \
+        "UPDATE participants SET subscribe_rules = $2, subscribe_rules_updated = roomd_now() \
          WHERE sid = $1 RETURNING subscribe_rules_updated",
     )
     .bind(participant_sid)

@@ -60,9 +60,9 @@ const COLUMNS: &str = "sid, account_sid, status, type, unique_name, status_callb
 /// difference of the whole-second times the API shows, so `end_time - date_created == duration`
 /// holds for what clients see.
 const END_ROOM_SET: &str = "status = 'completed', \
-    end_time = GREATEST(now(), date_created), \
-    date_updated = GREATEST(now(), date_created), \
-    duration = GREATEST(0, EXTRACT(EPOCH FROM date_trunc('second', GREATEST(now(), date_created)) - date_trunc('second', date_created)))::integer, \
+    end_time = GREATEST(roomd_now(), date_created), \
+    date_updated = GREATEST(roomd_now(), date_created), \
+    duration = GREATEST(0, EXTRACT(EPOCH FROM date_trunc('second', GREATEST(roomd_now(), date_created)) - date_trunc('second', date_created)))::integer, \
     deadline = NULL, deadline_reason = NULL, participants_connected = 0, tracks_published = 0";
 
 /// Disconnects everyone still connected to the rooms of the CTE `ended` (which returns the
@@ -147,7 +147,7 @@ fn insert_sql(on_conflict: &str) -> String {
                 media_region, audio_only, empty_room_timeout, unused_room_timeout, large_room, \
                 recording_rules, deadline, deadline_reason) \
             VALUES ($1, $2, 'in-progress', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                $16, $17, now() + make_interval(mins => $15), 'unused_timeout') \
+                $16, $17, roomd_now() + make_interval(mins => $15), 'unused_timeout') \
             {on_conflict} RETURNING {COLUMNS}), \
          {} \
          SELECT {COLUMNS} FROM r",
@@ -400,12 +400,21 @@ pub struct EndedRoom {
 /// on the deadline index would compare every due room with every claimed one.
 pub async fn end_due(conn: &mut PgConnection, limit: i64) -> Result<Vec<EndedRoom>, sqlx::Error> {
     let claimed: Vec<String> = sqlx::query_scalar(
-        "SELECT sid FROM rooms WHERE status = 'in-progress' AND deadline <= now() \
+        "SELECT sid FROM rooms WHERE status = 'in-progress' AND NOT clocked AND deadline <= now() \
          ORDER BY deadline LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
+    end_at_deadline(conn, claimed).await
+}
+
+/// Ends the rooms `claimed` (locked by the caller's transaction, in an earlier statement) for
+/// the deadline they passed, disconnecting everyone in them, with their events.
+pub async fn end_at_deadline(
+    conn: &mut PgConnection,
+    claimed: Vec<String>,
+) -> Result<Vec<EndedRoom>, sqlx::Error> {
     if claimed.is_empty() {
         return Ok(Vec::new());
     }
@@ -458,7 +467,7 @@ pub async fn set_recording_rules(
     rules: &serde_json::Value,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     sqlx::query_scalar(
-        "UPDATE rooms SET recording_rules = $2, recording_rules_updated = now() \
+        "UPDATE rooms SET recording_rules = $2, recording_rules_updated = roomd_now() \
          WHERE sid = $1 AND status = 'in-progress' RETURNING recording_rules_updated",
     )
     .bind(room_sid)

@@ -197,7 +197,7 @@ pub async fn set_enabled(
         format!(
             "WITH t AS ( \
                 UPDATE published_tracks SET enabled = $2, \
-                    date_updated = GREATEST(now(), date_updated) \
+                    date_updated = GREATEST(roomd_now(), date_updated) \
                 WHERE sid = $1 RETURNING {COLUMNS}), \
              {events} \
              SELECT {COLUMNS} FROM t",
@@ -249,7 +249,7 @@ pub async fn unpublish(
                 participant: Some(("p", "connected")),
                 track: Some("t"),
                 extra: "",
-                at: "now()",
+                at: "roomd_now()",
                 from: "FROM gone t JOIN freed r ON r.sid = t.room_sid \
                        JOIN participants p ON p.sid = t.participant_sid",
                 filter: "",

@@ -52,11 +52,63 @@ pub fn with_session_limits(options: PgConnectOptions) -> PgConnectOptions {
 tokio::task_local! {
     /// When the current request's database budget runs out (set by its first `run`).
     static BUDGET_ENDS: std::cell::Cell<Option<tokio::time::Instant>>;
+    /// The account whose test clock the current request's database work runs on, if any (set
+    /// once the request is authenticated; see `on_test_clock`).
+    static REQUEST_CLOCK: std::cell::RefCell<Option<String>>;
 }
 
 /// Runs `request` with one database budget (`REQUEST_DB_BUDGET`) for all its pool work.
 pub async fn with_request_budget<F: std::future::Future>(request: F) -> F::Output {
-    BUDGET_ENDS.scope(std::cell::Cell::new(None), request).await
+    BUDGET_ENDS
+        .scope(
+            std::cell::Cell::new(None),
+            REQUEST_CLOCK.scope(std::cell::RefCell::new(None), request),
+        )
+        .await
+}
+
+/// From now on, the current request's database work runs on `account`'s test clock (`None`:
+/// on real time). Outside a request it changes nothing.
+pub fn use_test_clock(account: Option<&str>) {
+    let _ = REQUEST_CLOCK.try_with(|c| *c.borrow_mut() = account.map(str::to_string));
+}
+
+fn request_clock() -> Option<String> {
+    REQUEST_CLOCK
+        .try_with(|c| c.borrow().clone())
+        .ok()
+        .flatten()
+}
+
+/// Runs `work` on `account`'s test clock: in a transaction that first takes the clock's row
+/// lock (FOR SHARE: an advance, which holds it FOR UPDATE, never interleaves with it) and sets
+/// `roomd.clock` to the clock's time for `roomd_now()` (migration V7).
+async fn on_test_clock<T, E>(
+    conn: &mut PgConnection,
+    account: &str,
+    work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<sqlx::Error>,
+{
+    let mut tx = conn.begin().await?;
+    sqlx::query(
+        "SELECT set_config('roomd.clock', frozen_time::text, true) FROM test_clocks \
+         WHERE account_sid = $1 FOR SHARE",
+    )
+    .bind(account)
+    .execute(&mut *tx)
+    .await?;
+    match work(&mut tx).await {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(e) => {
+            tx.rollback().await?;
+            Err(e)
+        }
+    }
 }
 
 /// When the current request's budget ends (starting it now if this is its first use); outside a
@@ -213,6 +265,7 @@ impl WorkerPool {
         E: From<sqlx::Error> + BreaksConnection,
     {
         let budget = budget_deadline();
+        let clock = request_clock();
         let deadline = budget.min(tokio::time::Instant::now() + self.limits.acquire_timeout);
         let _permit = tokio::time::timeout_at(deadline, self.permits.acquire())
             .await
@@ -226,7 +279,10 @@ impl WorkerPool {
         // connection (its state is unknown).
         let result = tokio::time::timeout_at(budget, async {
             let conn = &mut lease.conn_mut().conn;
-            let result = work(conn).await;
+            let result = match &clock {
+                None => work(conn).await,
+                Some(account) => on_test_clock(conn, account, work).await,
+            };
             // A transaction that `work` dropped unfinished has queued its ROLLBACK for the next
             // use of the connection; send it now, so that no lock it holds outlives this call.
             if conn.should_flush() && !matches!(&result, Err(e) if e.breaks_connection()) {

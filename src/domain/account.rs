@@ -14,6 +14,8 @@ pub struct Account {
     pub date_created: DateTime<Utc>,
     #[serde(serialize_with = "crate::twilio::time::serialize")]
     pub date_updated: DateTime<Utc>,
+    /// Whether the account runs on a test clock of its own (`POST /v1/TestClock` moves it).
+    pub test_clock: bool,
 }
 
 /// A new account's one-time view: the account plus its plain auth token (which `Debug` never
@@ -25,6 +27,7 @@ pub struct NewAccount {
     pub status: String,
     #[serde(serialize_with = "crate::twilio::time::serialize")]
     pub date_created: DateTime<Utc>,
+    pub test_clock: bool,
     #[serde(serialize_with = "expose")]
     pub auth_token: SecretString,
 }
@@ -53,6 +56,7 @@ mod tests {
             friendly_name: "t".into(),
             status: "active".into(),
             date_created: Utc::now(),
+            test_clock: false,
             auth_token: SecretString::from(token),
         };
         assert!(!format!("{account:?}").contains(token));

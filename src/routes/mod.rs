@@ -7,6 +7,7 @@ pub mod participants;
 pub mod room_ref;
 pub mod rooms;
 pub mod rules;
+pub mod test_clock;
 pub mod tracks;
 
 use crate::twilio::error::code;
@@ -26,7 +27,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
         .configure(participants::configure)
         .configure(tracks::configure)
         .configure(rules::configure)
-        .configure(callbacks::configure);
+        .configure(callbacks::configure)
+        .configure(test_clock::configure);
     if with_metrics {
         cfg.route("/metrics", get().to(metrics));
     }

@@ -9,6 +9,7 @@ use std::fmt;
 pub mod code {
     pub const INVALID_PARAMETER: u32 = 20001;
     pub const AUTHENTICATE: u32 = 20003;
+    pub const FORBIDDEN: u32 = 20403;
     pub const METHOD_NOT_ALLOWED: u32 = 20004;
     pub const NOT_FOUND: u32 = 20404;
     pub const TOO_MANY_REQUESTS: u32 = 20429;

@@ -169,6 +169,7 @@ pub struct Options {
     pub separate_metrics: bool,
     pub body_timeout: Duration,
     pub callbacks: roomd::callbacks::CallbackSettings,
+    pub test_clocks: bool,
 }
 
 impl Default for Options {
@@ -183,6 +184,7 @@ impl Default for Options {
                 retry_base: Duration::from_millis(50),
                 ..Default::default()
             },
+            test_clocks: true,
         }
     }
 }
@@ -239,6 +241,7 @@ pub fn start_server(
         body_timeout: options.body_timeout,
         master_key: std::sync::Arc::new(test_master_key()),
         callbacks: options.callbacks,
+        test_clocks: options.test_clocks,
         ..ServerSettings::local()
     };
     let app = Application::build(settings, database.clone()).unwrap();
@@ -269,11 +272,20 @@ pub async fn create_account(pool: &PgPool, name: &str) -> TestAccount {
 
 /// An account whose token is sealed, or (as before tokens were sealed) not.
 pub async fn create_account_sealed(pool: &PgPool, name: &str, sealed: bool) -> TestAccount {
+    new_account(pool, name, sealed, false).await
+}
+
+/// An account on a test clock of its own (frozen at its creation).
+pub async fn create_clocked_account(pool: &PgPool, name: &str) -> TestAccount {
+    new_account(pool, name, true, true).await
+}
+
+async fn new_account(pool: &PgPool, name: &str, sealed: bool, test_clock: bool) -> TestAccount {
     let sid = roomd::domain::sid::generate("AC");
     let token = roomd::domain::sid::random_hex32();
     let hash = roomd::auth::hash_token(&token);
     let seal = sealed.then(|| test_master_key().seal(&sid, token.as_bytes()));
-    roomd::db::accounts::create(pool, &sid, name, &hash, seal.as_deref())
+    roomd::db::accounts::create(pool, &sid, name, &hash, seal.as_deref(), test_clock)
         .await
         .unwrap();
     TestAccount { sid, token }

@@ -19,5 +19,6 @@ mod rooms_list;
 mod rooms_update;
 mod rules;
 mod sweeper;
+mod test_clock;
 mod tracks;
 mod worker_pool;
