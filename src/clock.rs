@@ -10,7 +10,7 @@ use crate::domain::sid::AccountSid;
 use crate::twilio::ApiError;
 use actix_web::http::StatusCode;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 /// The most accounts remembered (the map is cleared when full, and refilled as requests come).
 const MAX_KNOWN: usize = 100_000;
@@ -19,14 +19,16 @@ const MAX_KNOWN: usize = 100_000;
 pub struct TestClocks {
     /// `ROOMD_TEST_CLOCKS`: when false, test-clock accounts are refused (403).
     enabled: bool,
-    known: Mutex<HashMap<AccountSid, bool>>,
+    /// Read on every request, written once per account: a read-write lock, so that workers
+    /// reading at once do not wait for each other.
+    known: RwLock<HashMap<AccountSid, bool>>,
 }
 
 impl TestClocks {
     pub fn new(enabled: bool) -> TestClocks {
         TestClocks {
             enabled,
-            known: Mutex::new(HashMap::new()),
+            known: RwLock::new(HashMap::new()),
         }
     }
 
@@ -36,13 +38,19 @@ impl TestClocks {
         pool: &WorkerPool,
         account: &AccountSid,
     ) -> Result<bool, ApiError> {
-        if let Some(known) = self.lock().get(account) {
-            return Ok(*known);
+        let known = self
+            .known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(account)
+            .copied();
+        if let Some(known) = known {
+            return Ok(known);
         }
         let clocked = pool
             .run(async |c| crate::db::test_clocks::exists(c, account).await)
             .await?;
-        let mut known = self.lock();
+        let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
         if known.len() >= MAX_KNOWN {
             known.clear();
         }
@@ -65,9 +73,5 @@ impl TestClocks {
         }
         crate::db::worker_pool::use_test_clock(Some(account));
         Ok(())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AccountSid, bool>> {
-        self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -395,3 +395,72 @@ async fn a_server_with_test_clocks_turned_off_refuses_clocked_accounts_only() {
         .await;
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn the_cli_creates_test_clock_accounts_lists_them_and_refuses_them_when_turned_off() {
+    let app = spawn_app().await;
+    let url = app.database_url.clone();
+    let created = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            crate::cli::json_stdout(&crate::cli::roomd(
+                &url,
+                &[
+                    "accounts",
+                    "create",
+                    "--friendly-name",
+                    "suite",
+                    "--test-clock",
+                ],
+            ))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(created["test_clock"], true);
+    let me = As {
+        app: &app,
+        account: TestAccount {
+            sid: created["sid"].as_str().unwrap().to_string(),
+            token: created["auth_token"].as_str().unwrap().to_string(),
+        },
+    };
+    // Frozen at the account's creation, to the second.
+    let frozen = me.clock().await;
+    let made = time(&created["date_created"]);
+    assert_eq!(frozen, made);
+
+    let listed = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || crate::cli::roomd(&url, &["accounts", "list"])
+    })
+    .await
+    .unwrap();
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let flag = |sid: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["sid"] == sid)
+            .unwrap()["test_clock"]
+            .clone()
+    };
+    assert_eq!(flag(&me.account.sid), true);
+    assert_eq!(flag(&app.account.sid), false);
+
+    let refused = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_roomd"))
+            .args(["accounts", "create", "--friendly-name", "x", "--test-clock"])
+            .env("DATABASE_URL", &url)
+            .env("ROOMD_MASTER_KEY", crate::cli::TEST_MASTER_KEY)
+            .env("ROOMD_TEST_CLOCKS", "false")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("ROOMD_TEST_CLOCKS"));
+}

@@ -168,6 +168,18 @@ echo "$out"
 [ "$(grep -o '"status":"delivered"' <<<"$out" | wc -l)" -eq 2 ] || fail "the delivery log does not show both events delivered"
 ok "the callbacks-log block"
 
+# Test clocks: an account on one (replacing the first in this shell), then the pytest example.
+echo "\$ $(block test-clock-account 1)"
+eval "$(snippet test-clock-account)"
+[[ "${TWILIO_ACCOUNT_SID:-}" =~ ^AC[0-9a-f]{32}$ ]] || fail "the test-clock-account block set no TWILIO_ACCOUNT_SID"
+ok "the test-clock-account block created $TWILIO_ACCOUNT_SID"
+snippet test-clock-pytest >"$work/test_timeouts.py"
+test_clock_run="$(snippet test-clock-run)"
+out="$(cd "$work" && PATH="$root/$venv/bin:$PATH" && timeout 120 bash -c "$test_clock_run" 2>&1)" || fail "the test-clock pytest example failed: $out"
+echo "$out"
+grep -q '^1 passed' <<<"$out" || fail "the test-clock pytest example did not pass its one test: $out"
+ok "the test-clock pytest example"
+
 kill -TERM "$pid"
 status=0
 for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

@@ -46,14 +46,19 @@ key_json="$(ROOMD_DATA_DIR="$work/data" RUST_LOG=warn "$roomd" keys create --acc
 key_sid="$(printf '%s' "$key_json" | "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["sid"])')"
 key_secret="$(printf '%s' "$key_json" | "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["secret"])')"
 
+# An account on a test clock, from the CLI, for the test-clock checks.
+clock_json="$(ROOMD_DATA_DIR="$work/data" RUST_LOG=warn "$roomd" accounts create --friendly-name smoke-clock --test-clock)"
+clock_sid="$(printf '%s' "$clock_json" | "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["sid"])')"
+clock_token="$(printf '%s' "$clock_json" | "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["auth_token"])')"
+
 status=0
 echo "-- twilio-python"
-timeout 300 "$venv/bin/python" tests/sdk/smoke.py "$base" "$sid" "$token" "$key_sid" "$key_secret" || status=$?
+timeout 300 "$venv/bin/python" tests/sdk/smoke.py "$base" "$sid" "$token" "$key_sid" "$key_secret" "$clock_sid" "$clock_token" || status=$?
 if [ -n "$node_modules" ]; then
   echo "-- twilio-node"
   timeout 300 node tests/sdk/node/smoke.js "$base" "$sid" "$token" "$key_sid" "$key_secret" || status=$?
 fi
-for secret in "$token" "$key_secret"; do
+for secret in "$token" "$key_secret" "$clock_token"; do
   if grep -q "$secret" "$work/roomd.log"; then
     echo "FAIL: a secret appears in roomd's log"; status=1
   fi

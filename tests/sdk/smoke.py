@@ -1,6 +1,7 @@
 """Smoke test through the official twilio-python client against a running roomd.
 
-Usage: smoke.py BASE_URL ACCOUNT_SID AUTH_TOKEN API_KEY_SID API_KEY_SECRET
+Usage: smoke.py BASE_URL ACCOUNT_SID AUTH_TOKEN API_KEY_SID API_KEY_SECRET CLOCK_ACCOUNT_SID CLOCK_AUTH_TOKEN
+(the last two: an account on a test clock)
 Only the base URL changes; everything else is the library's own behaviour.
 """
 import base64
@@ -19,7 +20,7 @@ from twilio.jwt.access_token.grants import VideoGrant
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-base_url, account_sid, auth_token, key_sid, key_secret = sys.argv[1:6]
+base_url, account_sid, auth_token, key_sid, key_secret, clock_sid, clock_token = sys.argv[1:8]
 client = Client(account_sid, auth_token)
 client.video.base_url = base_url
 rooms = client.video.v1.rooms
@@ -262,6 +263,82 @@ for _ in range(100):
 check("status callbacks: the delivery log shows them all delivered",
       [(e["event"], e["status"]) for e in log] == [(e, "delivered") for e in expected], log)
 hook.shutdown()
+
+# test clocks: on an account whose time stands still, each timeout is reached by an advance, and
+# the rooms, participants and callbacks read as they would after that much real time.
+clocked = Client(clock_sid, clock_token)
+clocked.video.base_url = base_url
+clock_basic = "Basic " + base64.b64encode(f"{clock_sid}:{clock_token}".encode()).decode()
+clock_events = []
+
+
+class ClockHook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+        clock_events.append(dict(urllib.parse.parse_qsl(body, keep_blank_values=True)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+clock_hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ClockHook)
+threading.Thread(target=clock_hook.serve_forever, daemon=True).start()
+clock_url = f"http://127.0.0.1:{clock_hook.server_port}/events"
+
+
+def advance(seconds):
+    response = clocked.request("POST", f"{base_url}/v1/TestClock", data={"Advance": seconds})
+    check(f"advance {seconds} s", response.status_code == 200, response.text)
+    return json.loads(response.text)
+
+
+def clock_event(room_sid, event):
+    for _ in range(200):
+        found = [e for e in clock_events if e["RoomSid"] == room_sid and e["StatusCallbackEvent"] == event]
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    return {}
+
+
+frozen = clocked.request("GET", f"{base_url}/v1/TestClock")
+check("GET /v1/TestClock", frozen.status_code == 200 and json.loads(frozen.text)["account_sid"] == clock_sid,
+      frozen.text)
+unused = clocked.video.v1.rooms.create(unused_room_timeout=5, status_callback=clock_url)
+empty = clocked.video.v1.rooms.create(empty_room_timeout=1, status_callback=clock_url)
+status, gone = join(empty.sid, {"Authorization": clock_basic}, {"Identity": "gone"})
+clocked.video.v1.rooms(empty.sid).participants(gone["sid"]).update(status="disconnected")
+long_room = clocked.video.v1.rooms.create(max_participant_duration=600, empty_room_timeout=5,
+                                          status_callback=clock_url)
+status, stayer = join(long_room.sid, {"Authorization": clock_basic}, {"Identity": "stayer"})
+advance(299)
+check("test clock: nothing ends before its time", clocked.video.v1.rooms(unused.sid).fetch().status == "in-progress")
+advance(602)
+unused_now = clocked.video.v1.rooms(unused.sid).fetch()
+check("test clock: unused timeout, duration 300",
+      unused_now.status == "completed" and unused_now.duration == 300
+      and unused_now.end_time == unused.date_created + datetime.timedelta(seconds=300), vars(unused_now))
+check("test clock: room-ended with RoomDuration=300",
+      clock_event(unused.sid, "room-ended").get("RoomDuration") == "300")
+empty_now = clocked.video.v1.rooms(empty.sid).fetch()
+check("test clock: empty timeout, duration 60", empty_now.status == "completed" and empty_now.duration == 60,
+      vars(empty_now))
+cut = clocked.video.v1.rooms(long_room.sid).participants(stayer["sid"]).fetch()
+check("test clock: max participant duration, 600 s", cut.status == "disconnected" and cut.duration == 600, vars(cut))
+check("test clock: participant-disconnected with ParticipantDuration=600",
+      clock_event(long_room.sid, "participant-disconnected").get("ParticipantDuration") == "600")
+long_now = clocked.video.v1.rooms(long_room.sid).fetch()
+check("test clock: the emptied room ends 5 minutes later", long_now.status == "completed" and long_now.duration == 900,
+      vars(long_now))
+backwards = clocked.request("POST", f"{base_url}/v1/TestClock", data={"Advance": "-1"})
+check("test clock: backwards is 400/20001",
+      backwards.status_code == 400 and json.loads(backwards.text)["code"] == 20001, backwards.text)
+no_clock = client.request("GET", f"{base_url}/v1/TestClock")
+check("test clock: an account without one gets 404/20404",
+      no_clock.status_code == 404 and json.loads(no_clock.text)["code"] == 20404, no_clock.text)
+clock_hook.shutdown()
 
 # wrong credentials
 bad = Client(account_sid, "0" * 32)
