@@ -91,20 +91,36 @@ async fn on_test_clock<T, E>(
 where
     E: From<sqlx::Error>,
 {
+    in_transaction(conn, async |tx: &mut PgConnection| {
+        sqlx::query(
+            "SELECT set_config('roomd.clock', frozen_time::text, true) FROM test_clocks \
+             WHERE account_sid = $1 FOR SHARE",
+        )
+        .bind(account)
+        .execute(&mut *tx)
+        .await?;
+        work(tx).await
+    })
+    .await
+}
+
+/// Runs `work` in a transaction on `conn` (a savepoint inside one already open): committed when
+/// it returns `Ok`, rolled back when it returns `Err`.
+async fn in_transaction<T, E>(
+    conn: &mut PgConnection,
+    work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<sqlx::Error>,
+{
     let mut tx = conn.begin().await?;
-    sqlx::query(
-        "SELECT set_config('roomd.clock', frozen_time::text, true) FROM test_clocks \
-         WHERE account_sid = $1 FOR SHARE",
-    )
-    .bind(account)
-    .execute(&mut *tx)
-    .await?;
     match work(&mut tx).await {
         Ok(value) => {
             tx.commit().await?;
             Ok(value)
         }
         Err(e) => {
+            // A failed ROLLBACK fails the connection too, so `run` closes it.
             tx.rollback().await?;
             Err(e)
         }
@@ -238,21 +254,8 @@ impl WorkerPool {
     where
         E: From<sqlx::Error> + BreaksConnection,
     {
-        self.run(async |conn: &mut PgConnection| {
-            let mut tx = conn.begin().await?;
-            match work(&mut tx).await {
-                Ok(value) => {
-                    tx.commit().await?;
-                    Ok(value)
-                }
-                Err(e) => {
-                    // A failed ROLLBACK fails the connection too, so `run` closes it.
-                    tx.rollback().await?;
-                    Err(e)
-                }
-            }
-        })
-        .await
+        self.run(async |conn: &mut PgConnection| in_transaction(conn, work).await)
+            .await
     }
 
     /// Runs `work` on one of this pool's connections. Waiting for a free connection, or for a
