@@ -464,3 +464,33 @@ async fn the_cli_creates_test_clock_accounts_lists_them_and_refuses_them_when_tu
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("ROOMD_TEST_CLOCKS"));
 }
+
+#[tokio::test]
+async fn two_replicas_share_one_clock_and_other_accounts_advance_independently() {
+    let app = spawn_app().await;
+    let other = crate::helpers::start_server(&app._db.options, Options::default(), None);
+    let me = clocked(&app).await;
+    let them = clocked(&app).await;
+    let start = me.clock().await;
+    let their_start = them.clock().await;
+    // Created through one replica, ended by an advance through the other, read back through
+    // the first.
+    let room = me.create_room("UnusedRoomTimeout=1").await;
+    let advanced = app
+        .client
+        .post(format!("{}/v1/TestClock", other.address))
+        .basic_auth(&me.account.sid, Some(&me.account.token))
+        .form(&[("Advance", "61")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(advanced.status(), 200);
+    assert_eq!(me.clock().await, start + Span::seconds(61));
+    let r = me
+        .get(&format!("/v1/Rooms/{}", room["sid"].as_str().unwrap()))
+        .await;
+    assert_eq!(r.body["status"], "completed");
+    assert_eq!(r.body["duration"], 60);
+    // Another account's clock did not move.
+    assert_eq!(them.clock().await, their_start);
+}
