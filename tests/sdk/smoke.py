@@ -208,25 +208,34 @@ validator = RequestValidator(auth_token)
 received = []
 
 
-class Hook(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-        params = dict(urllib.parse.parse_qsl(body, keep_blank_values=True))
-        url = f"http://127.0.0.1:{self.server.server_port}{self.path}"
-        valid = validator.validate(url, params, self.headers.get("X-Twilio-Signature", ""))
-        completed = None
-        if params.get("StatusCallbackEvent") == "room-ended":
-            completed = rooms(params["RoomSid"]).fetch().status == "completed"
-        received.append((params, valid, completed))
-        self.send_response(204)
-        self.end_headers()
+def start_receiver(handle):
+    """A local receiver: handle(params, request) for each POST, then 204."""
 
-    def log_message(self, *args):
-        pass
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+            handle(dict(urllib.parse.parse_qsl(body, keep_blank_values=True)), self)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
-hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-threading.Thread(target=hook.serve_forever, daemon=True).start()
+def validate_and_record(params, request):
+    url = f"http://127.0.0.1:{request.server.server_port}{request.path}"
+    valid = validator.validate(url, params, request.headers.get("X-Twilio-Signature", ""))
+    completed = None
+    if params.get("StatusCallbackEvent") == "room-ended":
+        completed = rooms(params["RoomSid"]).fetch().status == "completed"
+    received.append((params, valid, completed))
+
+
+hook = start_receiver(validate_and_record)
 hook_url = f"http://127.0.0.1:{hook.server_port}/room-events"
 called = rooms.create(unique_name=f"called-{run}", status_callback=hook_url)
 for who in ("dan", "eve"):
@@ -270,21 +279,7 @@ clocked = Client(clock_sid, clock_token)
 clocked.video.base_url = base_url
 clock_basic = "Basic " + base64.b64encode(f"{clock_sid}:{clock_token}".encode()).decode()
 clock_events = []
-
-
-class ClockHook(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-        clock_events.append(dict(urllib.parse.parse_qsl(body, keep_blank_values=True)))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-clock_hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ClockHook)
-threading.Thread(target=clock_hook.serve_forever, daemon=True).start()
+clock_hook = start_receiver(lambda params, request: clock_events.append(params))
 clock_url = f"http://127.0.0.1:{clock_hook.server_port}/events"
 
 
