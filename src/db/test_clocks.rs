@@ -1,6 +1,6 @@
 //! Test clocks (migration V7): reading one, and advancing it with everything that fell due.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use sqlx::{PgConnection, PgExecutor};
 
 /// Whether `account` has a test clock.
@@ -42,6 +42,9 @@ pub enum Advanced {
     },
     /// The target is not later than the clock's time.
     Backwards { frozen_time: DateTime<Utc> },
+    /// The target is past the year 9999 (the last year Twilio's date format, and the date
+    /// filters, can hold).
+    TooFar,
     /// The account has no test clock.
     NoClock,
 }
@@ -73,6 +76,9 @@ pub async fn advance(
     };
     if target <= now {
         return Ok(Advanced::Backwards { frozen_time: now });
+    }
+    if target.year() > 9999 {
+        return Ok(Advanced::TooFar);
     }
     let (mut rooms_ended, mut participants_disconnected) = (0, 0);
     while let Some(due) = next_deadline(conn, account, target).await? {

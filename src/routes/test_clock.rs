@@ -90,6 +90,9 @@ async fn advance(
             "A test clock only moves forward: it reads {}",
             frozen_time.format("%Y-%m-%dT%H:%M:%SZ")
         ))),
+        Advanced::TooFar => Err(ApiError::invalid_parameter(
+            "A test clock stops at the end of the year 9999",
+        )),
         Advanced::NoClock => Err(super::resource_not_found(PATH)),
     }
 }

@@ -365,6 +365,16 @@ async fn bad_advances_and_accounts_without_a_clock_get_twilios_errors() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(time(&r.body["frozen_time"]), start + Span::hours(1));
 
+    // To the year 9999's last second, and no further.
+    let r = me
+        .post("/v1/TestClock", "FrozenTime=9999-12-31T23:59:59Z")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    me.post("/v1/TestClock", "Advance=1")
+        .await
+        .assert_error(400, 20001);
+    assert_eq!(me.clock().await.to_rfc3339(), "9999-12-31T23:59:59+00:00");
+
     app.get("/v1/TestClock").await.assert_error(404, 20404);
     app.post("/v1/TestClock", "Advance=10")
         .await
