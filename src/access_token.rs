@@ -17,6 +17,9 @@ const CONTENT_TYPE: &str = "twilio-fpa;v=1";
 const ALGORITHMS: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
 /// Twilio's longest identity.
 const MAX_IDENTITY_CHARS: usize = 128;
+/// How far ahead of roomd's clock a token's `nbf` may be: the clock of the server that minted
+/// it may run ahead of roomd's (twilio-python sets `nbf` to its own now). `exp` gets none.
+pub const NBF_LEEWAY_SECS: u64 = 60;
 
 /// Why a token was refused, as Twilio's codes (all 401).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +87,9 @@ pub struct AccessToken {
 struct Claims {
     iss: String,
     sub: String,
+    /// Checked here rather than by `jsonwebtoken`, whose one leeway would stretch `exp` too.
+    #[serde(default)]
+    nbf: Option<f64>,
     #[serde(default)]
     grants: Grants,
 }
@@ -138,7 +144,7 @@ pub fn verify(
     let mut validation = Validation::new(Algorithm::HS256);
     validation.algorithms = ALGORITHMS.to_vec();
     validation.leeway = 0;
-    validation.validate_nbf = true;
+    validation.validate_nbf = false;
     validation.set_required_spec_claims(&["exp", "iss", "sub"]);
     let claims =
         jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation)
@@ -150,6 +156,12 @@ pub fn verify(
                 _ => TokenError::Invalid,
             })?
             .claims;
+    if let Some(nbf) = claims.nbf {
+        let now = jsonwebtoken::get_current_timestamp();
+        if !nbf.is_finite() || nbf > (now + NBF_LEEWAY_SECS) as f64 {
+            return Err(TokenError::NotYetValid);
+        }
+    }
     if claims.iss != claimed.key.as_str() || claims.sub != claimed.account.as_str() {
         return Err(TokenError::InvalidIssuerOrSubject);
     }
@@ -161,6 +173,7 @@ pub fn verify(
             !i.is_empty()
                 && i.chars().count() <= MAX_IDENTITY_CHARS
                 && !i.chars().any(char::is_control)
+                && !crate::domain::participant::is_participant_sid_shaped(i)
         })
         .ok_or(TokenError::InvalidGrants)?;
     Ok(AccessToken {
@@ -260,12 +273,35 @@ mod tests {
     }
 
     #[test]
+    fn a_token_from_a_server_whose_clock_runs_a_little_ahead_is_accepted() {
+        let (key, account) = sids();
+        for ahead in [1, 5, NBF_LEEWAY_SECS as i64 - 5] {
+            let token = mint(
+                &key,
+                &account,
+                json!({"nbf": now() + ahead}),
+                Algorithm::HS256,
+            );
+            let claimed = peek(&token).unwrap();
+            assert!(
+                verify(&token, &claimed, &account, SECRET).is_ok(),
+                "{ahead}"
+            );
+        }
+    }
+
+    #[test]
     fn each_failure_has_its_code() {
         let (key, account) = sids();
         let ok = |claims| mint(&key, &account, claims, Algorithm::HS256);
         let cases = [
             (ok(json!({"exp": now() - 5})), TokenError::Expired),
             (ok(json!({"nbf": now() + 600})), TokenError::NotYetValid),
+            (
+                ok(json!({"nbf": now() + NBF_LEEWAY_SECS as i64 + 5})),
+                TokenError::NotYetValid,
+            ),
+            (ok(json!({"exp": now() - 1})), TokenError::Expired),
             (
                 ok(json!({"grants": {"identity": "a"}})),
                 TokenError::InvalidGrants,

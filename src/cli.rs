@@ -406,6 +406,7 @@ async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
         public_url: settings.public_url.clone(),
         auth_cache_ttl: settings.auth_cache_ttl,
         metrics_bind: settings.metrics_bind,
+        metrics_bind_optional: settings.metrics_bind_is_default,
         workers: settings.http_workers,
         db_pool_size: settings.pool_size,
         body_timeout: settings.body_timeout,

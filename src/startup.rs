@@ -29,6 +29,9 @@ pub struct ServerSettings {
     pub auth_cache_ttl: Duration,
     /// A separate listener for `/metrics`; `None` serves it on the main listener.
     pub metrics_bind: Option<SocketAddr>,
+    /// When `metrics_bind`'s address is taken: serve without a metrics listener (with a
+    /// warning) instead of failing (the default address, not one the operator asked for).
+    pub metrics_bind_optional: bool,
     /// HTTP worker threads (one per core by default).
     pub workers: usize,
     /// PostgreSQL connections for serving requests, split evenly between the workers.
@@ -52,6 +55,7 @@ impl ServerSettings {
             public_url: None,
             auth_cache_ttl: crate::auth::DEFAULT_CACHE_TTL,
             metrics_bind: None,
+            metrics_bind_optional: false,
             workers: default_workers(),
             db_pool_size: 10,
             body_timeout: DEFAULT_BODY_TIMEOUT,
@@ -70,6 +74,8 @@ pub fn default_workers() -> usize {
 pub struct Application {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    /// Whether `/metrics` stays off the main listener (it has one of its own, or none at all).
+    metrics_off_main: bool,
     shared: Arc<Shared>,
     dispatcher: Dispatcher,
 }
@@ -120,7 +126,18 @@ impl Application {
         database: PgConnectOptions,
     ) -> std::io::Result<Application> {
         let listener = TcpListener::bind(settings.bind)?;
-        let metrics_listener = settings.metrics_bind.map(TcpListener::bind).transpose()?;
+        let metrics_listener = match settings.metrics_bind.map(TcpListener::bind) {
+            Some(Err(e)) if settings.metrics_bind_optional => {
+                tracing::warn!(
+                    address = %settings.metrics_bind.expect("bound above"),
+                    error = %e,
+                    "the default metrics listener's address is taken (another roomd?): serving without /metrics; set ROOMD_METRICS_BIND to choose one"
+                );
+                None
+            }
+            other => other.transpose()?,
+        };
+        let metrics_off_main = settings.metrics_bind.is_some();
         let local = listener.local_addr()?;
         let public_url = settings
             .public_url
@@ -146,6 +163,7 @@ impl Application {
         Ok(Application {
             listener,
             metrics_listener,
+            metrics_off_main,
             dispatcher: Dispatcher {
                 database: database.clone(),
                 deliverer: Arc::new(deliverer),
@@ -195,6 +213,7 @@ impl Application {
         let Application {
             listener,
             metrics_listener,
+            metrics_off_main,
             shared,
             dispatcher,
         } = self;
@@ -213,7 +232,7 @@ impl Application {
                 let _ = stopping.wait_for(|stop| *stop).await;
             },
         ));
-        let separate_metrics = metrics_listener.is_some();
+        let separate_metrics = metrics_off_main;
         let app = shared.clone();
         // The factory runs once for each worker: each gets a pool of its own.
         let server = HttpServer::new(move || {

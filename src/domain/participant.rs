@@ -24,8 +24,21 @@ impl Identity {
             ),
         };
         check_name(identity, MAX_IDENTITY_CHARS, &ERRORS)?;
+        if is_participant_sid_shaped(identity) {
+            return Err(ApiError::bad_request(
+                code::IDENTITY_INVALID,
+                "Participant identity is invalid: it may not have the shape of a participant SID",
+            ));
+        }
         Ok(Identity(identity.to_string()))
     }
+}
+
+/// Whether an identity looks like a participant SID (`PA` + 32 hex digits, any case). Such an
+/// identity is refused at join: `/Participants/{PA...}` names a participant by SID, and
+/// Anonymize gives a participant its SID as identity, which must not collide with another's.
+pub fn is_participant_sid_shaped(identity: &str) -> bool {
+    crate::domain::sid::is_sid("PA", identity)
 }
 
 impl std::ops::Deref for Identity {
@@ -82,6 +95,9 @@ mod tests {
         assert_eq!(code_of(&"x".repeat(129)), 53201);
         assert_eq!(code_of("a\u{0}b"), 53202);
         assert_eq!(code_of("line\nbreak"), 53202);
+        assert_eq!(code_of("PA0123456789abcdef0123456789ABCDEF"), 53200);
+        assert!(Identity::parse("PA0123456789abcdef0123456789abcdef0").is_ok());
+        assert!(Identity::parse("PAxyz").is_ok());
     }
 
     #[test]

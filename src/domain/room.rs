@@ -214,8 +214,11 @@ impl CreateRoom {
             ));
         }
 
+        // An empty UniqueName is absent (applications send it when the user typed no name):
+        // Twilio's OpenAPI gives it no minimum length, and the room is named by its SID.
         let unique_name = params
             .single("UniqueName")?
+            .filter(|name| !name.is_empty())
             .map(UniqueName::parse)
             .transpose()?;
 
@@ -348,6 +351,7 @@ mod tests {
         let r = create("").unwrap();
         assert_eq!(r.room_type, RoomType::Group);
         assert_eq!(r.unique_name, None);
+        assert_eq!(create("UniqueName=").unwrap().unique_name, None);
         assert_eq!(r.status_callback_method, "POST");
         assert_eq!(
             (r.max_participants, r.max_participant_duration),
@@ -399,9 +403,8 @@ mod tests {
         assert_eq!(code_of("MediaRegion=mars1"), 53115);
         assert_eq!(code_of("MaxParticipantDuration=599"), 53123);
         assert_eq!(code_of("MaxParticipantDuration=86401"), 53123);
-        assert_eq!(code_of("UniqueName="), 53100);
         assert_eq!(code_of(&format!("UniqueName={}", "x".repeat(129))), 53101);
-        assert_eq!(code_of("UniqueName=a%00b"), 53102);
+        assert_eq!(code_of("UniqueName=a%01b"), 53102);
         assert_eq!(code_of("VideoCodecs=VP9"), 53114);
         assert_eq!(code_of("Type=go&RecordParticipantsOnConnect=true"), 53114);
         assert_eq!(code_of("RecordingRules=nope"), 53120);

@@ -194,7 +194,10 @@ pub fn path_segment(req: &HttpRequest, name: &str) -> Result<String, ApiError> {
         .split('/')
         .nth(index)
         .ok_or_else(not_found)?;
-    percent_decode(raw.as_bytes(), false).ok_or_else(not_found)
+    // No name or SID holds NUL (text cannot store it), so such a segment names nothing.
+    percent_decode(raw.as_bytes(), false)
+        .filter(|s| !s.contains('\0'))
+        .ok_or_else(not_found)
 }
 
 #[cfg(test)]

@@ -22,12 +22,20 @@ impl Params {
                 None => (pair, &b""[..]),
             };
             let key = decode(k)?;
-            if key.is_empty() {
+            if key.is_empty() || key.contains('\0') {
                 return Err(ApiError::invalid_parameter(
-                    "Malformed form data: empty parameter name",
+                    "Malformed form data: empty parameter name, or a NUL character in one",
                 ));
             }
-            out.push((key, decode(v)?));
+            let value = decode(v)?;
+            if value.contains('\0') {
+                // PostgreSQL's text cannot hold NUL: refused here, for every parameter of every
+                // route, so that no such value reaches a statement.
+                return Err(ApiError::invalid_parameter(format!(
+                    "Invalid value for {key}: NUL characters are not allowed"
+                )));
+            }
+            out.push((key, value));
         }
         Ok(Params(out))
     }
@@ -142,6 +150,19 @@ mod tests {
         assert!(Params::parse(b"A=%ff%fe").is_err());
         assert!(Params::parse(b"A=\xff").is_err());
         assert!(Params::parse(b"=x").is_err());
+    }
+
+    #[test]
+    fn refuses_nul_in_any_key_or_value() {
+        for input in [
+            &b"StatusCallback=http://x/a%00b"[..],
+            b"A%00=x",
+            b"A=%00",
+            b"A=\0",
+        ] {
+            let e = Params::parse(input).unwrap_err();
+            assert_eq!(e.code(), crate::twilio::error::code::INVALID_PARAMETER);
+        }
     }
 
     #[test]

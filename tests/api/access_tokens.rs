@@ -102,6 +102,11 @@ async fn each_bad_access_token_gets_its_own_code_and_joins_no_one() {
         .unwrap();
     assert_eq!(joined, 0, "no bad token joined anyone");
 
+    // A token minted by a server whose clock runs a few seconds ahead of roomd's joins (`nbf`
+    // has a leeway for clock skew); expired is still expired.
+    let skewed = join_with(&app, &key.token_with(json!({ "nbf": now + 5 }))).await;
+    assert_eq!(skewed.status, 201, "{}", skewed.body);
+
     // A good token joins; the room grant may name the room by SID too.
     let good = join_with(&app, &key.token("alice", Some("standup"))).await;
     assert_eq!(good.status, 201, "{}", good.body);

@@ -323,3 +323,28 @@ async fn metrics_count_joins_by_outcome_disconnects_by_reason_and_who_is_connect
         1
     );
 }
+
+#[tokio::test]
+async fn a_taken_default_metrics_address_is_logged_and_serving_goes_on_without_it() {
+    use roomd::startup::{Application, ServerSettings};
+    let db = crate::helpers::fresh_database().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let settings = |optional| ServerSettings {
+        metrics_bind: Some(taken.local_addr().unwrap()),
+        metrics_bind_optional: optional,
+        ..ServerSettings::local()
+    };
+    // An address the operator chose is not given up.
+    assert!(Application::build(settings(false), db.options.clone()).is_err());
+    // The default one is: roomd serves, with no metrics listener and no /metrics on the main
+    // listener either (it may be public).
+    let app = Application::build(settings(true), db.options.clone()).unwrap();
+    assert_eq!(app.metrics_addr(), None);
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let client = reqwest::Client::new();
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 404);
+}

@@ -113,6 +113,15 @@ async fn a_room_created_without_parameters_has_every_field_in_twilios_order_with
 }
 
 #[tokio::test]
+async fn an_empty_unique_name_is_treated_as_absent_and_the_sid_names_the_room() {
+    let app = spawn_app().await;
+    for _ in 0..2 {
+        let room = app.create_room("UniqueName=&Type=group").await;
+        assert_eq!(room["unique_name"], room["sid"]);
+    }
+}
+
+#[tokio::test]
 async fn every_create_parameter_is_stored_and_returned() {
     let app = spawn_app().await;
     let rules = enc(r#"[{"type": "include", "all": true}]"#);
@@ -201,9 +210,9 @@ async fn every_invalid_parameter_gets_its_twilio_code_and_writes_nothing() {
         ("MediaRegion=mars1".into(), 53115),
         ("MaxParticipantDuration=599".into(), 53123),
         ("MaxParticipantDuration=86401".into(), 53123),
-        ("UniqueName=".into(), 53100),
         (long_name, 53101),
-        ("UniqueName=a%00b".into(), 53102),
+        ("UniqueName=a%00b".into(), 20001),
+        ("UniqueName=a%01b".into(), 53102),
         ("UniqueName=line%0Abreak".into(), 53102),
         ("VideoCodecs=VP9".into(), 53114),
         ("VideoCodecs=VP8&VideoCodecs=AV1".into(), 53114),
