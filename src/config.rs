@@ -31,6 +31,9 @@ pub struct Settings {
     /// `ROOMD_METRICS_BIND`: the listener of its own for `/metrics` (loopback by default);
     /// `None` (the value `main`) serves `/metrics` on the main listener.
     pub metrics_bind: Option<SocketAddr>,
+    /// `ROOMD_METRICS_BIND` is unset: a taken default port (a second roomd on the machine) is
+    /// logged and the process serves without a metrics listener, rather than not at all.
+    pub metrics_bind_is_default: bool,
     /// `ROOMD_MASTER_KEY`, else `ROOMD_MASTER_KEY_FILE`, else `master.key` in `data_dir`.
     pub master_key: MasterKeySetting,
     /// `ROOMD_CALLBACK_*`: status callback delivery.
@@ -89,6 +92,7 @@ impl std::fmt::Debug for Settings {
             .field("db_connect_timeout", &self.db_connect_timeout)
             .field("body_timeout", &self.body_timeout)
             .field("metrics_bind", &self.metrics_bind)
+            .field("metrics_bind_is_default", &self.metrics_bind_is_default)
             .field("master_key", &self.master_key)
             .field("callbacks", &self.callbacks)
             .field("test_clocks", &self.test_clocks)
@@ -239,6 +243,7 @@ impl Settings {
                 1..=300,
             )?,
             metrics_bind: parse_metrics_bind(var("ROOMD_METRICS_BIND")?.as_deref())?,
+            metrics_bind_is_default: var("ROOMD_METRICS_BIND")?.is_none(),
             master_key: match (var("ROOMD_MASTER_KEY")?, var("ROOMD_MASTER_KEY_FILE")?) {
                 (Some(_), Some(_)) => {
                     bail!("invalid ROOMD_MASTER_KEY_FILE: set ROOMD_MASTER_KEY or ROOMD_MASTER_KEY_FILE, not both")
@@ -247,40 +252,69 @@ impl Settings {
                 (None, Some(p)) => MasterKeySetting::File(PathBuf::from(p)),
                 (None, None) => MasterKeySetting::DataDir,
             },
-            callbacks: callback_settings()?,
+            callbacks: callback_settings(bind)?,
             test_clocks: flag("ROOMD_TEST_CLOCKS", true)?,
         })
     }
 }
 
-/// `ROOMD_CALLBACK_DENY` (CIDR ranges, or `none`), `ROOMD_CALLBACK_MAX_ATTEMPTS`,
-/// `ROOMD_CALLBACK_RETRY_BASE_MS`, `ROOMD_CALLBACK_TIMEOUT`.
-fn callback_settings() -> Result<crate::callbacks::CallbackSettings> {
-    use crate::callbacks::{deliver::DenyList, CallbackSettings};
-    let defaults = CallbackSettings::default();
+/// `ROOMD_CALLBACK_DENY` (CIDR ranges, or `none`; its default depends on whether `bind` is a
+/// loopback address), `ROOMD_CALLBACK_ALLOW`, `ROOMD_CALLBACK_MAX_ATTEMPTS`,
+/// `ROOMD_CALLBACK_RETRY_BASE_MS`, `ROOMD_CALLBACK_TIMEOUT`, `ROOMD_CALLBACK_CONCURRENCY`,
+/// `ROOMD_CALLBACK_ACCOUNT_CONCURRENCY`, `ROOMD_CALLBACK_HOST_CONCURRENCY`,
+/// `ROOMD_CALLBACK_RETENTION_DAYS`.
+fn callback_settings(bind: SocketAddr) -> Result<crate::callbacks::CallbackSettings> {
+    use crate::callbacks::{self as cb, deliver::DenyList, CallbackSettings};
     let deny = match var("ROOMD_CALLBACK_DENY")? {
-        None => defaults.deny,
+        None => DenyList::default_for(bind.ip()),
         Some(v) if v.trim() == "none" => DenyList::parse("").expect("empty parses"),
         Some(v) => DenyList::parse(&v).map_err(|e| anyhow!("invalid ROOMD_CALLBACK_DENY: {e}"))?,
+    };
+    let deny = match var("ROOMD_CALLBACK_ALLOW")? {
+        None => deny,
+        Some(v) => deny
+            .allowing(&v)
+            .map_err(|e| anyhow!("invalid ROOMD_CALLBACK_ALLOW: {e}"))?,
     };
     Ok(CallbackSettings {
         deny,
         max_attempts: number(
             "ROOMD_CALLBACK_MAX_ATTEMPTS",
-            crate::callbacks::DEFAULT_MAX_ATTEMPTS,
+            cb::DEFAULT_MAX_ATTEMPTS,
             1..=100,
         )?,
         retry_base: Duration::from_millis(u64::from(number(
             "ROOMD_CALLBACK_RETRY_BASE_MS",
-            crate::callbacks::DEFAULT_RETRY_BASE.as_millis() as u32,
+            cb::DEFAULT_RETRY_BASE.as_millis() as u32,
             10..=60_000,
         )?)),
         timeout: seconds(
             "ROOMD_CALLBACK_TIMEOUT",
-            crate::callbacks::DEFAULT_TIMEOUT.as_secs(),
+            cb::DEFAULT_TIMEOUT.as_secs(),
             1..=15,
         )?,
-        ..defaults
+        concurrency: number(
+            "ROOMD_CALLBACK_CONCURRENCY",
+            cb::DEFAULT_CONCURRENCY as u32,
+            1..=4096,
+        )? as usize,
+        per_account: number(
+            "ROOMD_CALLBACK_ACCOUNT_CONCURRENCY",
+            cb::DEFAULT_PER_ACCOUNT as u32,
+            1..=4096,
+        )? as usize,
+        per_host: number(
+            "ROOMD_CALLBACK_HOST_CONCURRENCY",
+            cb::DEFAULT_PER_HOST as u32,
+            1..=4096,
+        )? as usize,
+        retention: Duration::from_secs(
+            u64::from(number(
+                "ROOMD_CALLBACK_RETENTION_DAYS",
+                (cb::DEFAULT_RETENTION.as_secs() / 86_400) as u32,
+                1..=3650,
+            )?) * 86_400,
+        ),
     })
 }
 

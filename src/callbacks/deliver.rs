@@ -11,27 +11,66 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The ranges roomd never calls unless told otherwise: link-local (which holds the cloud
-/// metadata services, 169.254.169.254 and fd00:ec2::254 aside) and "this network".
-pub const DEFAULT_DENY: &str = "169.254.0.0/16,fe80::/10,0.0.0.0/8";
+/// The ranges roomd never calls when it listens on loopback only (the quick start, test
+/// suites: its callers are on the same machine, so loopback and private receivers are theirs):
+/// link-local (which holds the cloud metadata service 169.254.169.254) and "this network".
+pub const DEFAULT_DENY_LOOPBACK: &str = "169.254.0.0/16,fe80::/10,0.0.0.0/8,::/128";
 
-/// `ROOMD_CALLBACK_DENY`: CIDR ranges that callbacks never reach.
+/// The ranges roomd never calls when it listens on any other address (a server others reach):
+/// everything that is not the public internet. Loopback, RFC 1918 private, CGNAT
+/// (100.64.0.0/10), link-local and metadata, ULA (fc00::/7, which holds fd00:ec2::254), IPv6
+/// written IPv4 (IPv4-compatible, NAT64), benchmarking, multicast and reserved ranges.
+pub const DEFAULT_DENY_PUBLIC: &str = "0.0.0.0/8,10.0.0.0/8,100.64.0.0/10,127.0.0.0/8,\
+169.254.0.0/16,172.16.0.0/12,192.0.0.0/24,192.0.2.0/24,192.168.0.0/16,198.18.0.0/15,\
+198.51.100.0/24,203.0.113.0/24,224.0.0.0/4,240.0.0.0/4,::/96,::1/128,64:ff9b::/96,\
+64:ff9b:1::/48,100::/64,2001:db8::/32,fc00::/7,fe80::/10,fec0::/10,ff00::/8";
+
+/// Where status callbacks may go: never to an address in `deny` (`ROOMD_CALLBACK_DENY`, whose
+/// default depends on the listening address), unless it is in `allow` (`ROOMD_CALLBACK_ALLOW`,
+/// which the operator opens for receivers of its own network).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DenyList(Vec<IpNet>);
+pub struct DenyList {
+    deny: Vec<IpNet>,
+    allow: Vec<IpNet>,
+}
+
+/// A comma-separated list of CIDR ranges (a bare address is its own /32 or /128).
+fn parse_ranges(list: &str) -> Result<Vec<IpNet>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{s:?} is not a CIDR range"))
+        })
+        .collect()
+}
 
 impl DenyList {
-    /// Parses a comma-separated list of CIDR ranges (a bare address is its own /32 or /128).
+    /// Denies the ranges of `list` and allows everything else.
     pub fn parse(list: &str) -> Result<DenyList, String> {
-        list.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<IpNet>()
-                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("{s:?} is not a CIDR range"))
-            })
-            .collect::<Result<_, _>>()
-            .map(DenyList)
+        Ok(DenyList {
+            deny: parse_ranges(list)?,
+            allow: Vec::new(),
+        })
+    }
+
+    /// The default for a server listening on `bind`: `DEFAULT_DENY_LOOPBACK` when that is a
+    /// loopback address, else `DEFAULT_DENY_PUBLIC`.
+    pub fn default_for(bind: IpAddr) -> DenyList {
+        let list = if bind.is_loopback() {
+            DEFAULT_DENY_LOOPBACK
+        } else {
+            DEFAULT_DENY_PUBLIC
+        };
+        DenyList::parse(list).expect("the default deny lists parse")
+    }
+
+    /// Opens the ranges of `list` (CIDRs) even where the deny list covers them.
+    pub fn allowing(mut self, list: &str) -> Result<DenyList, String> {
+        self.allow = parse_ranges(list)?;
+        Ok(self)
     }
 
     pub fn denies(&self, ip: IpAddr) -> bool {
@@ -40,13 +79,15 @@ impl DenyList {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        self.0.iter().any(|net| net.contains(&ip))
+        self.deny.iter().any(|net| net.contains(&ip))
+            && !self.allow.iter().any(|net| net.contains(&ip))
     }
 }
 
 impl Default for DenyList {
+    /// The loopback default (what tests and the quick start run with).
     fn default() -> Self {
-        DenyList::parse(DEFAULT_DENY).expect("the default deny list parses")
+        DenyList::parse(DEFAULT_DENY_LOOPBACK).expect("the default deny list parses")
     }
 }
 
@@ -92,6 +133,25 @@ async fn allowed_addresses(
         return Err(Box::new(Denied));
     }
     Ok(allowed)
+}
+
+/// Why an attempt failed, as the delivery log says it: an answered attempt's reason is its
+/// status (`last_response_status`); an unanswered one gets only one of these words, never the
+/// error's text, so that a tenant cannot tell closed ports from filtered ones or from servers
+/// that speak something other than HTTP.
+pub mod reason {
+    /// The destination is denied by the policy (never retried).
+    pub const DENIED: &str = "denied";
+    /// No HTTP answer: the name did not resolve, the connection was refused or cut.
+    pub const CONNECT: &str = "connect";
+    /// No answer within `ROOMD_CALLBACK_TIMEOUT`.
+    pub const TIMEOUT: &str = "timeout";
+    /// The TLS handshake failed (a certificate, say).
+    pub const TLS: &str = "tls";
+    /// Answered with a redirect (3xx), which roomd does not follow.
+    pub const REDIRECT: &str = "redirect";
+    /// Answered with another status that is not 2xx (in `last_response_status`).
+    pub const STATUS: &str = "status";
 }
 
 /// How one attempt ended.
@@ -156,7 +216,7 @@ impl Deliverer {
             .await
             .unwrap_or_else(|_| Attempt::Failed {
                 status: None,
-                error: "timed out".into(),
+                error: reason::TIMEOUT.into(),
             })
     }
 
@@ -164,7 +224,7 @@ impl Deliverer {
         let Ok(mut url) = reqwest::Url::parse(&event.url) else {
             return Attempt::Failed {
                 status: None,
-                error: "the StatusCallback URL does not parse".into(),
+                error: reason::CONNECT.into(),
             };
         };
         match self.destination_denied(&url).await {
@@ -224,13 +284,22 @@ impl Deliverer {
             }
             Ok(response) => Attempt::Failed {
                 status: Some(response.status().as_u16()),
-                error: format!("answered {}", response.status()),
+                error: if response.status().is_redirection() {
+                    reason::REDIRECT
+                } else {
+                    reason::STATUS
+                }
+                .into(),
             },
             Err(e) if is_denied(&e) => Attempt::Denied,
-            Err(e) => Attempt::Failed {
-                status: None,
-                error: describe(&e),
-            },
+            Err(e) => {
+                // The cause stays in the operator's log, never in the tenant's.
+                tracing::debug!(event_sid = %event.sid, error = %describe(&e), "status callback attempt failed");
+                Attempt::Failed {
+                    status: None,
+                    error: coarse_reason(&e).into(),
+                }
+            }
         }
     }
 
@@ -247,10 +316,13 @@ impl Deliverer {
                 {
                     Ok(_) => Ok(false),
                     Err(e) if e.is::<Denied>() => Ok(true),
-                    Err(e) => Err(format!("resolving the host: {e}")),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "resolving a status callback host failed");
+                        Err(reason::CONNECT.into())
+                    }
                 }
             }
-            None => Err("the StatusCallback URL has no host".into()),
+            None => Err(reason::CONNECT.into()),
         }
     }
 
@@ -300,6 +372,25 @@ fn is_denied(e: &reqwest::Error) -> bool {
     false
 }
 
+/// The delivery log's word for an attempt that got no answer (see `reason`).
+fn coarse_reason(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        return reason::TIMEOUT;
+    }
+    if e.is_redirect() {
+        return reason::REDIRECT;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        let text = err.to_string().to_ascii_lowercase();
+        if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
+            return reason::TLS;
+        }
+        source = err.source();
+    }
+    reason::CONNECT
+}
+
 /// What went wrong, without the URL (which may carry credentials): the kind, then the innermost
 /// cause.
 fn describe(e: &reqwest::Error) -> String {
@@ -329,13 +420,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_deny_list_holds_link_local_and_this_network_but_not_loopback_or_private() {
-        let deny = DenyList::default();
+    fn the_loopback_default_holds_link_local_and_this_network_but_not_loopback_or_private() {
+        let deny = DenyList::default_for("127.0.0.1".parse().unwrap());
+        assert_eq!(deny, DenyList::default());
         for denied in [
             "169.254.169.254",
             "169.254.0.1",
             "fe80::1",
             "0.0.0.0",
+            "::",
             "::ffff:169.254.169.254",
         ] {
             assert!(deny.denies(denied.parse().unwrap()), "{denied}");
@@ -353,14 +446,56 @@ mod tests {
     }
 
     #[test]
+    fn a_server_others_reach_calls_only_the_public_internet_unless_a_range_is_opened() {
+        for bind in ["0.0.0.0", "192.168.1.10", "::"] {
+            let deny = DenyList::default_for(bind.parse().unwrap());
+            for denied in [
+                "127.0.0.1",
+                "127.1.2.3",
+                "::1",
+                "::ffff:127.0.0.1",
+                "::127.0.0.1",
+                "10.1.2.3",
+                "172.20.0.5",
+                "192.168.0.1",
+                "100.64.0.1",
+                "169.254.169.254",
+                "fd00:ec2::254",
+                "fc00::1",
+                "fe80::1",
+                "0.0.0.0",
+                "::",
+                "64:ff9b::7f00:1",
+                "224.0.0.1",
+                "255.255.255.255",
+            ] {
+                assert!(deny.denies(denied.parse().unwrap()), "{bind}: {denied}");
+            }
+            for allowed in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
+                assert!(!deny.denies(allowed.parse().unwrap()), "{bind}: {allowed}");
+            }
+        }
+        let opened = DenyList::default_for("0.0.0.0".parse().unwrap())
+            .allowing("172.28.0.0/16")
+            .unwrap();
+        assert!(!opened.denies("172.28.0.9".parse().unwrap()));
+        assert!(opened.denies("172.29.0.9".parse().unwrap()));
+        assert!(opened.denies("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
     fn a_deny_list_takes_ranges_and_bare_addresses_and_refuses_anything_else() {
         let deny = DenyList::parse(" 127.0.0.0/8, ::1 ,10.1.2.3").unwrap();
         assert!(deny.denies("127.9.9.9".parse().unwrap()));
         assert!(deny.denies("::1".parse().unwrap()));
         assert!(deny.denies("10.1.2.3".parse().unwrap()));
         assert!(!deny.denies("10.1.2.4".parse().unwrap()));
-        assert_eq!(DenyList::parse("").unwrap(), DenyList(Vec::new()));
+        assert_eq!(
+            DenyList::parse("").unwrap(),
+            DenyList::parse(" , ").unwrap()
+        );
         assert!(DenyList::parse("10.0.0.0/33").is_err());
         assert!(DenyList::parse("example.com").is_err());
+        assert!(DenyList::default().allowing("nope").is_err());
     }
 }

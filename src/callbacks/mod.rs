@@ -29,8 +29,16 @@ pub struct CallbackSettings {
     pub timeout: Duration,
     /// Destinations never called (`ROOMD_CALLBACK_DENY`).
     pub deny: DenyList,
-    /// Deliveries in flight at once, per process.
+    /// Deliveries in flight at once, per process (`ROOMD_CALLBACK_CONCURRENCY`).
     pub concurrency: usize,
+    /// Deliveries in flight at once for one account, per process
+    /// (`ROOMD_CALLBACK_ACCOUNT_CONCURRENCY`): an account whose receiver hangs holds no more.
+    pub per_account: usize,
+    /// Deliveries in flight at once to one host (and port), per process
+    /// (`ROOMD_CALLBACK_HOST_CONCURRENCY`).
+    pub per_host: usize,
+    /// How long delivered and failed events are kept (`ROOMD_CALLBACK_RETENTION_DAYS`).
+    pub retention: Duration,
 }
 
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
@@ -38,6 +46,13 @@ pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(1);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+pub const DEFAULT_CONCURRENCY: usize = 256;
+pub const DEFAULT_PER_ACCOUNT: usize = 16;
+pub const DEFAULT_PER_HOST: usize = 32;
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How often a dispatcher prunes settled events past the retention, and how many per statement.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_BATCH: i64 = 1000;
 
 impl Default for CallbackSettings {
     fn default() -> Self {
@@ -46,7 +61,10 @@ impl Default for CallbackSettings {
             retry_base: DEFAULT_RETRY_BASE,
             timeout: DEFAULT_TIMEOUT,
             deny: DenyList::default(),
-            concurrency: 64,
+            concurrency: DEFAULT_CONCURRENCY,
+            per_account: DEFAULT_PER_ACCOUNT,
+            per_host: DEFAULT_PER_HOST,
+            retention: DEFAULT_RETENTION,
         }
     }
 }
@@ -100,9 +118,11 @@ impl Connections {
         let planned = database
             .clone()
             .options([("plan_cache_mode", "force_custom_plan")]);
+        // Outcomes commit without waiting for the WAL flush (see `record`).
+        let records = planned.clone().options([("synchronous_commit", "off")]);
         Connections {
-            claims: crate::db::lazy_pool(planned.clone(), 1),
-            records: crate::db::lazy_pool(planned, 1),
+            claims: crate::db::lazy_pool(planned, 1),
+            records: crate::db::lazy_pool(records, 1),
             listening: crate::db::lazy_pool(database, 1),
         }
     }
@@ -131,25 +151,41 @@ pub async fn run(
     let mut listener = listen(&listening).await;
     let mut in_flight: JoinSet<Done> = JoinSet::new();
     let mut claims: HashMap<String, i32> = HashMap::new();
+    let mut slots = Slots::default();
     let mut finished: Vec<Done> = Vec::new();
     let mut pause = Duration::ZERO;
     let mut presence = Presence::new();
+    let mut pruned = std::time::Instant::now();
     loop {
         while let Some(done) = in_flight.try_join_next() {
             finished.extend(done.ok());
         }
-        let mut healthy = record(&pool, &mut finished, &mut claims, &settings, &metrics).await;
+        let mut healthy = record(
+            &pool,
+            &mut finished,
+            &mut claims,
+            &mut slots,
+            &settings,
+            &metrics,
+        )
+        .await;
+        if healthy && pruned.elapsed() >= PRUNE_EVERY {
+            pruned = std::time::Instant::now();
+            prune(&pool, settings.retention).await;
+        }
 
         let free = settings.concurrency.saturating_sub(in_flight.len());
         let mut filled = false;
         let mut claimed = 0;
         if healthy && free > 0 {
-            match outbox::claim(&claiming, free as i64, settings.lease()).await {
+            let limits = slots.limits(free, &settings);
+            match outbox::claim(&claiming, &limits, settings.lease()).await {
                 Ok(batch) => {
                     filled = batch.len() == free;
                     claimed = batch.len();
                     for event in batch {
                         claims.insert(event.sid.clone(), event.attempts);
+                        slots.take(&event);
                         let (deliverer, settings) = (deliverer.clone(), settings.clone());
                         in_flight.spawn(async move { deliver(&deliverer, &settings, event).await });
                     }
@@ -252,36 +288,99 @@ impl Presence {
     }
 }
 
-/// Records the outcomes in `finished` (emptied once recorded; kept to try again if the database
-/// fails); whether that worked.
+/// Records the outcomes in `finished` (emptied once recorded; what is left is tried again if the
+/// database fails); whether that worked. Each outcome is a statement of its own (see
+/// `callback_settle`), in its own transaction, which commits without waiting for the disk: an
+/// outcome lost to a crash means one more delivery, which receivers already dedupe.
 async fn record(
     pool: &PgPool,
     finished: &mut Vec<Done>,
     claims: &mut HashMap<String, i32>,
+    slots: &mut Slots,
     settings: &CallbackSettings,
     metrics: &Metrics,
 ) -> bool {
-    if finished.is_empty() {
-        return true;
-    }
-    let outcomes: Vec<(&str, i32, &Outcome)> = finished
-        .iter()
-        .map(|d| (d.event.sid.as_str(), d.event.attempts, &d.outcome))
-        .collect();
-    match outbox::settle(pool, &outcomes).await {
-        Ok(recorded) => {
-            let recorded: std::collections::HashSet<String> = recorded.into_iter().collect();
-            for done in finished.drain(..) {
+    while let Some(done) = finished.last() {
+        match outbox::settle(pool, &done.event.sid, done.event.attempts, &done.outcome).await {
+            Ok(recorded) => {
+                let done = finished.pop().expect("looked at above");
                 claims.remove(&done.event.sid);
-                if recorded.contains(&done.event.sid) {
+                slots.give_back(&done.event);
+                if recorded {
                     count(metrics, settings, &done);
                 }
             }
-            true
+            Err(e) => {
+                tracing::warn!(error = %e, events = finished.len(), "recording status callback outcomes failed; retrying");
+                return false;
+            }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, events = finished.len(), "recording status callback outcomes failed; retrying");
-            false
+    }
+    true
+}
+
+/// Deletes settled events past the retention, a batch per statement, for at most a second.
+async fn prune(pool: &PgPool, retention: Duration) {
+    let started = std::time::Instant::now();
+    let mut total = 0;
+    while started.elapsed() < Duration::from_secs(1) {
+        match outbox::prune(pool, retention, PRUNE_BATCH).await {
+            Ok(n) => {
+                total += n;
+                if n < PRUNE_BATCH as u64 {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning settled status callbacks failed; retrying later");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(
+            events = total,
+            retention_days = retention.as_secs() / 86_400,
+            "pruned settled status callbacks past their retention"
+        );
+    }
+}
+
+/// The deliveries this process has in flight, per account and per destination host.
+#[derive(Default)]
+struct Slots {
+    accounts: HashMap<String, i64>,
+    hosts: HashMap<String, i64>,
+}
+
+impl Slots {
+    fn take(&mut self, event: &Claimed) {
+        *self.accounts.entry(event.account_sid.clone()).or_default() += 1;
+        *self.hosts.entry(event.host.clone()).or_default() += 1;
+    }
+
+    fn give_back(&mut self, event: &Claimed) {
+        for (map, key) in [
+            (&mut self.accounts, &event.account_sid),
+            (&mut self.hosts, &event.host),
+        ] {
+            if let Some(n) = map.get_mut(key) {
+                *n -= 1;
+                if *n <= 0 {
+                    map.remove(key);
+                }
+            }
+        }
+    }
+
+    fn limits(&self, free: usize, settings: &CallbackSettings) -> outbox::ClaimLimits {
+        let busy = |m: &HashMap<String, i64>| m.iter().map(|(k, n)| (k.clone(), *n)).collect();
+        outbox::ClaimLimits {
+            free: free as i64,
+            per_account: settings.per_account as i64,
+            per_host: settings.per_host as i64,
+            busy_accounts: busy(&self.accounts),
+            busy_hosts: busy(&self.hosts),
         }
     }
 }
@@ -306,7 +405,16 @@ async fn drain(
     while let Some(done) = in_flight.join_next().await {
         finished.extend(done.ok());
     }
-    record(pool, &mut finished, &mut claims, settings, metrics).await;
+    let mut slots = Slots::default();
+    record(
+        pool,
+        &mut finished,
+        &mut claims,
+        &mut slots,
+        settings,
+        metrics,
+    )
+    .await;
     if !claims.is_empty() {
         let unfinished: Vec<(String, i32)> = claims.into_iter().collect();
         match outbox::release(pool, &unfinished).await {
@@ -375,7 +483,7 @@ async fn deliver(deliverer: &Deliverer, settings: &CallbackSettings, event: Clai
         },
         Attempt::Denied => Outcome::Failed {
             status: None,
-            error: "destination denied by ROOMD_CALLBACK_DENY".into(),
+            error: deliver::reason::DENIED.into(),
             retry_at: None,
         },
     };

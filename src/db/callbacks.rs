@@ -89,7 +89,9 @@ pub(super) fn room_columns(alias: &str) -> String {
 /// participant's disconnection, and both before the room's end), then by time and SID; after
 /// the room's last number. That number is read with the statement's snapshot: every caller has
 /// locked the room in an earlier statement of its transaction (or inserts it), so the snapshot
-/// holds every event of the room, and none can be added concurrently.
+/// holds every event of the room, and none can be added concurrently. The first event is the
+/// room's head (a claim candidate) when the room has no pending event; the earliest pending one
+/// is locked `FOR SHARE` to decide that (see migration V8).
 pub(super) fn enqueue(sources: &[EventSource<'_>]) -> String {
     enqueue_with(sources, None)
 }
@@ -144,18 +146,24 @@ pub(super) fn enqueue_with(sources: &[EventSource<'_>], then: Option<&EventSourc
         .collect();
     format!(
         r#"callback_events_written AS (
-            INSERT INTO callback_events (sid, account_sid, room_sid, sequence_number, event, url, method, params)
+            INSERT INTO callback_events (sid, account_sid, room_sid, sequence_number, event, url, method, params, head)
             SELECT 'EV' || replace(gen_random_uuid()::text, '-', ''), s.account_sid, s.room_sid,
                 s.seq, s.event, s.url, s.method,
                 s.params || jsonb_build_object('StatusCallbackEvent', s.event,
                     'SequenceNumber', s.seq::text,
-                    'Timestamp', to_char(s.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
-            FROM (SELECT u.*,
-                    (SELECT COALESCE(max(c.sequence_number) + 1, 0) FROM callback_events c
-                     WHERE c.room_sid = u.room_sid)
+                    'Timestamp', to_char(s.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')),
+                s.seq = s.base AND NOT s.waiting
+            FROM (SELECT u.*, b.base, b.waiting,
+                    b.base
                     + (row_number() OVER (PARTITION BY u.room_sid ORDER BY u.ord, u.at, u.tiebreak))::integer
                     - 1 AS seq
-                  FROM ({}) u) s)"#,
+                  FROM ({}) u
+                  CROSS JOIN LATERAL (SELECT
+                    (SELECT COALESCE(max(c.sequence_number) + 1, 0) FROM callback_events c
+                     WHERE c.room_sid = u.room_sid) AS base,
+                    EXISTS (SELECT 1 FROM callback_events c
+                     WHERE c.room_sid = u.room_sid AND c.status = 'pending'
+                     ORDER BY c.sequence_number LIMIT 1 FOR SHARE) AS waiting) b) s)"#,
         selects.join(" UNION ALL ")
     )
 }
@@ -173,37 +181,102 @@ pub struct Claimed {
     /// This claim's attempt number (1 for the first): the fence of `settle`.
     pub attempts: i32,
     pub date_created: DateTime<Utc>,
+    /// The destination its delivery slot counts against (`callback_host`).
+    pub host: String,
     /// The account's auth token, sealed (NULL for an account created before tokens were sealed).
     pub auth_token_sealed: Option<Vec<u8>>,
 }
 
-/// Claims up to `limit` due events, each the earliest pending event of its room (a room's next
-/// event waits for the one before it), oldest due first, leasing them for `lease`: until it
-/// ends, no dispatcher takes them again. `FOR UPDATE SKIP LOCKED` lets replicas claim at once
-/// without waiting for each other.
+/// What a claim may take: free slots in all, per account and per destination host, given the
+/// deliveries this process has in flight.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimLimits {
+    /// Events to claim at most.
+    pub free: i64,
+    /// Deliveries in flight at once for one account.
+    pub per_account: i64,
+    /// Deliveries in flight at once to one host (`callback_host`: host and port).
+    pub per_host: i64,
+    /// `(account_sid, deliveries in flight)` for the accounts with any.
+    pub busy_accounts: Vec<(String, i64)>,
+    /// `(host, deliveries in flight)` for the hosts with any.
+    pub busy_hosts: Vec<(String, i64)>,
+}
+
+/// Claims due head events (a room's next event waits for the one before it), leasing them for
+/// `lease`: until it ends, no dispatcher takes them again. Accounts take turns: every account's
+/// oldest due head comes before any account's second, and none gets more than its free slots
+/// (per account, then per host). The accounts are walked one index probe each (a loose index
+/// scan), then each account's due heads through the same index, so a claim reads about as much
+/// with a million events queued behind dead receivers as with none. `FOR UPDATE SKIP LOCKED`
+/// lets replicas claim at once without waiting for each other.
 pub async fn claim(
     db: impl PgExecutor<'_>,
-    limit: i64,
+    limits: &ClaimLimits,
     lease: Duration,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
+    let (busy_accounts, account_counts): (Vec<&str>, Vec<i64>) = limits
+        .busy_accounts
+        .iter()
+        .map(|(a, n)| (a.as_str(), *n))
+        .unzip();
+    let (busy_hosts, host_counts): (Vec<&str>, Vec<i64>) = limits
+        .busy_hosts
+        .iter()
+        .map(|(h, n)| (h.as_str(), *n))
+        .unzip();
     sqlx::query_as(
-        "WITH claimed AS ( \
+        "WITH RECURSIVE accounts_with_heads(account_sid) AS ( \
+            (SELECT h.account_sid FROM callback_events h WHERE h.status = 'pending' AND h.head \
+             ORDER BY h.account_sid LIMIT 1) \
+            UNION ALL \
+            SELECT (SELECT h.account_sid FROM callback_events h \
+                    WHERE h.status = 'pending' AND h.head AND h.account_sid > a.account_sid \
+                    ORDER BY h.account_sid LIMIT 1) \
+            FROM accounts_with_heads a WHERE a.account_sid IS NOT NULL), \
+         busy_accounts AS (SELECT * FROM unnest($4::text[], $5::bigint[]) AS b(account_sid, n)), \
+         busy_hosts AS (SELECT * FROM unnest($7::text[], $8::bigint[]) AS b(host, n)), \
+         candidates AS ( \
+            SELECT c.sid, c.account_sid, c.next_attempt, c.host, \
+                row_number() OVER (PARTITION BY c.account_sid ORDER BY c.next_attempt, c.sid) AS turn \
+            FROM accounts_with_heads a CROSS JOIN LATERAL ( \
+                SELECT h.sid, h.account_sid, h.next_attempt, callback_host(h.url) AS host \
+                FROM callback_events h \
+                WHERE h.account_sid = a.account_sid AND h.status = 'pending' AND h.head \
+                AND h.next_attempt <= now() \
+                ORDER BY h.next_attempt \
+                LIMIT greatest(0, $3 - coalesce((SELECT b.n FROM busy_accounts b \
+                                                 WHERE b.account_sid = a.account_sid), 0))) c \
+            WHERE a.account_sid IS NOT NULL), \
+         placed AS ( \
+            SELECT c.*, row_number() OVER (PARTITION BY c.host ORDER BY c.turn, c.next_attempt, c.sid) \
+                AS host_turn \
+            FROM candidates c), \
+         picked AS ( \
+            SELECT p.sid FROM placed p \
+            WHERE p.host_turn <= $6 - coalesce((SELECT b.n FROM busy_hosts b WHERE b.host = p.host), 0) \
+            ORDER BY p.turn, p.next_attempt, p.sid LIMIT $1), \
+         claimed AS ( \
             UPDATE callback_events e SET attempts = e.attempts + 1, \
                 next_attempt = now() + make_interval(secs => $2), date_updated = now() \
             WHERE e.sid IN ( \
-                SELECT d.sid FROM callback_events d \
-                WHERE d.status = 'pending' AND d.next_attempt <= now() \
-                AND NOT EXISTS (SELECT 1 FROM callback_events b \
-                    WHERE b.room_sid = d.room_sid AND b.status = 'pending' \
-                    AND b.sequence_number < d.sequence_number) \
-                ORDER BY d.next_attempt LIMIT $1 FOR UPDATE SKIP LOCKED) \
-            AND e.status = 'pending' \
+                SELECT l.sid FROM callback_events l \
+                WHERE l.sid IN (SELECT sid FROM picked) \
+                AND l.status = 'pending' AND l.head AND l.next_attempt <= now() \
+                FOR UPDATE SKIP LOCKED) \
             RETURNING e.sid, e.account_sid, e.room_sid, e.sequence_number, e.url, e.method, \
                 e.params, e.attempts, e.date_created) \
-         SELECT c.*, a.auth_token_sealed FROM claimed c JOIN accounts a ON a.sid = c.account_sid",
+         SELECT c.*, callback_host(c.url) AS host, a.auth_token_sealed \
+         FROM claimed c JOIN accounts a ON a.sid = c.account_sid",
     )
-    .bind(limit)
+    .bind(limits.free)
     .bind(lease.as_secs_f64())
+    .bind(limits.per_account)
+    .bind(busy_accounts)
+    .bind(account_counts)
+    .bind(limits.per_host)
+    .bind(busy_hosts)
+    .bind(host_counts)
     .fetch_all(db)
     .await
 }
@@ -222,66 +295,60 @@ pub enum Outcome {
     },
 }
 
-/// Records attempts' outcomes (`(sid, attempt, outcome)`) in one statement (one commit for
-/// many deliveries); an outcome counts only if the event is still that attempt's (a dispatcher
-/// whose lease ran out, and whose event another took, changes nothing). The SIDs recorded.
+/// Records an attempt's outcome; it counts only if the event is still that attempt's (a
+/// dispatcher whose lease ran out, and whose event another took, changes nothing). When the
+/// event is settled its room's next event becomes the head. Whether it was recorded.
 pub async fn settle(
     db: impl PgExecutor<'_>,
-    outcomes: &[(&str, i32, &Outcome)],
-) -> Result<Vec<String>, sqlx::Error> {
-    let n = outcomes.len();
-    let (mut sids, mut attempts, mut statuses, mut codes, mut errors, mut retries) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for (sid, attempt, outcome) in outcomes {
-        let (status, code, error, retry_in) = match outcome {
-            Outcome::Delivered { status } => ("delivered", Some(*status), None, None),
-            Outcome::Failed {
-                status,
-                error,
-                retry_at: Some(after),
-            } => (
-                "pending",
-                *status,
-                Some(error.as_str()),
-                Some(after.as_secs_f64()),
-            ),
-            Outcome::Failed { status, error, .. } => {
-                ("failed", *status, Some(error.as_str()), None)
-            }
-        };
-        sids.push(*sid);
-        attempts.push(*attempt);
-        statuses.push(status);
-        codes.push(code.map(i32::from));
-        errors.push(error);
-        retries.push(retry_in);
-    }
-    sqlx::query_scalar(
-        "UPDATE callback_events e SET status = o.status, last_response_status = o.code, \
-            last_error = o.error, \
-            next_attempt = CASE WHEN o.retry_in IS NULL THEN e.next_attempt \
-                ELSE now() + make_interval(secs => o.retry_in) END, \
-            date_delivered = CASE WHEN o.status = 'delivered' THEN now() ELSE e.date_delivered END, \
-            date_updated = now() \
-         FROM unnest($1::text[], $2::integer[], $3::text[], $4::integer[], $5::text[], $6::float8[]) \
-            AS o(sid, attempts, status, code, error, retry_in) \
-         WHERE e.sid = o.sid AND e.attempts = o.attempts AND e.status = 'pending' \
-         RETURNING e.sid",
+    sid: &str,
+    attempt: i32,
+    outcome: &Outcome,
+) -> Result<bool, sqlx::Error> {
+    let (status, code, error, retry_in) = match outcome {
+        Outcome::Delivered { status } => ("delivered", Some(*status), None, None),
+        Outcome::Failed {
+            status,
+            error,
+            retry_at: Some(after),
+        } => (
+            "pending",
+            *status,
+            Some(error.as_str()),
+            Some(after.as_secs_f64()),
+        ),
+        Outcome::Failed { status, error, .. } => ("failed", *status, Some(error.as_str()), None),
+    };
+    sqlx::query_scalar("SELECT callback_settle($1, $2, $3, $4, $5, $6)")
+        .bind(sid)
+        .bind(attempt)
+        .bind(status)
+        .bind(code.map(i32::from))
+        .bind(error)
+        .bind(retry_in)
+        .fetch_one(db)
+        .await
+}
+
+/// Deletes up to `limit` delivered or failed events last changed more than `retention` ago,
+/// except each room's last event (the next one's `SequenceNumber` follows it). How many.
+pub async fn prune(
+    db: impl PgExecutor<'_>,
+    retention: Duration,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM callback_events WHERE sid IN ( \
+            SELECT e.sid FROM callback_events e \
+            WHERE e.status <> 'pending' AND e.date_updated < now() - make_interval(secs => $1) \
+            AND EXISTS (SELECT 1 FROM callback_events n \
+                        WHERE n.room_sid = e.room_sid AND n.sequence_number > e.sequence_number) \
+            ORDER BY e.date_updated LIMIT $2 FOR UPDATE SKIP LOCKED)",
     )
-    .bind(sids)
-    .bind(attempts)
-    .bind(statuses)
-    .bind(codes)
-    .bind(errors)
-    .bind(retries)
-    .fetch_all(db)
-    .await
+    .bind(retention.as_secs_f64())
+    .bind(limit)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Gives leased events back at once (a dispatcher stopping with deliveries unfinished): as if
@@ -395,28 +462,20 @@ pub async fn find(
     .await
 }
 
-/// Queues an event again (`Status=pending`): due now, with a fresh retry budget. An event being
+/// Queues an event again (`Status=pending`): due now, in its room's order, with one more
+/// attempt (its attempt count stays, so a resend never renews the retry budget). An event being
 /// delivered right now keeps its lease (it stays pending either way).
 pub async fn resend(
-    db: impl PgExecutor<'_>,
+    conn: &mut PgConnection,
     account_sid: &str,
     room_sid: &str,
     sid: &str,
 ) -> Result<Option<EventRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "WITH again AS ( \
-            UPDATE callback_events SET status = 'pending', attempts = 0, next_attempt = now(), \
-                date_updated = now() \
-            WHERE account_sid = $1 AND room_sid = $2 AND sid = $3 AND status <> 'pending' \
-            RETURNING {COLUMNS}) \
-         SELECT {COLUMNS} FROM again \
-         UNION ALL \
-         SELECT {COLUMNS} FROM callback_events \
-         WHERE account_sid = $1 AND room_sid = $2 AND sid = $3 AND status = 'pending'"
-    ))
-    .bind(account_sid)
-    .bind(room_sid)
-    .bind(sid)
-    .fetch_optional(db)
-    .await
+    sqlx::query_scalar::<_, bool>("SELECT callback_requeue($1, $2, $3)")
+        .bind(account_sid)
+        .bind(room_sid)
+        .bind(sid)
+        .fetch_one(&mut *conn)
+        .await?;
+    find(&mut *conn, account_sid, room_sid, sid).await
 }

@@ -6,12 +6,13 @@
 //! holds across replicas.
 
 use super::callbacks::{self, EventSource};
-use super::error::{BreaksConnection, DbError};
+use super::error::{BreaksConnection, DbError, OnConstraint};
 use super::list::{self, Listing, Page};
 use super::rooms::{self, RoomKey, RoomRow};
 use crate::domain::participant::{Identity, ParticipantStatus};
 use crate::domain::room::{CreateRoom, RoomStatus};
 use crate::domain::sid::RoomSid;
+use crate::twilio::error::code;
 use crate::twilio::paging::PageRequest;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
@@ -69,6 +70,8 @@ pub enum Refusal {
     TrackNameDuplicated,
     /// 53203: the room's `max_concurrent_published_tracks` are published.
     MaxTracks,
+    /// 53203: the participant publishes `MAX_TRACKS_PER_PARTICIPANT` tracks already.
+    MaxTracksPerParticipant,
     /// 53300: an audio-only room takes no video track.
     VideoInAudioOnlyRoom,
 }
@@ -388,13 +391,19 @@ pub async fn find(
     super::first_found(conn, [account_sid, room_sid], tries).await
 }
 
+/// One connected participant per identity in a room (V4).
+const CONNECTED_IDENTITY_CONSTRAINT: &str = "participants_connected_identity";
+
 /// Replaces a participant's identity with its SID (Twilio's Anonymize); its status stays.
+/// Joins refuse identities shaped like a participant SID, so the new identity collides with no
+/// connected participant's; one that joined with such an identity before that rule keeps it, and
+/// anonymizing the participant whose SID it is, while both are connected, is refused (53200).
 pub async fn anonymize(
     db: impl PgExecutor<'_>,
     account_sid: &str,
     room_sid: &str,
     sid: &str,
-) -> Result<Option<ParticipantRow>, sqlx::Error> {
+) -> Result<Option<ParticipantRow>, DbError> {
     sqlx::query_as(&format!(
         "UPDATE participants SET identity = sid, date_updated = GREATEST(roomd_now(), date_updated) \
          WHERE account_sid = $1 AND room_sid = $2 AND sid = $3 RETURNING {COLUMNS}"
@@ -404,6 +413,11 @@ pub async fn anonymize(
     .bind(sid)
     .fetch_optional(db)
     .await
+    .on_constraint(
+        CONNECTED_IDENTITY_CONSTRAINT,
+        code::IDENTITY_INVALID,
+        "Participant identity is in use by another connected participant",
+    )
 }
 
 /// The list filters of `GET .../Participants`.

@@ -121,6 +121,14 @@ pub async fn publish(
     let sid = TrackSid::generate();
     let name = name.map_or(sid.as_str(), |n| n);
     // Under the room's lock nobody else publishes for this participant: a look first is exact.
+    let published: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM published_tracks WHERE participant_sid = $1")
+            .bind(&participant.sid)
+            .fetch_one(&mut *conn)
+            .await?;
+    if published >= crate::domain::track::MAX_TRACKS_PER_PARTICIPANT {
+        return Err(Refusal::MaxTracksPerParticipant.into());
+    }
     if find(
         conn,
         who.account_sid,

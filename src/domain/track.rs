@@ -6,6 +6,10 @@ use crate::twilio::ApiError;
 
 /// Twilio's longest track name.
 pub const MAX_TRACK_NAME_CHARS: usize = 128;
+/// The most tracks one participant publishes at once. Twilio's SDKs publish a handful (a
+/// microphone, a camera, a screen, a data track); a bound keeps what one departure removes, and
+/// the events it writes, small enough for one short statement.
+pub const MAX_TRACKS_PER_PARTICIPANT: i64 = 32;
 
 /// A track name: 1..=128 characters, no control characters. It derefs to `str`.
 #[derive(Debug, Clone, PartialEq, Eq)]

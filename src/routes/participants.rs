@@ -132,13 +132,11 @@ impl ParticipantRef {
     ) -> Result<ParticipantRef, ApiError> {
         let segment = path_segment(req, "participant")?;
         let not_found = || room.not_found(&format!("/Participants/{segment}"));
-        if Identity::parse(&segment).is_err() {
+        let sid = ParticipantSid::parse(&segment);
+        if sid.is_none() && Identity::parse(&segment).is_err() {
             return Err(not_found());
         }
-        Ok(ParticipantRef {
-            sid: ParticipantSid::parse(&segment),
-            segment,
-        })
+        Ok(ParticipantRef { sid, segment })
     }
 
     /// The participant (any status) this names, in the room `room` names, on one connection.
@@ -194,6 +192,13 @@ pub(crate) fn refused(
         Refusal::MaxTracks => {
             ApiError::bad_request(code::MAX_PUBLISHED_TRACKS, "Max published tracks reached")
         }
+        Refusal::MaxTracksPerParticipant => ApiError::bad_request(
+            code::MAX_PUBLISHED_TRACKS,
+            format!(
+                "Max published tracks reached: a participant publishes at most {} tracks",
+                crate::domain::track::MAX_TRACKS_PER_PARTICIPANT
+            ),
+        ),
         Refusal::VideoInAudioOnlyRoom => ApiError::bad_request(
             code::TRACK_INVALID,
             "An audio-only Room takes no video tracks",
@@ -355,7 +360,7 @@ async fn anonymize(
     let account = &room.account.sid;
     let found = state
         .pool
-        .run(async |c| -> Result<_, sqlx::Error> {
+        .run(async |c| -> Result<_, crate::db::DbError> {
             let p = match participant.find_in(c, &room).await? {
                 Ok(p) => p,
                 Err(r) => return Ok(Err(r)),

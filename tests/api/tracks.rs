@@ -237,6 +237,60 @@ async fn the_rooms_published_track_limit_holds_under_a_race() {
 }
 
 #[tokio::test]
+async fn a_participant_publishes_at_most_its_cap_of_tracks_under_a_race_and_then_leaves_at_once() {
+    let cap = roomd::domain::track::MAX_TRACKS_PER_PARTICIPANT as usize;
+    let app = spawn_app().await;
+    let receiver = crate::receiver::Receiver::ok().await;
+    let room = app
+        .create_room(&format!(
+            "UniqueName=cap&StatusCallback={}",
+            crate::helpers::enc(&receiver.url("/x"))
+        ))
+        .await;
+    let room_sid = room["sid"].as_str().unwrap();
+    assert_eq!(room["max_concurrent_published_tracks"], 0);
+    app.join(room_sid, "many").await;
+    app.join(room_sid, "other").await;
+    let publishes = (0..cap + 8).map(|i| {
+        let (app, room_sid) = (&app, room_sid);
+        async move {
+            app.post(
+                &tracks_path(room_sid, "many"),
+                &format!("Kind=data&Name=t{i}"),
+            )
+            .await
+        }
+    });
+    let replies = futures_util::future::join_all(publishes).await;
+    assert_eq!(replies.iter().filter(|r| r.status == 201).count(), cap);
+    for r in replies.iter().filter(|r| r.status != 201) {
+        r.assert_error(400, 53203);
+    }
+    // The cap is the participant's: another one still publishes.
+    let other = app
+        .post(&tracks_path(room_sid, "other"), "Kind=audio")
+        .await;
+    assert_eq!(other.status, 201, "{}", other.body);
+    // Leaving removes every track, with its event, in one short statement.
+    let kicked = app
+        .post(
+            &format!("/v1/Rooms/{room_sid}/Participants/many"),
+            "Status=disconnected",
+        )
+        .await;
+    assert_eq!(kicked.status, 202, "{}", kicked.body);
+    assert_eq!(published_count(&app, room_sid).await, (1, 1));
+    let removed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM callback_events WHERE room_sid = $1 AND event = 'track-removed'",
+    )
+    .bind(room_sid)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(removed, cap as i64);
+}
+
+#[tokio::test]
 async fn tracks_are_unpublished_when_their_participant_leaves_or_their_room_ends() {
     let app = spawn_app().await;
     let room = app.create_room("UniqueName=show").await;
