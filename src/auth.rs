@@ -79,11 +79,13 @@ struct Verified {
     hash_digest: [u8; 32],
     /// The account the credential acts for (its own SID, or an API key's account).
     account: AccountSid,
+    /// The account's own request rate (`None`: the default), as read with the hash.
+    rate: Option<u32>,
 }
 
 /// What the cache knows of a credential.
 enum Lookup {
-    Fresh(AccountSid),
+    Fresh(AccountSid, Option<u32>),
     /// Verified once, against the stored hash with this digest; to be checked again.
     Stale([u8; 32]),
     Unknown,
@@ -95,6 +97,8 @@ pub struct AuthCache {
     entries: Mutex<HashMap<[u8; 32], Verified>>,
     verifier: Verifier,
     throttle: Throttle,
+    /// Each account's request rate (checked after the credential, before any other work).
+    pub limiter: crate::limits::RequestLimiter,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -105,7 +109,11 @@ impl Drop for AuthCache {
 }
 
 impl AuthCache {
-    pub fn new(ttl: Duration, metrics: Arc<crate::metrics::Metrics>) -> Self {
+    pub fn new(
+        ttl: Duration,
+        metrics: Arc<crate::metrics::Metrics>,
+        requests_per_second: u32,
+    ) -> Self {
         // Build the dummy hash now rather than on the first unknown SID.
         let _ = dummy_hash();
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -114,6 +122,7 @@ impl AuthCache {
             entries: Mutex::new(HashMap::new()),
             verifier: Verifier::start(cores, metrics.argon2_verifications.clone()),
             throttle: Throttle::default(),
+            limiter: crate::limits::RequestLimiter::new(requests_per_second),
             metrics,
         }
     }
@@ -137,13 +146,19 @@ impl AuthCache {
     fn lookup(&self, key: &[u8; 32]) -> Lookup {
         let entries = self.entries.lock().expect("auth cache lock");
         match entries.get(key) {
-            Some(v) if v.fresh_until > Instant::now() => Lookup::Fresh(v.account.clone()),
+            Some(v) if v.fresh_until > Instant::now() => Lookup::Fresh(v.account.clone(), v.rate),
             Some(v) => Lookup::Stale(v.hash_digest),
             None => Lookup::Unknown,
         }
     }
 
-    fn remember(&self, key: [u8; 32], hash_digest: [u8; 32], account: AccountSid) {
+    fn remember(
+        &self,
+        key: [u8; 32],
+        hash_digest: [u8; 32],
+        account: AccountSid,
+        rate: Option<u32>,
+    ) {
         let now = Instant::now();
         let mut entries = self.entries.lock().expect("auth cache lock");
         if entries.len() >= MAX_CACHE_ENTRIES && !entries.contains_key(&key) {
@@ -158,6 +173,7 @@ impl AuthCache {
                 fresh_until: now + self.ttl,
                 hash_digest,
                 account,
+                rate,
             },
         );
     }
@@ -166,17 +182,16 @@ impl AuthCache {
         self.entries.lock().expect("auth cache lock").remove(key);
     }
 
-    /// The stored credential `sid` names: the account it acts for and the hash its secret must
-    /// match. An account SID is its own account; an API key acts for its account.
-    async fn stored(
-        pool: &WorkerPool,
-        sid: &str,
-    ) -> Result<Option<(AccountSid, SecretString)>, ApiError> {
+    /// The stored credential `sid` names: the account it acts for, the hash its secret must
+    /// match and the account's own request rate. An account SID is its own account; an API key
+    /// acts for its account.
+    async fn stored(pool: &WorkerPool, sid: &str) -> Result<Option<Stored>, ApiError> {
+        let rate = |r: Option<i32>| r.and_then(|r| u32::try_from(r).ok());
         if let Some(account) = AccountSid::parse(sid) {
-            let hash = pool
+            let found = pool
                 .run(async |c| db::accounts::active_token_hash(c, sid).await)
                 .await?;
-            return Ok(hash.map(|hash| (account, hash)));
+            return Ok(found.map(|(hash, r)| (account, hash, rate(r))));
         }
         if ApiKeySid::parse(sid).is_none() {
             return Ok(None);
@@ -184,24 +199,27 @@ impl AuthCache {
         let found = pool
             .run(async |c| db::api_keys::active_secret_hash(c, sid).await)
             .await?;
-        Ok(found.and_then(|(account, hash)| Some((AccountSid::parse(&account)?, hash))))
+        Ok(
+            found
+                .and_then(|(account, hash, r)| Some((AccountSid::parse(&account)?, hash, rate(r)))),
+        )
     }
 
     /// Verifies `sid:token` (from `address`), from the cache when it verified within the TTL;
-    /// the account it acts for, or `None`.
+    /// the account it acts for (and its own request rate), or `None`.
     pub async fn authenticate(
         &self,
         pool: &WorkerPool,
         sid: &str,
         token: &SecretString,
         address: Option<IpAddr>,
-    ) -> Result<Option<AccountSid>, ApiError> {
+    ) -> Result<Option<(AccountSid, Option<u32>)>, ApiError> {
         let token = token.expose_secret();
         let key = Self::key(sid, token);
         let stale = match self.lookup(&key) {
-            Lookup::Fresh(account) => {
+            Lookup::Fresh(account, rate) => {
                 self.metrics.auth_cache_hits.inc();
-                return Ok(Some(account));
+                return Ok(Some((account, rate)));
             }
             Lookup::Stale(digest) => Some(digest),
             Lookup::Unknown => None,
@@ -209,9 +227,9 @@ impl AuthCache {
         self.metrics.auth_cache_misses.inc();
         if let Some(digest) = stale {
             match Self::stored(pool, sid).await? {
-                Some((account, hash)) if Self::hash_digest(&hash) == digest => {
-                    self.remember(key, digest, account.clone());
-                    return Ok(Some(account));
+                Some((account, hash, rate)) if Self::hash_digest(&hash) == digest => {
+                    self.remember(key, digest, account.clone(), rate);
+                    return Ok(Some((account, rate)));
                 }
                 // Rotated, deleted or suspended: verify from scratch (and most likely fail).
                 _ => self.forget(&key),
@@ -223,9 +241,9 @@ impl AuthCache {
             return Err(ApiError::TooManyRequests { retry_after });
         }
         let stored = Self::stored(pool, sid).await?;
-        let (account, hash) = match stored {
-            Some((account, hash)) => (Some(account), hash),
-            None => (None, dummy_hash().clone()),
+        let (account, hash, rate) = match stored {
+            Some((account, hash, rate)) => (Some(account), hash, rate),
+            None => (None, dummy_hash().clone(), None),
         };
         let digest = Self::hash_digest(&hash);
         let verified = self
@@ -235,14 +253,31 @@ impl AuthCache {
             .map_err(|_busy| ApiError::TooManyRequests { retry_after: 1 })?;
         match account {
             Some(account) if verified => {
-                self.remember(key, digest, account.clone());
-                Ok(Some(account))
+                self.remember(key, digest, account.clone(), rate);
+                Ok(Some((account, rate)))
             }
             _ => {
                 self.throttle.failed(Some(sid_key), address);
                 Ok(None)
             }
         }
+    }
+}
+
+/// A stored credential: the account, the hash, the account's own request rate.
+type Stored = (AccountSid, SecretString, Option<u32>);
+
+impl AuthCache {
+    /// Counts a request of `account` against its rate (`rate`: its own, when just read); 429
+    /// with `Retry-After` past it.
+    pub fn admit(&self, account: &AccountSid, rate: Option<u32>) -> Result<(), ApiError> {
+        self.limiter.admit(account, rate).map_err(|retry_after| {
+            self.metrics
+                .account_limits_hit
+                .with_label_values(&["requests"])
+                .inc();
+            ApiError::TooManyRequests { retry_after }
+        })
     }
 }
 
@@ -285,7 +320,8 @@ impl FromRequest for Account {
                 .authenticate(&state.pool, &sid, &token, address)
                 .await?
             {
-                Some(account) => {
+                Some((account, rate)) => {
+                    cache.admit(&account, rate)?;
                     state.clocks.enter(&state.pool, &account).await?;
                     Ok(Account { sid: account })
                 }
@@ -314,12 +350,13 @@ mod tests {
         let cache = AuthCache::new(
             Duration::from_millis(30),
             Arc::new(crate::metrics::Metrics::new()),
+            crate::limits::DEFAULT_REQUESTS_PER_SECOND,
         );
         let k = AuthCache::key("AC1", "t");
         let d = AuthCache::digest("$argon2id$...");
         assert!(matches!(cache.lookup(&k), Lookup::Unknown));
-        cache.remember(k, d, AccountSid::generate());
-        assert!(matches!(cache.lookup(&k), Lookup::Fresh(_)));
+        cache.remember(k, d, AccountSid::generate(), None);
+        assert!(matches!(cache.lookup(&k), Lookup::Fresh(..)));
         assert!(matches!(
             cache.lookup(&AuthCache::key("AC1", "u")),
             Lookup::Unknown

@@ -206,6 +206,7 @@ impl FromRequest for Caller {
                 .signing_keys
                 .verify(&state.pool, &token?, address)
                 .await?;
+            state.auth.admit(&token.account, None)?;
             state.clocks.enter(&state.pool, &token.account).await?;
             Ok(Caller::Participant(token))
         })

@@ -91,6 +91,36 @@ pub enum AccountsCommand {
     /// Give an account a new auth token and print it; the old one stops working on every replica
     /// within the credential-cache TTL.
     RotateToken { sid: String },
+    /// Change an account's limits; prints the account. Replicas apply a change within the
+    /// credential-cache TTL.
+    Update {
+        sid: String,
+        /// Requests per second the account may make of each roomd process (1..1000000), or
+        /// `default` for `ROOMD_ACCOUNT_REQUESTS_PER_SECOND`.
+        #[arg(long, value_parser = parse_rate)]
+        max_requests_per_second: Option<RateSetting>,
+        /// Whether a join naming a room that does not exist creates it (Twilio's client-side
+        /// room creation).
+        #[arg(long)]
+        client_room_creation: Option<bool>,
+    },
+}
+
+/// `--max-requests-per-second`: a number, or back to the default.
+#[derive(Debug, Clone, Copy)]
+pub enum RateSetting {
+    Default,
+    PerSecond(i32),
+}
+
+fn parse_rate(value: &str) -> std::result::Result<RateSetting, String> {
+    match value {
+        "default" => Ok(RateSetting::Default),
+        v => match v.parse::<i32>() {
+            Ok(n) if (1..=1_000_000).contains(&n) => Ok(RateSetting::PerSecond(n)),
+            _ => Err(format!("{v:?} is not a number in 1..=1000000, or default")),
+        },
+    }
 }
 
 /// How long a start waits for a postmaster left on the data directory to stop or to accept
@@ -299,6 +329,24 @@ async fn accounts(pool: &PgPool, settings: &Settings, cmd: AccountsCommand) -> R
                 serde_json::to_string(&db::accounts::list(pool).await?)?
             );
         }
+        AccountsCommand::Update {
+            sid: account_sid,
+            max_requests_per_second,
+            client_room_creation,
+        } => {
+            let account_sid = parse_account(&account_sid)?;
+            let update = db::accounts::AccountUpdate {
+                max_requests_per_second: max_requests_per_second.map(|r| match r {
+                    RateSetting::Default => None,
+                    RateSetting::PerSecond(n) => Some(n),
+                }),
+                client_room_creation,
+            };
+            let Some(account) = db::accounts::update(pool, &account_sid, &update).await? else {
+                bail!("no account {account_sid}");
+            };
+            println!("{}", serde_json::to_string(&account)?);
+        }
         AccountsCommand::RotateToken { sid: account_sid } => {
             let account_sid = parse_account(&account_sid)?;
             let key = master_key(pool, settings).await?;
@@ -413,6 +461,7 @@ async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
         master_key: std::sync::Arc::new(key),
         callbacks: settings.callbacks.clone(),
         test_clocks: settings.test_clocks,
+        account_requests_per_second: settings.account_requests_per_second,
     };
     let app = Application::build(server, options).with_context(|| match settings.metrics_bind {
         Some(m) => format!(

@@ -40,6 +40,9 @@ pub struct Settings {
     pub callbacks: crate::callbacks::CallbackSettings,
     /// `ROOMD_TEST_CLOCKS`: whether accounts with a test clock may be created and served.
     pub test_clocks: bool,
+    /// `ROOMD_ACCOUNT_REQUESTS_PER_SECOND`: an account's request rate per process, unless its
+    /// own (`roomd accounts update`) says otherwise.
+    pub account_requests_per_second: u32,
 }
 
 /// Where the master key comes from (see `seal`); the key itself never prints.
@@ -96,6 +99,10 @@ impl std::fmt::Debug for Settings {
             .field("master_key", &self.master_key)
             .field("callbacks", &self.callbacks)
             .field("test_clocks", &self.test_clocks)
+            .field(
+                "account_requests_per_second",
+                &self.account_requests_per_second,
+            )
             .finish()
     }
 }
@@ -254,6 +261,11 @@ impl Settings {
             },
             callbacks: callback_settings(bind)?,
             test_clocks: flag("ROOMD_TEST_CLOCKS", true)?,
+            account_requests_per_second: number(
+                "ROOMD_ACCOUNT_REQUESTS_PER_SECOND",
+                crate::limits::DEFAULT_REQUESTS_PER_SECOND,
+                1..=1_000_000,
+            )?,
         })
     }
 }

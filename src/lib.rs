@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod limits;
 pub mod metrics;
 pub mod observe;
 pub mod routes;

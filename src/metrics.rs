@@ -57,6 +57,10 @@ pub struct Metrics {
     pub participants_disconnected: IntCounterVec,
     pub sweeper_batches: IntCounter,
     pub sweeper_batch_duration: Histogram,
+    /// Rooms the sweeper could not act on in a pass (`what`: `participants` or `rooms`).
+    pub sweeper_failures: IntCounterVec,
+    /// Requests refused by a per-account limit (`limit`: `requests`, `client_room_creation`).
+    pub account_limits_hit: IntCounterVec,
     /// Status callbacks answered 2xx.
     pub callbacks_delivered: IntCounter,
     /// Attempts that failed and will be tried again.
@@ -191,6 +195,28 @@ impl Metrics {
             sweeper_batches: register(
                 &r,
                 IntCounter::new("roomd_sweeper_batches_total", "Sweeper batches run").unwrap(),
+            ),
+            account_limits_hit: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "roomd_account_limits_hit_total",
+                        "Requests refused by a per-account limit",
+                    ),
+                    &["limit"],
+                )
+                .unwrap(),
+            ),
+            sweeper_failures: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "roomd_sweeper_failures_total",
+                        "Rooms the sweeper could not act on in a pass (tried again the next)",
+                    ),
+                    &["what"],
+                )
+                .unwrap(),
             ),
             sweeper_batch_duration: register(
                 &r,

@@ -45,6 +45,9 @@ pub struct ServerSettings {
     pub callbacks: CallbackSettings,
     /// Whether test-clock accounts are served (`ROOMD_TEST_CLOCKS`).
     pub test_clocks: bool,
+    /// Requests per second one account may make of this process, unless its own limit says
+    /// otherwise (`ROOMD_ACCOUNT_REQUESTS_PER_SECOND`).
+    pub account_requests_per_second: u32,
 }
 
 impl ServerSettings {
@@ -62,6 +65,7 @@ impl ServerSettings {
             master_key: Arc::new(MasterKey::generate()),
             callbacks: CallbackSettings::default(),
             test_clocks: true,
+            account_requests_per_second: crate::limits::DEFAULT_REQUESTS_PER_SECOND,
         }
     }
 }
@@ -172,7 +176,11 @@ impl Application {
             shared: Arc::new(Shared {
                 workers,
                 pools: Arc::new(WorkerPools::new(database, pool_size, workers)),
-                auth: Arc::new(AuthCache::new(settings.auth_cache_ttl, metrics.clone())),
+                auth: Arc::new(AuthCache::new(
+                    settings.auth_cache_ttl,
+                    metrics.clone(),
+                    settings.account_requests_per_second,
+                )),
                 signing_keys: Arc::new(SigningKeys::new(
                     settings.master_key.clone(),
                     settings.auth_cache_ttl,

@@ -37,20 +37,53 @@ pub async fn sweep_once(pool: &PgPool, metrics: Option<&Metrics>) -> Result<Swep
 /// Batches until one is not full (nothing more is due) or `go_on` says stop between two;
 /// counts batches, their duration and what they did in `metrics`. Overdue participants go
 /// first: a room they leave empty gets its empty-room deadline from then.
+///
+/// No room can stop a pass: when a batch's statement fails (a statement timeout, say), its
+/// rooms are taken one at a time, each in a transaction of its own; a room that fails alone is
+/// logged, counted (`roomd_sweeper_failures_total`), left out for the rest of the pass and tried
+/// again at the next one. Only a database that cannot be reached ends the pass early.
 async fn sweep(
     pool: &PgPool,
     metrics: Option<&Metrics>,
     mut go_on: impl FnMut() -> bool,
 ) -> Result<Swept, sqlx::Error> {
     let mut swept = Swept::default();
+    let mut skip: Vec<String> = Vec::new();
     loop {
         let batch = timed(
             metrics,
             in_transaction(pool, async |c| {
-                db::participants::disconnect_overdue(c, BATCH).await
+                db::participants::disconnect_overdue(c, BATCH, &skip).await
             }),
         )
-        .await?;
+        .await;
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) if room_specific(&e) => {
+                tracing::warn!(error = %e, "a sweeper batch of overdue participants failed; taking its rooms one at a time");
+                let rooms = in_transaction(pool, async |c| {
+                    db::participants::overdue_rooms(c, BATCH, &skip, "").await
+                })
+                .await?;
+                let mut done = Vec::new();
+                for room in rooms {
+                    match in_transaction(pool, async |c| {
+                        db::participants::disconnect_overdue_in_one(c, &room).await
+                    })
+                    .await
+                    {
+                        Ok(batch) => done.extend(batch),
+                        Err(e) if room_specific(&e) => {
+                            failed(metrics, "participants", &room, &e);
+                            skip.push(room);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                done
+            }
+            Err(e) => return Err(e),
+        };
         // (All the overdue participants of the claimed rooms: possibly more than BATCH.)
         let full = batch.len() as i64 >= BATCH;
         if let Some(m) = metrics {
@@ -61,13 +94,39 @@ async fn sweep(
             break;
         }
     }
+    skip.clear();
     loop {
         let batch = timed(
             metrics,
-            in_transaction(pool, async |c| db::rooms::end_due(c, BATCH).await),
+            in_transaction(pool, async |c| db::rooms::end_due(c, BATCH, &skip).await),
         )
-        .await?;
-        let full = batch.len() as i64 == BATCH;
+        .await;
+        let (batch, full) = match batch {
+            Ok(batch) => {
+                let full = batch.len() as i64 == BATCH;
+                (batch, full)
+            }
+            Err(e) if room_specific(&e) => {
+                tracing::warn!(error = %e, "a sweeper batch of due rooms failed; taking them one at a time");
+                let rooms = db::rooms::due(pool, BATCH, &skip).await?;
+                let full = rooms.len() as i64 == BATCH;
+                let mut done = Vec::new();
+                for room in rooms {
+                    match in_transaction(pool, async |c| db::rooms::end_one_due(c, &room).await)
+                        .await
+                    {
+                        Ok(ended) => done.extend(ended),
+                        Err(e) if room_specific(&e) => {
+                            failed(metrics, "rooms", &room, &e);
+                            skip.push(room);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                (done, full)
+            }
+            Err(e) => return Err(e),
+        };
         for room in &batch {
             if let Some(m) = metrics {
                 m.room_ended(&room.end_reason);
@@ -82,6 +141,20 @@ async fn sweep(
         if !full || !go_on() {
             return Ok(swept);
         }
+    }
+}
+
+/// Whether an error belongs to the statement (the database answered: a timeout, a constraint,
+/// a trigger), so that other rooms may still be swept; otherwise the database is out of reach.
+fn room_specific(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(_))
+}
+
+/// A room the sweeper could not act on, this pass.
+fn failed(metrics: Option<&Metrics>, what: &'static str, room: &str, e: &sqlx::Error) {
+    tracing::warn!(room_sid = %room, error = %e, "the sweeper could not act on a room; it is tried again next pass");
+    if let Some(m) = metrics {
+        m.sweeper_failures.with_label_values(&[what]).inc();
     }
 }
 

@@ -5,7 +5,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::{PgExecutor, PgPool};
 
 const COLUMNS: &str = "sid, friendly_name, status, date_created, date_updated, \
-    EXISTS (SELECT 1 FROM test_clocks t WHERE t.account_sid = accounts.sid) AS test_clock";
+    EXISTS (SELECT 1 FROM test_clocks t WHERE t.account_sid = accounts.sid) AS test_clock, \
+    max_requests_per_second, client_room_creation";
 
 /// Creates an account; with `test_clock`, one whose time is a test clock frozen at its creation
 /// (to the second).
@@ -20,7 +21,8 @@ pub async fn create(
     sqlx::query_as(
         "WITH a AS ( \
             INSERT INTO accounts (sid, friendly_name, auth_token_hash, auth_token_sealed) \
-            VALUES ($1, $2, $3, $4) RETURNING sid, friendly_name, status, date_created, date_updated), \
+            VALUES ($1, $2, $3, $4) RETURNING sid, friendly_name, status, date_created, \
+                date_updated, max_requests_per_second, client_room_creation), \
          c AS (INSERT INTO test_clocks (account_sid, frozen_time) \
             SELECT sid, date_trunc('second', date_created) FROM a WHERE $5) \
          SELECT a.*, $5 AS test_clock FROM a",
@@ -34,6 +36,34 @@ pub async fn create(
     .await
 }
 
+/// What `roomd accounts update` changes (`None`: leave as it is).
+#[derive(Debug, Default)]
+pub struct AccountUpdate {
+    /// `Some(None)`: back to the default.
+    pub max_requests_per_second: Option<Option<i32>>,
+    pub client_room_creation: Option<bool>,
+}
+
+/// Changes an account's limits; the account as it is then, or `None` when there is none.
+pub async fn update(
+    pool: &PgPool,
+    sid: &str,
+    update: &AccountUpdate,
+) -> Result<Option<Account>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE accounts SET \
+            max_requests_per_second = CASE WHEN $2 THEN $3 ELSE max_requests_per_second END, \
+            client_room_creation = coalesce($4, client_room_creation), date_updated = now() \
+         WHERE sid = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(sid)
+    .bind(update.max_requests_per_second.is_some())
+    .bind(update.max_requests_per_second.flatten())
+    .bind(update.client_room_creation)
+    .fetch_optional(pool)
+    .await
+}
+
 pub async fn list(pool: &PgPool) -> Result<Vec<Account>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM accounts ORDER BY date_created, sid"
@@ -42,18 +72,20 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Account>, sqlx::Error> {
     .await
 }
 
-/// The stored hash of an active account's token; `None` for unknown or inactive accounts.
+/// The stored hash of an active account's token, and the account's own request rate (`None`:
+/// the default); `None` for unknown or inactive accounts.
 pub async fn active_token_hash(
     db: impl PgExecutor<'_>,
     sid: &str,
-) -> Result<Option<SecretString>, sqlx::Error> {
-    let hash: Option<String> = sqlx::query_scalar(
-        "SELECT auth_token_hash FROM accounts WHERE sid = $1 AND status = 'active'",
+) -> Result<Option<(SecretString, Option<i32>)>, sqlx::Error> {
+    let row: Option<(String, Option<i32>)> = sqlx::query_as(
+        "SELECT auth_token_hash, max_requests_per_second FROM accounts \
+         WHERE sid = $1 AND status = 'active'",
     )
     .bind(sid)
     .fetch_optional(db)
     .await?;
-    Ok(hash.map(SecretString::from))
+    Ok(row.map(|(hash, rate)| (SecretString::from(hash), rate)))
 }
 
 /// Any account's stored hash, whatever its status.

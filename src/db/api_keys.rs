@@ -62,16 +62,16 @@ pub async fn delete(pool: &PgPool, sid: &str) -> Result<bool, sqlx::Error> {
 pub async fn active_secret_hash(
     db: impl PgExecutor<'_>,
     sid: &str,
-) -> Result<Option<(String, SecretString)>, sqlx::Error> {
-    let row: Option<(String, String)> = sqlx::query_as(
-        "SELECT k.account_sid, k.secret_hash FROM api_keys k \
+) -> Result<Option<(String, SecretString, Option<i32>)>, sqlx::Error> {
+    let row: Option<(String, String, Option<i32>)> = sqlx::query_as(
+        "SELECT k.account_sid, k.secret_hash, a.max_requests_per_second FROM api_keys k \
          JOIN accounts a ON a.sid = k.account_sid \
          WHERE k.sid = $1 AND a.status = 'active'",
     )
     .bind(sid)
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|(account, hash)| (account, SecretString::from(hash))))
+    Ok(row.map(|(account, hash, rate)| (account, SecretString::from(hash), rate)))
 }
 
 /// The account a key acts for and its sealed secret, if the key exists and its account is active

@@ -61,6 +61,9 @@ pub enum Refusal {
     /// The Access Token's room grant names another room (20106).
     NotGranted,
     ParticipantNotFound,
+    /// A join naming a room that does not exist, for an account that turned client-side room
+    /// creation off (answered as `RoomNotFound`).
+    RoomCreationOff,
     /// Disconnecting a participant that is not connected.
     NotConnected,
     /// An Access Token acting on another identity's participant (20106).
@@ -303,6 +306,14 @@ async fn create_room_to_join(
     new_room.unique_name = Some(
         crate::domain::room::UniqueName::parse(join.segment).map_err(|_| Refusal::RoomNotFound)?,
     );
+    let allowed: bool =
+        sqlx::query_scalar("SELECT client_room_creation FROM accounts WHERE sid = $1")
+            .bind(join.account_sid)
+            .fetch_one(&mut *conn)
+            .await?;
+    if !allowed {
+        return Err(Refusal::RoomCreationOff.into());
+    }
     let sid = RoomSid::generate();
     if let Some(room) =
         rooms::insert_unless_named(&mut *conn, join.account_sid, &sid, &new_room).await?
@@ -475,20 +486,49 @@ pub async fn list<'q>(
 /// claimed (`FOR UPDATE SKIP LOCKED`, so replicas take disjoint rooms and none waits on a busy
 /// one); then a second statement, whose snapshot holds everything committed before the locks
 /// were taken, disconnects them (and writes their events) through the claimed rooms.
+/// Rooms in `skip` (which failed earlier in the pass) are left alone.
 pub async fn disconnect_overdue(
     conn: &mut PgConnection,
     limit: i64,
+    skip: &[String],
 ) -> Result<Vec<ParticipantRow>, sqlx::Error> {
+    let claimed = overdue_rooms(&mut *conn, limit, skip, " FOR UPDATE SKIP LOCKED").await?;
+    disconnect_overdue_in(conn, claimed).await
+}
+
+/// The rooms (not in `skip`) of up to `limit` participants past their deadline, with `lock`
+/// (`""`: read only, for the sweeper to take them one at a time).
+pub async fn overdue_rooms(
+    conn: &mut PgConnection,
+    limit: i64,
+    skip: &[String],
+    lock: &str,
+) -> Result<Vec<String>, sqlx::Error> {
     // The rooms by primary key from one array (an InitPlan): however stale the statistics
     // after a burst falls due, no plan compares every due participant with every room.
-    let claimed: Vec<String> = sqlx::query_scalar(
+    sqlx::query_scalar(&format!(
         "SELECT sid FROM rooms \
          WHERE sid = ANY(ARRAY( \
             SELECT room_sid FROM participants WHERE status = 'connected' AND NOT clocked AND deadline <= now() \
-            ORDER BY deadline LIMIT $1)) \
-         AND status = 'in-progress' FOR UPDATE SKIP LOCKED",
-    )
+            AND room_sid <> ALL($2) ORDER BY deadline LIMIT $1)) \
+         AND status = 'in-progress'{lock}"
+    ))
     .bind(limit)
+    .bind(skip)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// Disconnects the participants past their deadline in one room (the sweeper, one room at a
+/// time, after a batch failed); nothing when another process holds the room.
+pub async fn disconnect_overdue_in_one(
+    conn: &mut PgConnection,
+    room_sid: &str,
+) -> Result<Vec<ParticipantRow>, sqlx::Error> {
+    let claimed: Vec<String> = sqlx::query_scalar(
+        "SELECT sid FROM rooms WHERE sid = $1 AND status = 'in-progress' FOR UPDATE SKIP LOCKED",
+    )
+    .bind(room_sid)
     .fetch_all(&mut *conn)
     .await?;
     disconnect_overdue_in(conn, claimed).await

@@ -398,15 +398,54 @@ pub struct EndedRoom {
 /// snapshot holds everything committed before the locks were taken) ends the claimed rooms
 /// through their primary key: with the deadline statistics stale (a burst just fell due), a join
 /// on the deadline index would compare every due room with every claimed one.
-pub async fn end_due(conn: &mut PgConnection, limit: i64) -> Result<Vec<EndedRoom>, sqlx::Error> {
+/// Rooms in `skip` (which failed earlier in the pass) are left alone.
+pub async fn end_due(
+    conn: &mut PgConnection,
+    limit: i64,
+    skip: &[String],
+) -> Result<Vec<EndedRoom>, sqlx::Error> {
     let claimed: Vec<String> = sqlx::query_scalar(
         "SELECT sid FROM rooms WHERE status = 'in-progress' AND NOT clocked AND deadline <= now() \
-         ORDER BY deadline LIMIT $1 FOR UPDATE SKIP LOCKED",
+         AND sid <> ALL($2) ORDER BY deadline LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
     .bind(limit)
+    .bind(skip)
     .fetch_all(&mut *conn)
     .await?;
     end_at_deadline(conn, claimed).await
+}
+
+/// Ends one room if it is in progress and past its deadline (the sweeper, one room at a time,
+/// after a batch failed); `None` when another process has it or it is not due.
+pub async fn end_one_due(
+    conn: &mut PgConnection,
+    sid: &str,
+) -> Result<Vec<EndedRoom>, sqlx::Error> {
+    let claimed: Vec<String> = sqlx::query_scalar(
+        "SELECT sid FROM rooms WHERE sid = $1 AND status = 'in-progress' AND NOT clocked \
+         AND deadline <= now() FOR UPDATE SKIP LOCKED",
+    )
+    .bind(sid)
+    .fetch_all(&mut *conn)
+    .await?;
+    end_at_deadline(conn, claimed).await
+}
+
+/// Up to `limit` in-progress rooms past their deadline, not in `skip` (read without locks: the
+/// sweeper then takes them one at a time).
+pub async fn due(
+    db: impl PgExecutor<'_>,
+    limit: i64,
+    skip: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT sid FROM rooms WHERE status = 'in-progress' AND NOT clocked AND deadline <= now() \
+         AND sid <> ALL($2) ORDER BY deadline LIMIT $1",
+    )
+    .bind(limit)
+    .bind(skip)
+    .fetch_all(db)
+    .await
 }
 
 /// Ends the rooms `claimed` (locked by the caller's transaction, in an earlier statement) for

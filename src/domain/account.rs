@@ -16,6 +16,11 @@ pub struct Account {
     pub date_updated: DateTime<Utc>,
     /// Whether the account runs on a test clock of its own (`POST /v1/TestClock` moves it).
     pub test_clock: bool,
+    /// The account's own request rate per process (`None`: `ROOMD_ACCOUNT_REQUESTS_PER_SECOND`).
+    pub max_requests_per_second: Option<i32>,
+    /// Whether a join naming a room that does not exist creates it (Twilio's client-side room
+    /// creation; on by default).
+    pub client_room_creation: bool,
 }
 
 /// A new account's one-time view: the account plus its plain auth token (which `Debug` never

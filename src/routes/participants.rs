@@ -169,7 +169,7 @@ pub(crate) fn refused(
     participant: Option<&str>,
 ) -> ApiError {
     match r {
-        Refusal::RoomNotFound => room.not_found(""),
+        Refusal::RoomNotFound | Refusal::RoomCreationOff => room.not_found(""),
         Refusal::RoomCompleted => ApiError::bad_request(code::ROOM_COMPLETED, "Room completed"),
         Refusal::RoomFull => {
             ApiError::bad_request(code::ROOM_FULL, "Room contains too many Participants")
@@ -254,6 +254,13 @@ async fn join(
         Err(e) => {
             // A refusal is a join's outcome; a database error (503) is not counted as one.
             if let ChangeError::Refused(r) = &e {
+                if matches!(r, Refusal::RoomCreationOff) {
+                    state
+                        .metrics
+                        .account_limits_hit
+                        .with_label_values(&["client_room_creation"])
+                        .inc();
+                }
                 state.metrics.joined(match r {
                     Refusal::RoomFull => JoinOutcome::RoomFull,
                     Refusal::RoomCompleted => JoinOutcome::RoomCompleted,

@@ -170,6 +170,7 @@ pub struct Options {
     pub body_timeout: Duration,
     pub callbacks: roomd::callbacks::CallbackSettings,
     pub test_clocks: bool,
+    pub account_requests_per_second: u32,
 }
 
 impl Default for Options {
@@ -185,6 +186,7 @@ impl Default for Options {
                 ..Default::default()
             },
             test_clocks: true,
+            account_requests_per_second: roomd::limits::DEFAULT_REQUESTS_PER_SECOND,
         }
     }
 }
@@ -242,6 +244,7 @@ pub fn start_server(
         master_key: std::sync::Arc::new(test_master_key()),
         callbacks: options.callbacks,
         test_clocks: options.test_clocks,
+        account_requests_per_second: options.account_requests_per_second,
         ..ServerSettings::local()
     };
     let app = Application::build(settings, database.clone()).unwrap();

@@ -8,6 +8,7 @@ mod cli;
 mod errors;
 mod hardening;
 mod helpers;
+mod limits;
 mod observability;
 mod participants;
 mod receiver;

@@ -277,3 +277,94 @@ async fn two_sweepers_at_once_disconnect_each_overdue_participant_exactly_once()
     .unwrap();
     assert_eq!((connected, with_empty_deadline), (0, 200));
 }
+
+#[tokio::test]
+async fn a_room_whose_statement_fails_never_keeps_the_sweeper_from_ending_the_others() {
+    let app = spawn_app().await;
+    let metrics = roomd::metrics::Metrics::new();
+    let rooms =
+        crate::helpers::insert_rooms_due_in(&app.pool, &app.account.sid, "due", 5, -1.0).await;
+    // One room's end fails, as a statement timeout would: a trigger refuses it.
+    let broken = rooms[2].clone();
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION refuse_end() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+            IF NEW.sid = '{broken}' AND NEW.status = 'completed' THEN RAISE EXCEPTION 'refused'; END IF; \
+            RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_end BEFORE UPDATE ON rooms FOR EACH ROW EXECUTE FUNCTION refuse_end();"
+    ))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let swept = sweep_once(&app.pool, Some(&metrics)).await.unwrap();
+    let mut ended: Vec<&str> = swept.rooms.iter().map(|r| r.sid.as_str()).collect();
+    ended.sort();
+    let mut others: Vec<&str> = rooms
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s != broken)
+        .collect();
+    others.sort();
+    assert_eq!(ended, others);
+    assert_eq!(
+        metrics.sweeper_failures.with_label_values(&["rooms"]).get(),
+        1
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM rooms WHERE sid = $1")
+        .bind(&broken)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "in-progress");
+    // Once the cause is gone, the next pass ends it.
+    sqlx::raw_sql("DROP TRIGGER refuse_end ON rooms")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let swept = sweep_once(&app.pool, Some(&metrics)).await.unwrap();
+    assert_eq!(swept.rooms.len(), 1);
+    assert_eq!(swept.rooms[0].sid, broken);
+}
+
+#[tokio::test]
+async fn a_participant_whose_disconnection_fails_never_keeps_the_sweeper_from_the_others() {
+    let app = spawn_app().await;
+    let metrics = roomd::metrics::Metrics::new();
+    let mut rooms = Vec::new();
+    for name in ["a", "b", "c"] {
+        let room = app.create_room(&format!("UniqueName={name}")).await;
+        let sid = room["sid"].as_str().unwrap().to_string();
+        app.join(&sid, "p").await;
+        rooms.push(sid);
+    }
+    sqlx::query("UPDATE participants SET deadline = now() - interval '1 second'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let broken = rooms[1].clone();
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION refuse_leave() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+            IF NEW.room_sid = '{broken}' AND NEW.status = 'disconnected' THEN RAISE EXCEPTION 'refused'; END IF; \
+            RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_leave BEFORE UPDATE ON participants FOR EACH ROW EXECUTE FUNCTION refuse_leave();"
+    ))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let swept = sweep_once(&app.pool, Some(&metrics)).await.unwrap();
+    let mut left: Vec<&str> = swept
+        .participants
+        .iter()
+        .map(|p| p.room_sid.as_str())
+        .collect();
+    left.sort();
+    let mut others = vec![rooms[0].as_str(), rooms[2].as_str()];
+    others.sort();
+    assert_eq!(left, others);
+    assert_eq!(
+        metrics
+            .sweeper_failures
+            .with_label_values(&["participants"])
+            .get(),
+        1
+    );
+}
