@@ -6,6 +6,7 @@ mod auth;
 mod callbacks;
 mod cli;
 mod errors;
+mod fuzz_params;
 mod hardening;
 mod helpers;
 mod limits;
