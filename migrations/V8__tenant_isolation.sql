@@ -31,36 +31,50 @@ CREATE FUNCTION callback_host(url text) RETURNS text LANGUAGE sql IMMUTABLE PARA
     SELECT lower(coalesce(substring(url from '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?([^/?#]*)'), ''))
 $$;
 
--- Records one attempt's outcome, fenced by its attempt number; when the event leaves 'pending'
--- its room's next pending event becomes the head. Each statement of a (volatile) PL/pgSQL
--- function takes a fresh snapshot, which the promotion needs. One event per call, in a
--- transaction of its own: a dispatcher never holds one event's lock while waiting for another's.
-CREATE FUNCTION callback_settle(p_sid text, p_attempts integer, p_status text, p_code integer,
-                                p_error text, p_retry_in float8) RETURNS boolean
+-- Records attempts' outcomes (parallel arrays), each fenced by its attempt number; when an
+-- event leaves 'pending' its room's next pending event becomes the head, in a later statement
+-- (each statement of a volatile PL/pgSQL function takes a fresh snapshot), which sees every
+-- event committed by a writer that this transaction made wait. The events are locked first
+-- with SKIP LOCKED: one that a writer holds (FOR SHARE, to decide its own events' head) is
+-- left for the next call, so a dispatcher never waits while holding other events' locks.
+-- Returns each event it took, and whether its outcome counted (false: the lease was lost).
+CREATE FUNCTION callback_settle(p_sids text[], p_attempts integer[], p_statuses text[],
+                                p_codes integer[], p_errors text[], p_retry_in float8[])
+RETURNS TABLE (sid text, recorded boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_room text;
+    v_locked text[];
+    v_done text[];
+    v_rooms text[];
 BEGIN
-    UPDATE callback_events e SET status = p_status,
-        head = e.head AND p_status = 'pending',
-        last_response_status = p_code, last_error = p_error,
-        next_attempt = CASE WHEN p_retry_in IS NULL THEN e.next_attempt
-                            ELSE now() + make_interval(secs => p_retry_in) END,
-        date_delivered = CASE WHEN p_status = 'delivered' THEN now() ELSE e.date_delivered END,
-        date_updated = now()
-    WHERE e.sid = p_sid AND e.attempts = p_attempts AND e.status = 'pending'
-    RETURNING e.room_sid INTO v_room;
-    IF v_room IS NULL THEN
-        RETURN false;
-    END IF;
-    IF p_status <> 'pending' THEN
-        UPDATE callback_events SET head = true
-        WHERE sid = (SELECT n.sid FROM callback_events n
-                     WHERE n.room_sid = v_room AND n.status = 'pending'
-                     ORDER BY n.sequence_number LIMIT 1)
-          AND NOT head;
-    END IF;
-    RETURN true;
+    SELECT coalesce(array_agg(l.sid), '{}') INTO v_locked
+    FROM (SELECT e.sid FROM callback_events e WHERE e.sid = ANY(p_sids)
+          ORDER BY e.sid FOR UPDATE SKIP LOCKED) l;
+    WITH o AS (
+        SELECT * FROM unnest(p_sids, p_attempts, p_statuses, p_codes, p_errors, p_retry_in)
+            AS o(sid, attempts, status, code, error, retry_in)
+        WHERE o.sid = ANY(v_locked)),
+    settled AS (
+        UPDATE callback_events e SET status = o.status,
+            head = e.head AND o.status = 'pending',
+            last_response_status = o.code, last_error = o.error,
+            next_attempt = CASE WHEN o.retry_in IS NULL THEN e.next_attempt
+                                ELSE now() + make_interval(secs => o.retry_in) END,
+            date_delivered = CASE WHEN o.status = 'delivered' THEN now() ELSE e.date_delivered END,
+            date_updated = now()
+        FROM o
+        WHERE e.sid = o.sid AND e.attempts = o.attempts AND e.status = 'pending'
+        RETURNING e.sid, e.room_sid, e.status)
+    SELECT coalesce(array_agg(s.sid), '{}'),
+           coalesce(array_agg(s.room_sid) FILTER (WHERE s.status <> 'pending'), '{}')
+    INTO v_done, v_rooms FROM settled s;
+    UPDATE callback_events n SET head = true
+    WHERE n.sid IN (SELECT (SELECT p.sid FROM callback_events p
+                            WHERE p.room_sid = r.room_sid AND p.status = 'pending'
+                            ORDER BY p.sequence_number LIMIT 1)
+                    FROM unnest(v_rooms) AS r(room_sid))
+      AND NOT n.head;
+    RETURN QUERY SELECT l.sid, l.sid = ANY(v_done) FROM unnest(v_locked) AS l(sid);
 END $$;
 
 -- Queues a delivered or failed event again (one more attempt: its attempt count stays), and

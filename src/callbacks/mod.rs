@@ -288,10 +288,10 @@ impl Presence {
     }
 }
 
-/// Records the outcomes in `finished` (emptied once recorded; what is left is tried again if the
-/// database fails); whether that worked. Each outcome is a statement of its own (see
-/// `callback_settle`), in its own transaction, which commits without waiting for the disk: an
-/// outcome lost to a crash means one more delivery, which receivers already dedupe.
+/// Records the outcomes in `finished` (emptied of those recorded; the rest are tried again at
+/// the next call, such as one a writer held for a moment, or all of them if the database
+/// failed); whether the database answered. One call for all of them, committed without waiting
+/// for the disk: an outcome lost to a crash means one more delivery, which receivers dedupe.
 async fn record(
     pool: &PgPool,
     finished: &mut Vec<Done>,
@@ -300,23 +300,37 @@ async fn record(
     settings: &CallbackSettings,
     metrics: &Metrics,
 ) -> bool {
-    while let Some(done) = finished.last() {
-        match outbox::settle(pool, &done.event.sid, done.event.attempts, &done.outcome).await {
-            Ok(recorded) => {
-                let done = finished.pop().expect("looked at above");
-                claims.remove(&done.event.sid);
-                slots.give_back(&done.event);
-                if recorded {
-                    count(metrics, settings, &done);
+    if finished.is_empty() {
+        return true;
+    }
+    let outcomes: Vec<(&str, i32, &Outcome)> = finished
+        .iter()
+        .map(|d| (d.event.sid.as_str(), d.event.attempts, &d.outcome))
+        .collect();
+    match outbox::settle(pool, &outcomes).await {
+        Ok(taken) => {
+            let taken: HashMap<String, bool> = taken.into_iter().collect();
+            let mut kept = Vec::new();
+            for done in finished.drain(..) {
+                match taken.get(&done.event.sid) {
+                    Some(recorded) => {
+                        claims.remove(&done.event.sid);
+                        slots.give_back(&done.event);
+                        if *recorded {
+                            count(metrics, settings, &done);
+                        }
+                    }
+                    None => kept.push(done),
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, events = finished.len(), "recording status callback outcomes failed; retrying");
-                return false;
-            }
+            *finished = kept;
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, events = finished.len(), "recording status callback outcomes failed; retrying");
+            false
         }
     }
-    true
 }
 
 /// Deletes settled events past the retention, a batch per statement, for at most a second.

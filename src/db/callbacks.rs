@@ -295,37 +295,56 @@ pub enum Outcome {
     },
 }
 
-/// Records an attempt's outcome; it counts only if the event is still that attempt's (a
-/// dispatcher whose lease ran out, and whose event another took, changes nothing). When the
-/// event is settled its room's next event becomes the head. Whether it was recorded.
+/// Records attempts' outcomes (`(sid, attempt, outcome)`) in one call (one commit for many
+/// deliveries); an outcome counts only if the event is still that attempt's (a dispatcher
+/// whose lease ran out, and whose event another took, changes nothing). A settled event's room
+/// gets its next event as head. Returns the events taken, each with whether its outcome
+/// counted; an event not returned was held by a writer for a moment, and is to be tried again.
 pub async fn settle(
     db: impl PgExecutor<'_>,
-    sid: &str,
-    attempt: i32,
-    outcome: &Outcome,
-) -> Result<bool, sqlx::Error> {
-    let (status, code, error, retry_in) = match outcome {
-        Outcome::Delivered { status } => ("delivered", Some(*status), None, None),
-        Outcome::Failed {
-            status,
-            error,
-            retry_at: Some(after),
-        } => (
-            "pending",
-            *status,
-            Some(error.as_str()),
-            Some(after.as_secs_f64()),
-        ),
-        Outcome::Failed { status, error, .. } => ("failed", *status, Some(error.as_str()), None),
-    };
-    sqlx::query_scalar("SELECT callback_settle($1, $2, $3, $4, $5, $6)")
-        .bind(sid)
-        .bind(attempt)
-        .bind(status)
-        .bind(code.map(i32::from))
-        .bind(error)
-        .bind(retry_in)
-        .fetch_one(db)
+    outcomes: &[(&str, i32, &Outcome)],
+) -> Result<Vec<(String, bool)>, sqlx::Error> {
+    let n = outcomes.len();
+    let (mut sids, mut attempts, mut statuses, mut codes, mut errors, mut retries) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (sid, attempt, outcome) in outcomes {
+        let (status, code, error, retry_in) = match outcome {
+            Outcome::Delivered { status } => ("delivered", Some(*status), None, None),
+            Outcome::Failed {
+                status,
+                error,
+                retry_at: Some(after),
+            } => (
+                "pending",
+                *status,
+                Some(error.as_str()),
+                Some(after.as_secs_f64()),
+            ),
+            Outcome::Failed { status, error, .. } => {
+                ("failed", *status, Some(error.as_str()), None)
+            }
+        };
+        sids.push(*sid);
+        attempts.push(*attempt);
+        statuses.push(status);
+        codes.push(code.map(i32::from));
+        errors.push(error);
+        retries.push(retry_in);
+    }
+    sqlx::query_as("SELECT sid, recorded FROM callback_settle($1, $2, $3, $4, $5, $6)")
+        .bind(sids)
+        .bind(attempts)
+        .bind(statuses)
+        .bind(codes)
+        .bind(errors)
+        .bind(retries)
+        .fetch_all(db)
         .await
 }
 

@@ -68,6 +68,8 @@ pub(crate) async fn insert_generated(
 pub(crate) struct Data {
     pub(crate) sids: Arc<Vec<String>>,
     pub(crate) names: Arc<Vec<String>>,
+    /// Unique names of ended rooms of account 0 (`Status=completed&UniqueName=`).
+    pub(crate) completed_names: Arc<Vec<String>>,
     pub(crate) deep_token: String,
     /// An in-progress room of account 0 with 50 participants connected (and 50 gone).
     pub(crate) crowded_room: String,
@@ -116,6 +118,13 @@ pub(crate) async fn load_data(pool: &PgPool) -> Result<Data> {
     .bind(depth)
     .fetch_one(pool)
     .await?;
+    let completed_names: Vec<String> = sqlx::query_scalar(
+        "SELECT unique_name FROM rooms WHERE account_sid = $1 AND status = 'completed' \
+         ORDER BY sid LIMIT 10000",
+    )
+    .bind(&acct)
+    .fetch_all(pool)
+    .await?;
     let crowded_room = fresh_rooms(pool, 1).await?[0].clone();
     sqlx::query(
         "WITH joined AS ( \
@@ -163,6 +172,7 @@ pub(crate) async fn load_data(pool: &PgPool) -> Result<Data> {
         crowded_room,
         sids: Arc::new(in_progress.iter().map(|r| r.0.clone()).collect()),
         names: Arc::new(in_progress.iter().map(|r| r.1.clone()).collect()),
+        completed_names: Arc::new(completed_names),
         deep_token: format!("PA{deep_sid}"),
     })
 }

@@ -151,6 +151,37 @@ pub(crate) async fn direct_run(
             })
             .await?
         }
+        "list_completed_by_name" => {
+            let names = data.completed_names.clone();
+            sql_run(concurrency, secs, move |n| {
+                let (pool, acct, names) = (pool.clone(), acct.clone(), names.clone());
+                async move {
+                    let filter = RoomFilter {
+                        status: RoomStatus::Completed,
+                        unique_name: Some(
+                            roomd::domain::room::UniqueName::parse(pick(&names, n))
+                                .map_err(|e| anyhow::anyhow!("{e}"))?,
+                        ),
+                        created_on_or_after: None,
+                        created_before: None,
+                    };
+                    let page = PageRequest::from_params(
+                        &Params::parse(b"PageSize=50").map_err(|e| anyhow::anyhow!("{e}"))?,
+                        "RM",
+                    )
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    match pool
+                        .run(async |c| rooms::list(c, &acct, &filter, &page).await)
+                        .await
+                    {
+                        Ok(p) if !p.rows.is_empty() => Ok(()),
+                        Ok(_) => bail!("no room by that name"),
+                        Err(_) => bail!("list failed"),
+                    }
+                }
+            })
+            .await?
+        }
         "complete" => {
             let sids = to_complete.clone();
             sql_run(concurrency, secs, move |n| {

@@ -63,6 +63,7 @@ fn account_sid(i: i64) -> String {
 }
 
 mod callbacks;
+mod claims;
 mod data;
 mod direct;
 mod load;
@@ -136,6 +137,22 @@ async fn scenario(
             200,
             Arc::new(|_, _| ("GET", "/v1/Rooms?PageSize=50".to_string(), None)),
         ),
+        "list_completed_by_name" => {
+            let names = data.completed_names.clone();
+            (
+                200,
+                Arc::new(move |_, n| {
+                    (
+                        "GET",
+                        format!(
+                            "/v1/Rooms?Status=completed&UniqueName={}&PageSize=50",
+                            roomd::twilio::form::encode(pick(&names, n))
+                        ),
+                        None,
+                    )
+                }),
+            )
+        }
         "list_deep" => {
             let token = data.deep_token.clone();
             (
@@ -316,6 +333,7 @@ async fn main() -> Result<()> {
         "fetch",
         "fetch_by_name",
         "list",
+        "list_completed_by_name",
         "list_deep",
         "complete",
         "join",
@@ -394,6 +412,20 @@ async fn main() -> Result<()> {
     let ended = roomd::sweeper::sweep_once(&pool, None).await?.rooms.len();
     let sweeper_rate = ended as f64 / t.elapsed().as_secs_f64();
 
+    // The dispatcher's claim with no backlog, then with one (1,000,000 events; 20,000 quick)
+    // queued behind receivers that never answer.
+    let claim_cost = if args.only.is_empty() || args.only.iter().any(|o| o == "claims") {
+        let backlog = if args.quick { 20_000 } else { 1_000_000 };
+        let c = claims::run(&pool, backlog, if args.quick { 50 } else { 500 }).await?;
+        eprintln!(
+            "        claims p50 {:.2} ms p99 {:.2} ms with no backlog | p50 {:.2} ms p99 {:.2} ms with {} events queued behind dead receivers",
+            c.empty_p50_ms, c.empty_p99_ms, c.backlog_p50_ms, c.backlog_p99_ms, c.backlog_events
+        );
+        Some(c)
+    } else {
+        None
+    };
+
     let p50 = |n: &str| {
         results
             .iter()
@@ -408,6 +440,7 @@ async fn main() -> Result<()> {
         },
         scenarios: results,
         callbacks,
+        claims: claim_cost,
         sweeper_rooms_per_s: sweeper_rate,
         argon2_verifications_steady: argon2_steady,
         requests_steady,

@@ -24,6 +24,7 @@ pub(crate) struct ScenarioResult {
 pub(crate) struct Report {
     pub(crate) scenarios: Vec<ScenarioResult>,
     pub(crate) callbacks: Option<super::callbacks::CallbackResult>,
+    pub(crate) claims: Option<super::claims::ClaimCost>,
     pub(crate) sweeper_rooms_per_s: f64,
     pub(crate) deep_page_ratio: f64,
     pub(crate) argon2_verifications_steady: f64,
@@ -65,6 +66,12 @@ pub(crate) fn print_table(r: &Report, swept: usize) {
         println!(
             "status callbacks: a burst of {} made at {:.0} events/s and delivered at {:.0} events/s; at {:.0} events/s ({} events), lag from commit to delivery p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             c.burst_events, c.burst_created_per_s, c.burst_events_per_s, c.paced_events_per_s, c.paced_events, c.lag_p50_ms, c.lag_p99_ms, c.lag_max_ms
+        );
+    }
+    if let Some(c) = &r.claims {
+        println!(
+            "status callback claim (50 due events of one account), over {} claims: p50 {:.2} ms, p99 {:.2} ms with nothing else queued; p50 {:.2} ms, p99 {:.2} ms with {} events of another account queued behind receivers that never answer",
+            c.claims, c.empty_p50_ms, c.empty_p99_ms, c.backlog_p50_ms, c.backlog_p99_ms, c.backlog_events
         );
     }
     println!(
