@@ -144,8 +144,20 @@ pub(super) fn enqueue_with(sources: &[EventSource<'_>], then: Option<&EventSourc
             )
         })
         .collect();
+    // The room's next number, and whether an event of the room is pending (then the first new
+    // one is not the head), are read once per room (`callback_rooms`), not once per event: a
+    // departure writes an event per track.
     format!(
-        r#"callback_events_written AS (
+        r#"callback_sources AS ({}),
+        callback_rooms AS (
+            SELECT r.room_sid,
+                (SELECT COALESCE(max(c.sequence_number) + 1, 0) FROM callback_events c
+                 WHERE c.room_sid = r.room_sid) AS base,
+                EXISTS (SELECT 1 FROM callback_events c
+                 WHERE c.room_sid = r.room_sid AND c.status = 'pending'
+                 ORDER BY c.sequence_number LIMIT 1 FOR SHARE) AS waiting
+            FROM (SELECT DISTINCT room_sid FROM callback_sources) r),
+        callback_events_written AS (
             INSERT INTO callback_events (sid, account_sid, room_sid, sequence_number, event, url, method, params, head)
             SELECT 'EV' || replace(gen_random_uuid()::text, '-', ''), s.account_sid, s.room_sid,
                 s.seq, s.event, s.url, s.method,
@@ -157,13 +169,7 @@ pub(super) fn enqueue_with(sources: &[EventSource<'_>], then: Option<&EventSourc
                     b.base
                     + (row_number() OVER (PARTITION BY u.room_sid ORDER BY u.ord, u.at, u.tiebreak))::integer
                     - 1 AS seq
-                  FROM ({}) u
-                  CROSS JOIN LATERAL (SELECT
-                    (SELECT COALESCE(max(c.sequence_number) + 1, 0) FROM callback_events c
-                     WHERE c.room_sid = u.room_sid) AS base,
-                    EXISTS (SELECT 1 FROM callback_events c
-                     WHERE c.room_sid = u.room_sid AND c.status = 'pending'
-                     ORDER BY c.sequence_number LIMIT 1 FOR SHARE) AS waiting) b) s)"#,
+                  FROM callback_sources u JOIN callback_rooms b ON b.room_sid = u.room_sid) s)"#,
         selects.join(" UNION ALL ")
     )
 }
