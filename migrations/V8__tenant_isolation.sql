@@ -116,3 +116,59 @@ CREATE INDEX rooms_account_status_name_created
 ALTER TABLE accounts ADD COLUMN max_requests_per_second integer
     CONSTRAINT accounts_max_requests_per_second_valid CHECK (max_requests_per_second BETWEEN 1 AND 1000000);
 ALTER TABLE accounts ADD COLUMN client_room_creation boolean NOT NULL DEFAULT true;
+
+-- Per-account quotas on what is live at once, as Twilio's (10,000 concurrent rooms, 53119;
+-- 10,000 concurrent participants, 53206): the account's own (0: unlimited), else the serving
+-- connection's default (`roomd.max_rooms_in_progress`, `roomd.max_participants_connected`, set
+-- from ROOMD_ACCOUNT_MAX_*), else 10,000. Checked in the statement that creates the room or, for
+-- a participant, in the join's transaction after its room's lock: a count that stops at the
+-- limit, so it costs what the account has live, up to the limit. Concurrent creates in other
+-- transactions do not see each other, so an account may pass its room quota by at most the
+-- creates in flight at that moment; joins to one room are serialised by its lock.
+ALTER TABLE accounts ADD COLUMN max_rooms_in_progress integer
+    CONSTRAINT accounts_max_rooms_in_progress_valid CHECK (max_rooms_in_progress >= 0);
+ALTER TABLE accounts ADD COLUMN max_participants_connected integer
+    CONSTRAINT accounts_max_participants_connected_valid CHECK (max_participants_connected >= 0);
+
+-- Counting an account's connected participants.
+CREATE INDEX participants_account_connected ON participants (account_sid) WHERE status = 'connected';
+
+CREATE FUNCTION roomd_quota(p_own integer, p_setting text) RETURNS integer
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(p_own, nullif(current_setting(p_setting, true), '')::integer, 10000)
+$$;
+
+-- Whether the account may have one more room in progress.
+CREATE FUNCTION roomd_rooms_quota_left(p_account text) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_limit integer;
+    v_live bigint;
+BEGIN
+    SELECT roomd_quota(max_rooms_in_progress, 'roomd.max_rooms_in_progress') INTO v_limit
+    FROM accounts WHERE sid = p_account;
+    IF v_limit IS NULL OR v_limit = 0 THEN
+        RETURN true;
+    END IF;
+    SELECT count(*) INTO v_live FROM (
+        SELECT 1 FROM rooms WHERE account_sid = p_account AND status = 'in-progress' LIMIT v_limit) l;
+    RETURN v_live < v_limit;
+END $$;
+
+-- Whether the account may have one more participant connected.
+CREATE FUNCTION roomd_participants_quota_left(p_account text) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_limit integer;
+    v_live bigint;
+BEGIN
+    SELECT roomd_quota(max_participants_connected, 'roomd.max_participants_connected') INTO v_limit
+    FROM accounts WHERE sid = p_account;
+    IF v_limit IS NULL OR v_limit = 0 THEN
+        RETURN true;
+    END IF;
+    SELECT count(*) INTO v_live FROM (
+        SELECT 1 FROM participants WHERE account_sid = p_account AND status = 'connected'
+        LIMIT v_limit) l;
+    RETURN v_live < v_limit;
+END $$;

@@ -103,6 +103,14 @@ pub enum AccountsCommand {
         /// room creation).
         #[arg(long)]
         client_room_creation: Option<bool>,
+        /// Rooms in progress the account may have at once (0: unlimited), or `default` for
+        /// `ROOMD_ACCOUNT_MAX_ROOMS_IN_PROGRESS`.
+        #[arg(long, value_parser = parse_quota)]
+        max_rooms_in_progress: Option<QuotaSetting>,
+        /// Participants connected the account may have at once (0: unlimited), or `default` for
+        /// `ROOMD_ACCOUNT_MAX_PARTICIPANTS_CONNECTED`.
+        #[arg(long, value_parser = parse_quota)]
+        max_participants_connected: Option<QuotaSetting>,
     },
 }
 
@@ -111,6 +119,35 @@ pub enum AccountsCommand {
 pub enum RateSetting {
     Default,
     PerSecond(i32),
+}
+
+/// `--max-rooms-in-progress`, `--max-participants-connected`: a number (0: unlimited), or back
+/// to the default.
+#[derive(Debug, Clone, Copy)]
+pub enum QuotaSetting {
+    Default,
+    Limit(i32),
+}
+
+impl QuotaSetting {
+    fn stored(self) -> Option<i32> {
+        match self {
+            QuotaSetting::Default => None,
+            QuotaSetting::Limit(n) => Some(n),
+        }
+    }
+}
+
+fn parse_quota(value: &str) -> std::result::Result<QuotaSetting, String> {
+    match value {
+        "default" => Ok(QuotaSetting::Default),
+        v => match v.parse::<i32>() {
+            Ok(n) if n >= 0 => Ok(QuotaSetting::Limit(n)),
+            _ => Err(format!(
+                "{v:?} is not a number from 0 (unlimited), or default"
+            )),
+        },
+    }
 }
 
 fn parse_rate(value: &str) -> std::result::Result<RateSetting, String> {
@@ -333,6 +370,8 @@ async fn accounts(pool: &PgPool, settings: &Settings, cmd: AccountsCommand) -> R
             sid: account_sid,
             max_requests_per_second,
             client_room_creation,
+            max_rooms_in_progress,
+            max_participants_connected,
         } => {
             let account_sid = parse_account(&account_sid)?;
             let update = db::accounts::AccountUpdate {
@@ -341,6 +380,8 @@ async fn accounts(pool: &PgPool, settings: &Settings, cmd: AccountsCommand) -> R
                     RateSetting::PerSecond(n) => Some(n),
                 }),
                 client_room_creation,
+                max_rooms_in_progress: max_rooms_in_progress.map(QuotaSetting::stored),
+                max_participants_connected: max_participants_connected.map(QuotaSetting::stored),
             };
             let Some(account) = db::accounts::update(pool, &account_sid, &update).await? else {
                 bail!("no account {account_sid}");
@@ -462,6 +503,7 @@ async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> {
         callbacks: settings.callbacks.clone(),
         test_clocks: settings.test_clocks,
         account_requests_per_second: settings.account_requests_per_second,
+        account_quotas: settings.account_quotas,
     };
     let app = Application::build(server, options).with_context(|| match settings.metrics_bind {
         Some(m) => format!(

@@ -43,6 +43,8 @@ pub struct Settings {
     /// `ROOMD_ACCOUNT_REQUESTS_PER_SECOND`: an account's request rate per process, unless its
     /// own (`roomd accounts update`) says otherwise.
     pub account_requests_per_second: u32,
+    /// `ROOMD_ACCOUNT_MAX_ROOMS_IN_PROGRESS`, `ROOMD_ACCOUNT_MAX_PARTICIPANTS_CONNECTED`.
+    pub account_quotas: crate::startup::AccountQuotas,
 }
 
 /// Where the master key comes from (see `seal`); the key itself never prints.
@@ -103,6 +105,7 @@ impl std::fmt::Debug for Settings {
                 "account_requests_per_second",
                 &self.account_requests_per_second,
             )
+            .field("account_quotas", &self.account_quotas)
             .finish()
     }
 }
@@ -266,6 +269,18 @@ impl Settings {
                 crate::limits::DEFAULT_REQUESTS_PER_SECOND,
                 1..=1_000_000,
             )?,
+            account_quotas: crate::startup::AccountQuotas {
+                rooms_in_progress: number(
+                    "ROOMD_ACCOUNT_MAX_ROOMS_IN_PROGRESS",
+                    crate::startup::AccountQuotas::default().rooms_in_progress,
+                    0..=1_000_000_000,
+                )?,
+                participants_connected: number(
+                    "ROOMD_ACCOUNT_MAX_PARTICIPANTS_CONNECTED",
+                    crate::startup::AccountQuotas::default().participants_connected,
+                    0..=1_000_000_000,
+                )?,
+            },
         })
     }
 }

@@ -48,6 +48,44 @@ pub struct ServerSettings {
     /// Requests per second one account may make of this process, unless its own limit says
     /// otherwise (`ROOMD_ACCOUNT_REQUESTS_PER_SECOND`).
     pub account_requests_per_second: u32,
+    /// Rooms in progress and participants connected one account may have at once, unless its
+    /// own quota says otherwise (0: unlimited): `ROOMD_ACCOUNT_MAX_ROOMS_IN_PROGRESS`,
+    /// `ROOMD_ACCOUNT_MAX_PARTICIPANTS_CONNECTED`. They travel with the serving connections.
+    pub account_quotas: AccountQuotas,
+}
+
+/// The default quotas of accounts (see `ServerSettings::account_quotas`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountQuotas {
+    pub rooms_in_progress: u32,
+    pub participants_connected: u32,
+}
+
+impl Default for AccountQuotas {
+    /// Twilio's: 10,000 concurrent rooms and 10,000 concurrent participants per account.
+    fn default() -> Self {
+        AccountQuotas {
+            rooms_in_progress: 10_000,
+            participants_connected: 10_000,
+        }
+    }
+}
+
+impl AccountQuotas {
+    /// `database` with these quotas as its connections' defaults (read by the quota functions
+    /// of migration V8).
+    pub fn on(&self, database: PgConnectOptions) -> PgConnectOptions {
+        database.options([
+            (
+                "roomd.max_rooms_in_progress",
+                self.rooms_in_progress.to_string(),
+            ),
+            (
+                "roomd.max_participants_connected",
+                self.participants_connected.to_string(),
+            ),
+        ])
+    }
 }
 
 impl ServerSettings {
@@ -66,6 +104,7 @@ impl ServerSettings {
             callbacks: CallbackSettings::default(),
             test_clocks: true,
             account_requests_per_second: crate::limits::DEFAULT_REQUESTS_PER_SECOND,
+            account_quotas: AccountQuotas::default(),
         }
     }
 }
@@ -175,7 +214,11 @@ impl Application {
             },
             shared: Arc::new(Shared {
                 workers,
-                pools: Arc::new(WorkerPools::new(database, pool_size, workers)),
+                pools: Arc::new(WorkerPools::new(
+                    settings.account_quotas.on(database),
+                    pool_size,
+                    workers,
+                )),
                 auth: Arc::new(AuthCache::new(
                     settings.auth_cache_ttl,
                     metrics.clone(),

@@ -84,8 +84,9 @@ async fn sweep(
             }
             Err(e) => return Err(e),
         };
-        // (All the overdue participants of the claimed rooms: possibly more than BATCH.)
-        let full = batch.len() as i64 >= BATCH;
+        // A batch is cut to a budget of rows (participants and their tracks), so one that did
+        // anything may have left more: go on until one finds nothing.
+        let full = !batch.is_empty();
         if let Some(m) = metrics {
             m.participants_disconnected(EndReason::MaxDuration, batch.len());
         }

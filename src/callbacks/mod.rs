@@ -47,8 +47,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub const DEFAULT_CONCURRENCY: usize = 256;
-pub const DEFAULT_PER_ACCOUNT: usize = 32;
-pub const DEFAULT_PER_HOST: usize = 64;
+pub const DEFAULT_PER_ACCOUNT: usize = 64;
+pub const DEFAULT_PER_HOST: usize = 128;
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How often a dispatcher prunes settled events past the retention, and how many per statement.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);

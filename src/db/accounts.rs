@@ -6,7 +6,8 @@ use sqlx::{PgExecutor, PgPool};
 
 const COLUMNS: &str = "sid, friendly_name, status, date_created, date_updated, \
     EXISTS (SELECT 1 FROM test_clocks t WHERE t.account_sid = accounts.sid) AS test_clock, \
-    max_requests_per_second, client_room_creation";
+    max_requests_per_second, client_room_creation, max_rooms_in_progress, \
+    max_participants_connected";
 
 /// Creates an account; with `test_clock`, one whose time is a test clock frozen at its creation
 /// (to the second).
@@ -22,7 +23,8 @@ pub async fn create(
         "WITH a AS ( \
             INSERT INTO accounts (sid, friendly_name, auth_token_hash, auth_token_sealed) \
             VALUES ($1, $2, $3, $4) RETURNING sid, friendly_name, status, date_created, \
-                date_updated, max_requests_per_second, client_room_creation), \
+                date_updated, max_requests_per_second, client_room_creation, \
+                max_rooms_in_progress, max_participants_connected), \
          c AS (INSERT INTO test_clocks (account_sid, frozen_time) \
             SELECT sid, date_trunc('second', date_created) FROM a WHERE $5) \
          SELECT a.*, $5 AS test_clock FROM a",
@@ -42,6 +44,9 @@ pub struct AccountUpdate {
     /// `Some(None)`: back to the default.
     pub max_requests_per_second: Option<Option<i32>>,
     pub client_room_creation: Option<bool>,
+    /// `Some(None)`: back to the default; `Some(Some(0))`: unlimited.
+    pub max_rooms_in_progress: Option<Option<i32>>,
+    pub max_participants_connected: Option<Option<i32>>,
 }
 
 /// Changes an account's limits; the account as it is then, or `None` when there is none.
@@ -53,13 +58,20 @@ pub async fn update(
     sqlx::query_as(&format!(
         "UPDATE accounts SET \
             max_requests_per_second = CASE WHEN $2 THEN $3 ELSE max_requests_per_second END, \
-            client_room_creation = coalesce($4, client_room_creation), date_updated = now() \
+            client_room_creation = coalesce($4, client_room_creation), \
+            max_rooms_in_progress = CASE WHEN $5 THEN $6 ELSE max_rooms_in_progress END, \
+            max_participants_connected = CASE WHEN $7 THEN $8 ELSE max_participants_connected END, \
+            date_updated = now() \
          WHERE sid = $1 RETURNING {COLUMNS}"
     ))
     .bind(sid)
     .bind(update.max_requests_per_second.is_some())
     .bind(update.max_requests_per_second.flatten())
     .bind(update.client_room_creation)
+    .bind(update.max_rooms_in_progress.is_some())
+    .bind(update.max_rooms_in_progress.flatten())
+    .bind(update.max_participants_connected.is_some())
+    .bind(update.max_participants_connected.flatten())
     .fetch_optional(pool)
     .await
 }

@@ -64,6 +64,10 @@ pub enum Refusal {
     /// A join naming a room that does not exist, for an account that turned client-side room
     /// creation off (answered as `RoomNotFound`).
     RoomCreationOff,
+    /// 53119: the account has as many rooms in progress as its quota allows.
+    RoomsQuota,
+    /// 53206: the account has as many participants connected as its quota allows.
+    ParticipantsQuota,
     /// Disconnecting a participant that is not connected.
     NotConnected,
     /// An Access Token acting on another identity's participant (20106).
@@ -253,6 +257,13 @@ pub async fn join(conn: &mut PgConnection, join: &Join<'_>) -> Result<Joined, Ch
         .bind(&**join.identity)
         .fetch_optional(&mut *conn)
         .await?;
+    let quota_left: bool = sqlx::query_scalar("SELECT roomd_participants_quota_left($1)")
+        .bind(join.account_sid)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !quota_left {
+        return Err(Refusal::ParticipantsQuota.into());
+    }
     static ENTER: LazyLock<String> = LazyLock::new(|| {
         format!(
             "WITH placed AS ( \
@@ -320,11 +331,16 @@ async fn create_room_to_join(
     {
         return Ok((room, true));
     }
-    let room = rooms::find_for_update(conn, join.account_sid, [RoomKey::Name(join.segment)])
+    match rooms::find_for_update(&mut *conn, join.account_sid, [RoomKey::Name(join.segment)])
         .await?
+    {
+        Some(room) => Ok((room, false)),
+        None if !rooms::rooms_quota_left(&mut *conn, join.account_sid).await? => {
+            Err(Refusal::RoomsQuota.into())
+        }
         // Taken and already ended again between the two statements: as if never found.
-        .ok_or(Refusal::RoomNotFound)?;
-    Ok((room, false))
+        None => Err(Refusal::RoomNotFound.into()),
+    }
 }
 
 /// What an Access Token allows a participant to do to itself: its identity's participant, in
@@ -496,8 +512,14 @@ pub async fn disconnect_overdue(
     disconnect_overdue_in(conn, claimed).await
 }
 
-/// The rooms (not in `skip`) of up to `limit` participants past their deadline, with `lock`
-/// (`""`: read only, for the sweeper to take them one at a time).
+/// The rows one statement of the sweeper may touch when it disconnects overdue participants:
+/// each participant, and each track it removes (a room's rows count whole; the first room is
+/// always taken).
+pub const SWEEP_ROW_BUDGET: i64 = 5_000;
+
+/// The rooms (not in `skip`) of up to `limit` participants past their deadline, as many as fit
+/// in `SWEEP_ROW_BUDGET` rows (their overdue participants and those participants' tracks), with
+/// `lock` (`""`: read only, for the sweeper to take them one at a time).
 pub async fn overdue_rooms(
     conn: &mut PgConnection,
     limit: i64,
@@ -507,14 +529,28 @@ pub async fn overdue_rooms(
     // The rooms by primary key from one array (an InitPlan): however stale the statistics
     // after a burst falls due, no plan compares every due participant with every room.
     sqlx::query_scalar(&format!(
-        "SELECT sid FROM rooms \
-         WHERE sid = ANY(ARRAY( \
-            SELECT room_sid FROM participants WHERE status = 'connected' AND NOT clocked AND deadline <= now() \
-            AND room_sid <> ALL($2) ORDER BY deadline LIMIT $1)) \
+        "WITH due AS ( \
+            SELECT room_sid, deadline FROM participants \
+            WHERE status = 'connected' AND NOT clocked AND deadline <= now() \
+            AND room_sid <> ALL($2) ORDER BY deadline LIMIT $1), \
+         weighed AS ( \
+            SELECT d.room_sid, min(d.deadline) AS first, \
+                (SELECT count(*) + coalesce(sum((SELECT count(*) FROM published_tracks t \
+                                                 WHERE t.participant_sid = p.sid)), 0) \
+                 FROM participants p WHERE p.room_sid = d.room_sid AND p.status = 'connected' \
+                 AND p.deadline <= now()) AS rows \
+            FROM due d GROUP BY d.room_sid), \
+         budgeted AS ( \
+            SELECT room_sid, sum(rows) OVER (ORDER BY first, room_sid) AS upto, \
+                row_number() OVER (ORDER BY first, room_sid) AS n \
+            FROM weighed) \
+         SELECT sid FROM rooms \
+         WHERE sid = ANY(ARRAY(SELECT room_sid FROM budgeted WHERE upto <= $3 OR n = 1)) \
          AND status = 'in-progress'{lock}"
     ))
     .bind(limit)
     .bind(skip)
+    .bind(SWEEP_ROW_BUDGET)
     .fetch_all(&mut *conn)
     .await
 }

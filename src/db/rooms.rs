@@ -104,7 +104,8 @@ static DISCONNECT_EVERYONE: LazyLock<String> = LazyLock::new(|| {
 
 /// Inserts a new in-progress room. Its first deadline is the unused-room timeout: Twilio ends a
 /// REST-created room that nobody joins `unused_room_timeout` minutes after creation. An
-/// in-progress room of the account with the same name is 53113 (the partial unique index).
+/// in-progress room of the account with the same name is 53113 (the partial unique index); an
+/// account at its quota of rooms in progress is 53119.
 pub async fn insert(
     db: impl PgExecutor<'_>,
     account_sid: &str,
@@ -112,13 +113,31 @@ pub async fn insert(
     room: &CreateRoom,
 ) -> Result<RoomRow, DbError> {
     bind_new_room(sqlx::query_as(&INSERT), account_sid, sid, room)
-        .fetch_one(db)
+        .fetch_optional(db)
         .await
-        .on_constraint(UNIQUE_NAME_CONSTRAINT, code::ROOM_EXISTS, "Room exists")
+        .on_constraint(UNIQUE_NAME_CONSTRAINT, code::ROOM_EXISTS, "Room exists")?
+        .ok_or(DbError::Refused {
+            code: code::ROOMS_QUOTA,
+            message: ROOMS_QUOTA_MESSAGE,
+        })
 }
 
-/// Inserts a new in-progress room unless the account has an in-progress room of that name
-/// (`None`), for a join that creates its room: two joins racing to create one name end in one
+pub const ROOMS_QUOTA_MESSAGE: &str =
+    "Room creation failed: the account has as many rooms in progress as its quota allows";
+
+/// Whether the account may have one more room in progress (its quota; see migration V8).
+pub async fn rooms_quota_left(
+    db: impl PgExecutor<'_>,
+    account_sid: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT roomd_rooms_quota_left($1)")
+        .bind(account_sid)
+        .fetch_one(db)
+        .await
+}
+
+/// Inserts a new in-progress room unless the account has an in-progress room of that name, or
+/// is at its quota of rooms in progress (`None`), for a join that creates its room: two joins racing to create one name end in one
 /// room, the loser waiting for the winner's transaction and then finding its room.
 pub async fn insert_unless_named(
     db: impl PgExecutor<'_>,
@@ -146,8 +165,9 @@ fn insert_sql(on_conflict: &str) -> String {
                 max_concurrent_published_tracks, record_participants_on_connect, video_codecs, \
                 media_region, audio_only, empty_room_timeout, unused_room_timeout, large_room, \
                 recording_rules, deadline, deadline_reason) \
-            VALUES ($1, $2, 'in-progress', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                $16, $17, roomd_now() + make_interval(mins => $15), 'unused_timeout') \
+            SELECT $1, $2, 'in-progress', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                $16, $17, roomd_now() + make_interval(mins => $15), 'unused_timeout' \
+            WHERE roomd_rooms_quota_left($2) \
             {on_conflict} RETURNING {COLUMNS}), \
          {} \
          SELECT {COLUMNS} FROM r",

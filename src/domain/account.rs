@@ -21,6 +21,9 @@ pub struct Account {
     /// Whether a join naming a room that does not exist creates it (Twilio's client-side room
     /// creation; on by default).
     pub client_room_creation: bool,
+    /// The account's own quotas (`None`: the defaults; 0: unlimited).
+    pub max_rooms_in_progress: Option<i32>,
+    pub max_participants_connected: Option<i32>,
 }
 
 /// A new account's one-time view: the account plus its plain auth token (which `Debug` never

@@ -192,6 +192,14 @@ pub(crate) fn refused(
         Refusal::MaxTracks => {
             ApiError::bad_request(code::MAX_PUBLISHED_TRACKS, "Max published tracks reached")
         }
+        Refusal::RoomsQuota => ApiError::bad_request(
+            code::ROOMS_QUOTA,
+            crate::db::rooms::ROOMS_QUOTA_MESSAGE,
+        ),
+        Refusal::ParticipantsQuota => ApiError::bad_request(
+            code::PARTICIPANTS_QUOTA,
+            "Participant concurrency quota exceeded: the account has as many participants connected as its quota allows",
+        ),
         Refusal::MaxTracksPerParticipant => ApiError::bad_request(
             code::MAX_PUBLISHED_TRACKS,
             format!(
@@ -254,11 +262,17 @@ async fn join(
         Err(e) => {
             // A refusal is a join's outcome; a database error (503) is not counted as one.
             if let ChangeError::Refused(r) = &e {
-                if matches!(r, Refusal::RoomCreationOff) {
+                let limit = match r {
+                    Refusal::RoomCreationOff => Some("client_room_creation"),
+                    Refusal::RoomsQuota => Some("rooms_in_progress"),
+                    Refusal::ParticipantsQuota => Some("participants_connected"),
+                    _ => None,
+                };
+                if let Some(limit) = limit {
                     state
                         .metrics
                         .account_limits_hit
-                        .with_label_values(&["client_room_creation"])
+                        .with_label_values(&[limit])
                         .inc();
                 }
                 state.metrics.joined(match r {

@@ -29,6 +29,8 @@ pub mod code {
     pub const INCOMPATIBLE_PARAMETERS: u32 = 53114;
     pub const MEDIA_REGION_INVALID: u32 = 53115;
     pub const ROOM_COMPLETED: u32 = 53118;
+    pub const ROOMS_QUOTA: u32 = 53119;
+    pub const PARTICIPANTS_QUOTA: u32 = 53206;
     pub const RECORDING_RULES_INVALID: u32 = 53120;
     pub const MAX_PARTICIPANT_DURATION_OUT_OF_RANGE: u32 = 53123;
     pub const ROOM_FULL: u32 = 53105;

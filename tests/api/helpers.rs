@@ -171,6 +171,7 @@ pub struct Options {
     pub callbacks: roomd::callbacks::CallbackSettings,
     pub test_clocks: bool,
     pub account_requests_per_second: u32,
+    pub account_quotas: roomd::startup::AccountQuotas,
 }
 
 impl Default for Options {
@@ -187,6 +188,7 @@ impl Default for Options {
             },
             test_clocks: true,
             account_requests_per_second: roomd::limits::DEFAULT_REQUESTS_PER_SECOND,
+            account_quotas: roomd::startup::AccountQuotas::default(),
         }
     }
 }
@@ -245,6 +247,7 @@ pub fn start_server(
         callbacks: options.callbacks,
         test_clocks: options.test_clocks,
         account_requests_per_second: options.account_requests_per_second,
+        account_quotas: options.account_quotas,
         ..ServerSettings::local()
     };
     let app = Application::build(settings, database.clone()).unwrap();

@@ -157,3 +157,106 @@ async fn an_account_may_turn_client_side_room_creation_off() {
     .unwrap();
     assert!(!bad.status.success() && !missing.status.success());
 }
+
+#[tokio::test]
+async fn an_account_holds_at_most_its_quota_of_rooms_in_progress_and_participants_connected() {
+    let app = spawn_app_with(Options {
+        account_quotas: roomd::startup::AccountQuotas {
+            rooms_in_progress: 3,
+            participants_connected: 2,
+        },
+        ..Options::default()
+    })
+    .await;
+    let mut rooms = Vec::new();
+    for i in 0..3 {
+        let room = app.create_room(&format!("UniqueName=r{i}")).await;
+        rooms.push(room["sid"].as_str().unwrap().to_string());
+    }
+    app.post("/v1/Rooms", "UniqueName=r3")
+        .await
+        .assert_error(400, 53119);
+    // Nor by a join that would create its room.
+    app.post("/v1/Rooms/r4/Participants", "Identity=a")
+        .await
+        .assert_error(400, 53119);
+    assert_eq!(app.room_count().await, 3);
+    // Another account has a quota of its own.
+    let other = create_account(&app.pool, "other").await;
+    let r = app
+        .request_as(
+            Some(&other),
+            Method::POST,
+            "/v1/Rooms",
+            Some("UniqueName=r0"),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // A room that ends frees its place.
+    app.complete_room(&rooms[2]).await;
+    app.create_room("UniqueName=r5").await;
+
+    // Participants: two connected at once, across the account's rooms.
+    app.join(&rooms[0], "a").await;
+    app.join(&rooms[1], "b").await;
+    app.post(
+        &format!("/v1/Rooms/{}/Participants", rooms[1]),
+        "Identity=c",
+    )
+    .await
+    .assert_error(400, 53206);
+    // Taking over a connected identity does not add one.
+    let again = app
+        .post(
+            &format!("/v1/Rooms/{}/Participants", rooms[0]),
+            "Identity=a",
+        )
+        .await;
+    assert_eq!(again.status, 201, "{}", again.body);
+    // One that leaves frees its place.
+    let left = app
+        .post(
+            &format!("/v1/Rooms/{}/Participants/b", rooms[1]),
+            "Status=disconnected",
+        )
+        .await;
+    assert_eq!(left.status, 202, "{}", left.body);
+    app.join(&rooms[1], "c").await;
+
+    // The account's own quota (0: unlimited) applies at once, from the CLI.
+    let url = app.database_url.clone();
+    let sid = app.account.sid.clone();
+    let updated = tokio::task::spawn_blocking(move || {
+        json_stdout(&roomd(
+            &url,
+            &[
+                "accounts",
+                "update",
+                &sid,
+                "--max-rooms-in-progress",
+                "0",
+                "--max-participants-connected",
+                "5",
+            ],
+        ))
+    })
+    .await
+    .unwrap();
+    assert_eq!(updated["max_rooms_in_progress"], 0);
+    assert_eq!(updated["max_participants_connected"], 5);
+    for i in 6..10 {
+        app.create_room(&format!("UniqueName=r{i}")).await;
+    }
+    app.join(&rooms[1], "d").await;
+    let text = app.metrics_text().await;
+    for (limit, hits) in [("rooms_in_progress", 2.0), ("participants_connected", 1.0)] {
+        assert_eq!(
+            crate::helpers::metric_value(
+                &text,
+                &format!(r#"roomd_account_limits_hit_total{{limit="{limit}"}}"#)
+            ),
+            Some(hits),
+            "{limit}"
+        );
+    }
+}

@@ -125,10 +125,20 @@ async fn create(
     let params = form.params().await?;
     let room = CreateRoom::from_params(&params)?;
     let new_sid = RoomSid::generate();
-    let row = state
+    let created: Result<_, ApiError> = state
         .pool
         .run(async |c| rooms::insert(c, &account.sid, &new_sid, &room).await)
-        .await?;
+        .await
+        .map_err(ApiError::from);
+    let row = created.inspect_err(|e| {
+        if e.code() == crate::twilio::error::code::ROOMS_QUOTA {
+            state
+                .metrics
+                .account_limits_hit
+                .with_label_values(&["rooms_in_progress"])
+                .inc();
+        }
+    })?;
     state.metrics.rooms_created.inc();
     tracing::info!(room_sid = %row.sid, account_sid = %account.sid, "room created");
     Ok(json(
