@@ -214,8 +214,10 @@ pub struct ClaimLimits {
 /// oldest due head comes before any account's second, and none gets more than its free slots
 /// (per account, then per host). The accounts are walked one index probe each (a loose index
 /// scan), then each account's due heads through the same index, so a claim reads about as much
-/// with a million events queued behind dead receivers as with none. `FOR UPDATE SKIP LOCKED`
-/// lets replicas claim at once without waiting for each other.
+/// with a million events queued behind dead receivers as with none. The candidates are locked
+/// as they are read (`FOR UPDATE SKIP LOCKED`, which re-checks them against their latest
+/// version), so replicas claim at once without waiting for each other, and every step is an
+/// index probe whatever the plan's age: the dispatcher's connections keep generic plans.
 pub async fn claim(
     db: impl PgExecutor<'_>,
     limits: &ClaimLimits,
@@ -252,7 +254,8 @@ pub async fn claim(
                 AND h.next_attempt <= now() \
                 ORDER BY h.next_attempt \
                 LIMIT greatest(0, $3 - coalesce((SELECT b.n FROM busy_accounts b \
-                                                 WHERE b.account_sid = a.account_sid), 0))) c \
+                                                 WHERE b.account_sid = a.account_sid), 0)) \
+                FOR UPDATE SKIP LOCKED) c \
             WHERE a.account_sid IS NOT NULL), \
          placed AS ( \
             SELECT c.*, row_number() OVER (PARTITION BY c.host ORDER BY c.turn, c.next_attempt, c.sid) \
@@ -265,11 +268,7 @@ pub async fn claim(
          claimed AS ( \
             UPDATE callback_events e SET attempts = e.attempts + 1, \
                 next_attempt = now() + make_interval(secs => $2), date_updated = now() \
-            WHERE e.sid IN ( \
-                SELECT l.sid FROM callback_events l \
-                WHERE l.sid IN (SELECT sid FROM picked) \
-                AND l.status = 'pending' AND l.head AND l.next_attempt <= now() \
-                FOR UPDATE SKIP LOCKED) \
+            FROM picked k WHERE e.sid = k.sid \
             RETURNING e.sid, e.account_sid, e.room_sid, e.sequence_number, e.url, e.method, \
                 e.params, e.attempts, e.date_created) \
          SELECT c.*, callback_host(c.url) AS host, a.auth_token_sealed \
