@@ -133,42 +133,32 @@ ALTER TABLE accounts ADD COLUMN max_participants_connected integer
 -- Counting an account's connected participants.
 CREATE INDEX participants_account_connected ON participants (account_sid) WHERE status = 'connected';
 
-CREATE FUNCTION roomd_quota(p_own integer, p_setting text) RETURNS integer
-LANGUAGE sql STABLE AS $$
-    SELECT coalesce(p_own, nullif(current_setting(p_setting, true), '')::integer, 10000)
-$$;
-
--- Whether the account may have one more room in progress.
-CREATE FUNCTION roomd_rooms_quota_left(p_account text) RETURNS boolean
+-- Whether the account may have one more room in progress (`p_what` 'rooms') or participant
+-- connected ('participants').
+CREATE FUNCTION roomd_quota_left(p_account text, p_what text) RETURNS boolean
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_limit integer;
     v_live bigint;
 BEGIN
-    SELECT roomd_quota(max_rooms_in_progress, 'roomd.max_rooms_in_progress') INTO v_limit
-    FROM accounts WHERE sid = p_account;
+    SELECT coalesce(CASE p_what WHEN 'rooms' THEN max_rooms_in_progress
+                                ELSE max_participants_connected END,
+                    nullif(current_setting(CASE p_what WHEN 'rooms' THEN 'roomd.max_rooms_in_progress'
+                                           ELSE 'roomd.max_participants_connected' END, true),
+                           '')::integer,
+                    10000)
+    INTO v_limit FROM accounts WHERE sid = p_account;
     IF v_limit IS NULL OR v_limit = 0 THEN
         RETURN true;
     END IF;
-    SELECT count(*) INTO v_live FROM (
-        SELECT 1 FROM rooms WHERE account_sid = p_account AND status = 'in-progress' LIMIT v_limit) l;
-    RETURN v_live < v_limit;
-END $$;
-
--- Whether the account may have one more participant connected.
-CREATE FUNCTION roomd_participants_quota_left(p_account text) RETURNS boolean
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v_limit integer;
-    v_live bigint;
-BEGIN
-    SELECT roomd_quota(max_participants_connected, 'roomd.max_participants_connected') INTO v_limit
-    FROM accounts WHERE sid = p_account;
-    IF v_limit IS NULL OR v_limit = 0 THEN
-        RETURN true;
+    IF p_what = 'rooms' THEN
+        SELECT count(*) INTO v_live FROM (
+            SELECT 1 FROM rooms WHERE account_sid = p_account AND status = 'in-progress'
+            LIMIT v_limit) l;
+    ELSE
+        SELECT count(*) INTO v_live FROM (
+            SELECT 1 FROM participants WHERE account_sid = p_account AND status = 'connected'
+            LIMIT v_limit) l;
     END IF;
-    SELECT count(*) INTO v_live FROM (
-        SELECT 1 FROM participants WHERE account_sid = p_account AND status = 'connected'
-        LIMIT v_limit) l;
     RETURN v_live < v_limit;
 END $$;

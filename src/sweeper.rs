@@ -65,22 +65,15 @@ async fn sweep(
                     db::participants::overdue_rooms(c, BATCH, &skip, "").await
                 })
                 .await?;
-                let mut done = Vec::new();
-                for room in rooms {
-                    match in_transaction(pool, async |c| {
-                        db::participants::disconnect_overdue_in_one(c, &room).await
-                    })
-                    .await
-                    {
-                        Ok(batch) => done.extend(batch),
-                        Err(e) if room_specific(&e) => {
-                            failed(metrics, "participants", &room, &e);
-                            skip.push(room);
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                done
+                one_at_a_time(
+                    pool,
+                    metrics,
+                    "participants",
+                    rooms,
+                    &mut skip,
+                    async |c, room| db::participants::disconnect_overdue_in_one(c, room).await,
+                )
+                .await?
             }
             Err(e) => return Err(e),
         };
@@ -111,19 +104,11 @@ async fn sweep(
                 tracing::warn!(error = %e, "a sweeper batch of due rooms failed; taking them one at a time");
                 let rooms = db::rooms::due(pool, BATCH, &skip).await?;
                 let full = rooms.len() as i64 == BATCH;
-                let mut done = Vec::new();
-                for room in rooms {
-                    match in_transaction(pool, async |c| db::rooms::end_one_due(c, &room).await)
-                        .await
-                    {
-                        Ok(ended) => done.extend(ended),
-                        Err(e) if room_specific(&e) => {
-                            failed(metrics, "rooms", &room, &e);
-                            skip.push(room);
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
+                let done =
+                    one_at_a_time(pool, metrics, "rooms", rooms, &mut skip, async |c, room| {
+                        db::rooms::end_one_due(c, room).await
+                    })
+                    .await?;
                 (done, full)
             }
             Err(e) => return Err(e),
@@ -143,6 +128,30 @@ async fn sweep(
             return Ok(swept);
         }
     }
+}
+
+/// Acts on `rooms` one at a time, each in a transaction of its own (after their batch failed):
+/// what was done; a room that fails alone is logged, counted and added to `skip`.
+async fn one_at_a_time<T>(
+    pool: &PgPool,
+    metrics: Option<&Metrics>,
+    what: &'static str,
+    rooms: Vec<String>,
+    skip: &mut Vec<String>,
+    act: impl AsyncFn(&mut sqlx::PgConnection, &str) -> Result<Vec<T>, sqlx::Error>,
+) -> Result<Vec<T>, sqlx::Error> {
+    let mut done = Vec::new();
+    for room in rooms {
+        match in_transaction(pool, async |c| act(c, &room).await).await {
+            Ok(batch) => done.extend(batch),
+            Err(e) if room_specific(&e) => {
+                failed(metrics, what, &room, &e);
+                skip.push(room);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 /// Whether an error belongs to the statement (the database answered: a timeout, a constraint,

@@ -257,7 +257,7 @@ pub async fn join(conn: &mut PgConnection, join: &Join<'_>) -> Result<Joined, Ch
         .bind(&**join.identity)
         .fetch_optional(&mut *conn)
         .await?;
-    let quota_left: bool = sqlx::query_scalar("SELECT roomd_participants_quota_left($1)")
+    let quota_left: bool = sqlx::query_scalar("SELECT roomd_quota_left($1, 'participants')")
         .bind(join.account_sid)
         .fetch_one(&mut *conn)
         .await?;

@@ -130,7 +130,7 @@ pub async fn rooms_quota_left(
     db: impl PgExecutor<'_>,
     account_sid: &str,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT roomd_rooms_quota_left($1)")
+    sqlx::query_scalar("SELECT roomd_quota_left($1, 'rooms')")
         .bind(account_sid)
         .fetch_one(db)
         .await
@@ -167,7 +167,7 @@ fn insert_sql(on_conflict: &str) -> String {
                 recording_rules, deadline, deadline_reason) \
             SELECT $1, $2, 'in-progress', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
                 $16, $17, roomd_now() + make_interval(mins => $15), 'unused_timeout' \
-            WHERE roomd_rooms_quota_left($2) \
+            WHERE roomd_quota_left($2, 'rooms') \
             {on_conflict} RETURNING {COLUMNS}), \
          {} \
          SELECT {COLUMNS} FROM r",

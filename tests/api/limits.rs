@@ -5,6 +5,19 @@ use crate::helpers::{create_account, create_api_key, spawn_app_with, Options};
 use reqwest::Method;
 use std::time::Duration;
 
+/// `roomd accounts update <the app's account> <args>`, run as a user would; its output.
+async fn update_account(app: &crate::helpers::TestApp, args: &[&str]) -> std::process::Output {
+    let url = app.database_url.clone();
+    let mut all: Vec<String> = vec!["accounts".into(), "update".into(), app.account.sid.clone()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    tokio::task::spawn_blocking(move || {
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        roomd(&url, &all)
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn an_account_past_its_request_rate_gets_429_while_another_account_is_served() {
     let app = spawn_app_with(Options {
@@ -43,22 +56,7 @@ async fn an_account_past_its_request_rate_gets_429_while_another_account_is_serv
     assert_eq!(r.status, 200, "{}", r.body);
 
     // The account's own rate, set from the CLI, applies once the credential is read again.
-    let url = app.database_url.clone();
-    let sid = app.account.sid.clone();
-    let updated = tokio::task::spawn_blocking(move || {
-        json_stdout(&roomd(
-            &url,
-            &[
-                "accounts",
-                "update",
-                &sid,
-                "--max-requests-per-second",
-                "1000",
-            ],
-        ))
-    })
-    .await
-    .unwrap();
+    let updated = json_stdout(&update_account(&app, &["--max-requests-per-second", "1000"]).await);
     assert_eq!(updated["max_requests_per_second"], 1000);
     assert_eq!(updated["client_room_creation"], true);
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -90,22 +88,7 @@ async fn an_account_may_turn_client_side_room_creation_off() {
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
 
-    let url = app.database_url.clone();
-    let sid = app.account.sid.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        roomd(
-            &url,
-            &[
-                "accounts",
-                "update",
-                &sid,
-                "--client-room-creation",
-                "false",
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let out = update_account(&app, &["--client-room-creation", "false"]).await;
     assert_eq!(json_stdout(&out)["client_room_creation"], false);
 
     let key = create_api_key(&app.pool, &app.account.sid).await;
@@ -224,24 +207,18 @@ async fn an_account_holds_at_most_its_quota_of_rooms_in_progress_and_participant
     app.join(&rooms[1], "c").await;
 
     // The account's own quota (0: unlimited) applies at once, from the CLI.
-    let url = app.database_url.clone();
-    let sid = app.account.sid.clone();
-    let updated = tokio::task::spawn_blocking(move || {
-        json_stdout(&roomd(
-            &url,
+    let updated = json_stdout(
+        &update_account(
+            &app,
             &[
-                "accounts",
-                "update",
-                &sid,
                 "--max-rooms-in-progress",
                 "0",
                 "--max-participants-connected",
                 "5",
             ],
-        ))
-    })
-    .await
-    .unwrap();
+        )
+        .await,
+    );
     assert_eq!(updated["max_rooms_in_progress"], 0);
     assert_eq!(updated["max_participants_connected"], 5);
     for i in 6..10 {

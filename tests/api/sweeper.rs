@@ -278,6 +278,20 @@ async fn two_sweepers_at_once_disconnect_each_overdue_participant_exactly_once()
     assert_eq!((connected, with_empty_deadline), (0, 200));
 }
 
+/// Makes every update of `table` whose new row matches `condition` fail, as a statement timeout
+/// would (a trigger `refuse_<table>`).
+async fn refuse_updates(app: &TestApp, table: &str, condition: &str) {
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+            IF {condition} THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_{table} BEFORE UPDATE ON {table} FOR EACH ROW \
+            EXECUTE FUNCTION refuse_{table}();"
+    ))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_room_whose_statement_fails_never_keeps_the_sweeper_from_ending_the_others() {
     let app = spawn_app().await;
@@ -286,15 +300,12 @@ async fn a_room_whose_statement_fails_never_keeps_the_sweeper_from_ending_the_ot
         crate::helpers::insert_rooms_due_in(&app.pool, &app.account.sid, "due", 5, -1.0).await;
     // One room's end fails, as a statement timeout would: a trigger refuses it.
     let broken = rooms[2].clone();
-    sqlx::raw_sql(&format!(
-        "CREATE FUNCTION refuse_end() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-            IF NEW.sid = '{broken}' AND NEW.status = 'completed' THEN RAISE EXCEPTION 'refused'; END IF; \
-            RETURN NEW; END $$; \
-         CREATE TRIGGER refuse_end BEFORE UPDATE ON rooms FOR EACH ROW EXECUTE FUNCTION refuse_end();"
-    ))
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    refuse_updates(
+        &app,
+        "rooms",
+        &format!("NEW.sid = '{broken}' AND NEW.status = 'completed'"),
+    )
+    .await;
     let swept = sweep_once(&app.pool, Some(&metrics)).await.unwrap();
     let mut ended: Vec<&str> = swept.rooms.iter().map(|r| r.sid.as_str()).collect();
     ended.sort();
@@ -316,7 +327,7 @@ async fn a_room_whose_statement_fails_never_keeps_the_sweeper_from_ending_the_ot
         .unwrap();
     assert_eq!(status, "in-progress");
     // Once the cause is gone, the next pass ends it.
-    sqlx::raw_sql("DROP TRIGGER refuse_end ON rooms")
+    sqlx::raw_sql("DROP TRIGGER refuse_rooms ON rooms")
         .execute(&app.pool)
         .await
         .unwrap();
@@ -341,15 +352,12 @@ async fn a_participant_whose_disconnection_fails_never_keeps_the_sweeper_from_th
         .await
         .unwrap();
     let broken = rooms[1].clone();
-    sqlx::raw_sql(&format!(
-        "CREATE FUNCTION refuse_leave() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-            IF NEW.room_sid = '{broken}' AND NEW.status = 'disconnected' THEN RAISE EXCEPTION 'refused'; END IF; \
-            RETURN NEW; END $$; \
-         CREATE TRIGGER refuse_leave BEFORE UPDATE ON participants FOR EACH ROW EXECUTE FUNCTION refuse_leave();"
-    ))
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    refuse_updates(
+        &app,
+        "participants",
+        &format!("NEW.room_sid = '{broken}' AND NEW.status = 'disconnected'"),
+    )
+    .await;
     let swept = sweep_once(&app.pool, Some(&metrics)).await.unwrap();
     let mut left: Vec<&str> = swept
         .participants
