@@ -102,7 +102,7 @@ async fn sweep(
             }
             Err(e) if room_specific(&e) => {
                 tracing::warn!(error = %e, "a sweeper batch of due rooms failed; taking them one at a time");
-                let rooms = db::rooms::due(pool, BATCH, &skip).await?;
+                let rooms = db::rooms::due(pool, BATCH, &skip, "").await?;
                 let full = rooms.len() as i64 == BATCH;
                 let done =
                     one_at_a_time(pool, metrics, "rooms", rooms, &mut skip, async |c, room| {

@@ -424,14 +424,7 @@ pub async fn end_due(
     limit: i64,
     skip: &[String],
 ) -> Result<Vec<EndedRoom>, sqlx::Error> {
-    let claimed: Vec<String> = sqlx::query_scalar(
-        "SELECT sid FROM rooms WHERE status = 'in-progress' AND NOT clocked AND deadline <= now() \
-         AND sid <> ALL($2) ORDER BY deadline LIMIT $1 FOR UPDATE SKIP LOCKED",
-    )
-    .bind(limit)
-    .bind(skip)
-    .fetch_all(&mut *conn)
-    .await?;
+    let claimed = due(&mut *conn, limit, skip, " FOR UPDATE SKIP LOCKED").await?;
     end_at_deadline(conn, claimed).await
 }
 
@@ -451,17 +444,18 @@ pub async fn end_one_due(
     end_at_deadline(conn, claimed).await
 }
 
-/// Up to `limit` in-progress rooms past their deadline, not in `skip` (read without locks: the
-/// sweeper then takes them one at a time).
+/// Up to `limit` in-progress rooms past their deadline, not in `skip`, oldest deadline first,
+/// with `lock` (`""`: read only, for the sweeper to take them one at a time).
 pub async fn due(
     db: impl PgExecutor<'_>,
     limit: i64,
     skip: &[String],
+    lock: &str,
 ) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar(&format!(
         "SELECT sid FROM rooms WHERE status = 'in-progress' AND NOT clocked AND deadline <= now() \
-         AND sid <> ALL($2) ORDER BY deadline LIMIT $1",
-    )
+         AND sid <> ALL($2) ORDER BY deadline LIMIT $1{lock}"
+    ))
     .bind(limit)
     .bind(skip)
     .fetch_all(db)
