@@ -4,15 +4,17 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that a source change does not rebuild them.
 COPY Cargo.toml Cargo.lock build.rs ./
-RUN mkdir -p src tests/api migrations \
+COPY bench/Cargo.toml bench/
+RUN mkdir -p src tests/api migrations bench/src \
     && echo 'fn main() {}' > src/main.rs && touch src/lib.rs tests/api/main.rs \
-    && cargo build --release --locked \
+    && echo 'fn main() {}' > bench/src/main.rs \
+    && cargo build --release --locked -p roomd \
     && rm -rf src tests migrations
 COPY src src
 COPY migrations migrations
 COPY tests/api tests/api
 # Touch the sources so cargo sees them as newer than the placeholder build.
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked && cp target/release/roomd /usr/local/bin/roomd
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked -p roomd && cp target/release/roomd /usr/local/bin/roomd
 
 FROM debian:bookworm-slim
 RUN apt-get update \

@@ -1,26 +1,12 @@
 //! roomd: a self-hosted, Twilio-compatible Programmable Video Rooms control plane on PostgreSQL.
-//! See `design.md` in the project's shared folder for the architecture.
+//! `ARCHITECTURE.md` at the repository's root is the map: what each folder holds, what it must
+//! not depend on, and the path of a request and of a background job through them.
 
-pub mod access_token;
+pub mod app;
 pub mod auth;
-pub mod callbacks;
-pub mod caller;
-pub mod cli;
-pub mod clock;
-pub mod config;
 pub mod db;
 pub mod domain;
-pub mod limits;
-pub mod metrics;
-pub mod observe;
-pub mod routes;
-pub mod seal;
-pub mod signature;
-pub mod startup;
-pub mod state;
-pub mod sweeper;
+pub mod http;
 pub mod telemetry;
-pub mod throttle;
 pub mod twilio;
-pub mod unread_body;
-pub mod verifier;
+pub mod workers;

@@ -1,8 +1,8 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = roomd::cli::Cli::parse();
-    if let Err(e) = roomd::telemetry::init() {
+    let cli = roomd::app::cli::Cli::parse();
+    if let Err(e) = roomd::telemetry::logs::init() {
         eprintln!("roomd: {e}");
         return std::process::ExitCode::FAILURE;
     }
@@ -10,7 +10,7 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("building the tokio runtime");
-    match runtime.block_on(roomd::cli::run(cli)) {
+    match runtime.block_on(roomd::app::cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("roomd: {e:#}");

@@ -90,22 +90,14 @@ pub async fn active_secret_sealed(
     .await
 }
 
-/// Checks that `key` is the master key this database's secrets are sealed under, recording it
-/// on first use. A different key is an error that names the settings, never the key.
-pub async fn check_master_key(pool: &PgPool, key: &crate::seal::MasterKey) -> anyhow::Result<()> {
-    const CHECK_SID: &str = "master_key_check";
+/// The sealed check value of the master key: `sealed` is recorded on first use, and what is
+/// recorded is returned (see `auth::master_key::MasterKey::check`).
+pub async fn master_key_check(pool: &PgPool, sealed: Vec<u8>) -> sqlx::Result<Vec<u8>> {
     sqlx::query("INSERT INTO master_key_check (sealed) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(key.seal(CHECK_SID, b"roomd"))
+        .bind(sealed)
         .execute(pool)
         .await?;
-    let sealed: Vec<u8> = sqlx::query_scalar("SELECT sealed FROM master_key_check")
+    sqlx::query_scalar("SELECT sealed FROM master_key_check")
         .fetch_one(pool)
-        .await?;
-    if key.open(CHECK_SID, &sealed).is_err() {
-        anyhow::bail!(
-            "the master key (ROOMD_MASTER_KEY, ROOMD_MASTER_KEY_FILE, or master.key in ROOMD_DATA_DIR) \
-             is not the one this database's secrets are sealed with; every replica must use the same key"
-        );
-    }
-    Ok(())
+        .await
 }

@@ -3,6 +3,7 @@
 //! constraint's violation into a Twilio code, so that constraints carry the business rules and
 //! no route names one.
 
+use crate::twilio::ApiError;
 use sqlx::error::DatabaseError;
 
 /// What a database error means for the connection it happened on and for the client.
@@ -131,5 +132,31 @@ impl<T, E: Into<DbError>> OnConstraint<T> for Result<T, E> {
             }
             other => other,
         })
+    }
+}
+
+/// Whether `e` means the database cannot be reached right now (down, restarting, failing over,
+/// pool exhausted, stalled) rather than that roomd did something wrong: such errors are
+/// 503/20503, and the client may retry.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    classify(e).unavailable()
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            ApiError::Unavailable(e.into())
+        } else {
+            ApiError::Internal(e.into())
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Sql(e) => e.into(),
+            DbError::Refused { code, message } => ApiError::bad_request(code, message),
+        }
     }
 }

@@ -415,7 +415,7 @@ pub async fn find(
             ParticipantKey::Identity(i) => (FETCH_BY_IDENTITY.as_str(), i),
         });
     }
-    super::first_found(conn, [account_sid, room_sid], tries).await
+    super::find::first_found(conn, [account_sid, room_sid], tries).await
 }
 
 /// One connected participant per identity in a room (V4).

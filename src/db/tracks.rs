@@ -93,7 +93,7 @@ pub async fn find(
             TrackKey::Name(n) => (BY_NAME.as_str(), n),
         });
     }
-    super::first_found(conn, [account_sid, participant_sid], tries).await
+    super::find::first_found(conn, [account_sid, participant_sid], tries).await
 }
 
 fn find_sql(condition: &str) -> String {

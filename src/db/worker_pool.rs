@@ -13,141 +13,18 @@
 //! closed instead, so no connection comes back in an unknown state. A connection that sat idle
 //! for over a second (and so may have been cut by a restart or failover) is pinged before use.
 
+use super::connect::{with_session_limits, DbOptions, ACQUIRE_TIMEOUT, PING_IF_IDLE_FOR};
+pub use super::error::BreaksConnection;
+use super::request_context::{
+    budget_deadline, budget_spent, in_transaction, on_test_clock, request_clock,
+};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::Connection;
-
-pub use super::error::BreaksConnection;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
-/// How long a request waits for a connection (all in use) or for a new one to open.
-pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-/// The most one request spends on the database, from its first use of a pool to its last
-/// result, however many statements and checkouts that takes. Past it the work is dropped (its
-/// connection closed) and the request answers 503: a stalled or frozen server (SIGSTOP, a lock
-/// held elsewhere, a network partition) costs a client seconds, never the length of the stall.
-pub const REQUEST_DB_BUDGET: Duration = Duration::from_secs(4);
-/// The server-side limits every connection of roomd's carries (`statement_timeout`,
-/// `idle_in_transaction_session_timeout`): PostgreSQL cancels a statement, or ends a session
-/// left idle inside a transaction, before the client-side budget above runs out.
-pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(3);
-pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// `options` with roomd's session limits.
-pub fn with_session_limits(options: PgConnectOptions) -> PgConnectOptions {
-    options.options([
-        (
-            "statement_timeout",
-            format!("{}ms", STATEMENT_TIMEOUT.as_millis()),
-        ),
-        (
-            "idle_in_transaction_session_timeout",
-            format!("{}ms", IDLE_IN_TRANSACTION_TIMEOUT.as_millis()),
-        ),
-    ])
-}
-
-tokio::task_local! {
-    /// When the current request's database budget runs out (set by its first `run`).
-    static BUDGET_ENDS: std::cell::Cell<Option<tokio::time::Instant>>;
-    /// The account whose test clock the current request's database work runs on, if any (set
-    /// once the request is authenticated; see `on_test_clock`).
-    static REQUEST_CLOCK: std::cell::RefCell<Option<String>>;
-}
-
-/// Runs `request` with one database budget (`REQUEST_DB_BUDGET`) for all its pool work.
-pub async fn with_request_budget<F: std::future::Future>(request: F) -> F::Output {
-    BUDGET_ENDS
-        .scope(
-            std::cell::Cell::new(None),
-            REQUEST_CLOCK.scope(std::cell::RefCell::new(None), request),
-        )
-        .await
-}
-
-/// From now on, the current request's database work runs on `account`'s test clock (`None`:
-/// on real time). Outside a request it changes nothing.
-pub fn use_test_clock(account: Option<&str>) {
-    let _ = REQUEST_CLOCK.try_with(|c| *c.borrow_mut() = account.map(str::to_string));
-}
-
-fn request_clock() -> Option<String> {
-    REQUEST_CLOCK
-        .try_with(|c| c.borrow().clone())
-        .ok()
-        .flatten()
-}
-
-/// Runs `work` on `account`'s test clock: in a transaction that first takes the clock's row
-/// lock (FOR SHARE: an advance, which holds it FOR UPDATE, never interleaves with it) and sets
-/// `roomd.clock` to the clock's time for `roomd_now()` (migration V7).
-async fn on_test_clock<T, E>(
-    conn: &mut PgConnection,
-    account: &str,
-    work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
-) -> Result<T, E>
-where
-    E: From<sqlx::Error>,
-{
-    in_transaction(conn, async |tx: &mut PgConnection| {
-        sqlx::query(
-            "SELECT set_config('roomd.clock', frozen_time::text, true) FROM test_clocks \
-             WHERE account_sid = $1 FOR SHARE",
-        )
-        .bind(account)
-        .execute(&mut *tx)
-        .await?;
-        work(tx).await
-    })
-    .await
-}
-
-/// Runs `work` in a transaction on `conn` (a savepoint inside one already open): committed when
-/// it returns `Ok`, rolled back when it returns `Err`.
-async fn in_transaction<T, E>(
-    conn: &mut PgConnection,
-    work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
-) -> Result<T, E>
-where
-    E: From<sqlx::Error>,
-{
-    let mut tx = conn.begin().await?;
-    match work(&mut tx).await {
-        Ok(value) => {
-            tx.commit().await?;
-            Ok(value)
-        }
-        Err(e) => {
-            // A failed ROLLBACK fails the connection too, so `run` closes it.
-            tx.rollback().await?;
-            Err(e)
-        }
-    }
-}
-
-/// When the current request's budget ends (starting it now if this is its first use); outside a
-/// request, each `run` has a budget of its own.
-fn budget_deadline() -> tokio::time::Instant {
-    let fresh = || tokio::time::Instant::now() + REQUEST_DB_BUDGET;
-    BUDGET_ENDS
-        .try_with(|ends| {
-            let end = ends.get().unwrap_or_else(fresh);
-            ends.set(Some(end));
-            end
-        })
-        .unwrap_or_else(|_| fresh())
-}
-
-fn budget_spent() -> sqlx::Error {
-    sqlx::Error::Io(std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        "the database did not answer within the request's budget",
-    ))
-}
-/// A connection idle longer than this is pinged before it is handed out.
-pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 /// How often, at most, the reaper looks at the idle connections.
 const MAX_REAP_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -214,7 +91,7 @@ impl Drop for Counted {
 
 /// One worker's connections: at most `max` open, handed out in most-recently-used order.
 pub struct WorkerPool {
-    connect: super::DbOptions,
+    connect: DbOptions,
     limits: PoolLimits,
     permits: Semaphore,
     idle: Mutex<Vec<Idle>>,
@@ -228,7 +105,7 @@ impl WorkerPool {
     /// nothing takes them; it ends with the pool.
     pub fn new(connect: PgConnectOptions, max: u32, limits: PoolLimits) -> Arc<WorkerPool> {
         let pool = Arc::new(WorkerPool {
-            connect: super::DbOptions::new(with_session_limits(connect)),
+            connect: DbOptions::new(with_session_limits(connect)),
             limits,
             permits: Semaphore::new(max.max(1) as usize),
             max: max.max(1),
@@ -392,7 +269,7 @@ impl Lease<'_> {
 /// one more than the rest). Listed for the pool gauges, without keeping them alive: a pool (and
 /// its connections) goes with the worker that owns it.
 pub struct WorkerPools {
-    connect: super::DbOptions,
+    connect: DbOptions,
     base: u32,
     extra: usize,
     /// (serves requests, the pool).
@@ -404,7 +281,7 @@ impl WorkerPools {
     pub fn new(connect: PgConnectOptions, total: u32, workers: usize) -> WorkerPools {
         let workers = u32::try_from(workers.max(1)).unwrap_or(u32::MAX);
         WorkerPools {
-            connect: super::DbOptions::new(connect),
+            connect: DbOptions::new(connect),
             base: (total / workers).max(1),
             extra: (total % workers) as usize,
             pools: Mutex::new(Vec::new()),

@@ -139,32 +139,6 @@ impl fmt::Display for ApiError {
     }
 }
 
-/// Whether `e` means the database cannot be reached right now (down, restarting, failing over,
-/// pool exhausted, stalled) rather than that roomd did something wrong: such errors are
-/// 503/20503, and the client may retry.
-pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    crate::db::error::classify(e).unavailable()
-}
-
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        if is_unavailable(&e) {
-            ApiError::Unavailable(e.into())
-        } else {
-            ApiError::Internal(e.into())
-        }
-    }
-}
-
-impl From<crate::db::DbError> for ApiError {
-    fn from(e: crate::db::DbError) -> Self {
-        match e {
-            crate::db::DbError::Sql(e) => e.into(),
-            crate::db::DbError::Refused { code, message } => ApiError::bad_request(code, message),
-        }
-    }
-}
-
 /// The wire body. Field order is Twilio's. Never carries both `type` and `title`: the official
 /// clients would then switch to RFC 9457 handling and raise a different exception class.
 #[derive(Serialize)]

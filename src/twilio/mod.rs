@@ -4,6 +4,7 @@
 pub mod error;
 pub mod form;
 pub mod paging;
+pub mod signature;
 pub mod time;
 pub mod urls;
 

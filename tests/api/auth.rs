@@ -122,7 +122,7 @@ async fn a_rotated_token_stops_working_once_the_cache_ttl_has_passed() {
     roomd::db::accounts::set_token_hash(
         &app.pool,
         &app.account.sid,
-        &roomd::auth::hash_token(&new_token),
+        &roomd::auth::credentials::hash_token(&new_token),
         None,
     )
     .await
@@ -187,7 +187,7 @@ async fn repeated_failures_for_a_sid_get_429_before_any_verification_and_spare_o
         // Known and unknown SIDs are throttled alike, after the same number of failures.
         assert_eq!(
             statuses.iter().filter(|s| **s == 401).count(),
-            roomd::throttle::MAX_FAILURES_PER_SID as usize,
+            roomd::auth::failure_throttle::MAX_FAILURES_PER_SID as usize,
             "{statuses:?}"
         );
         assert!(statuses[20..].iter().all(|s| *s == 429), "{statuses:?}");

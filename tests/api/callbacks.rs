@@ -7,7 +7,7 @@ use crate::helpers::{
     spawn_app_with, start_server, Options, TestApp,
 };
 use crate::receiver::{Answer, Receiver};
-use roomd::callbacks::CallbackSettings;
+use roomd::workers::callbacks::CallbackSettings;
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -456,7 +456,8 @@ async fn a_receiver_that_hangs_holds_up_only_its_own_rooms() {
 async fn denied_destinations_are_never_called_and_fail_at_once() {
     let app = spawn_app_with(Options {
         callbacks: CallbackSettings {
-            deny: roomd::callbacks::deliver::DenyList::parse("127.0.0.0/8,::1/128").unwrap(),
+            deny: roomd::workers::callbacks::deliver::DenyList::parse("127.0.0.0/8,::1/128")
+                .unwrap(),
             ..Default::default()
         },
         ..Options::default()
@@ -532,7 +533,9 @@ async fn rooms_ended_by_the_sweeper_and_participants_cut_off_send_their_events()
         .execute(&app.pool)
         .await
         .unwrap();
-    roomd::sweeper::sweep_once(&app.pool, None).await.unwrap();
+    roomd::workers::sweeper::sweep_once(&app.pool, None)
+        .await
+        .unwrap();
     // unused: created, ended. empty: created, connected, disconnected, ended. long: created,
     // connected, disconnected (max duration), ended (then empty, its deadline now + 5 min).
     let events = |room: &Value| {
@@ -637,7 +640,7 @@ async fn two_dispatchers_on_one_database_deliver_every_event_exactly_once_in_ord
     for sequence in by_room.values() {
         assert_eq!(sequence, &[0, 1, 2, 3]);
     }
-    let delivered = |m: &roomd::metrics::Metrics| m.callbacks_delivered.get();
+    let delivered = |m: &roomd::telemetry::metrics::Metrics| m.callbacks_delivered.get();
     assert_eq!(
         delivered(&app.metrics) + delivered(&other.metrics),
         total as u64
@@ -939,7 +942,7 @@ async fn settled_events_past_the_retention_are_pruned_but_each_rooms_numbering_g
 
 #[tokio::test]
 async fn a_server_others_reach_calls_no_private_or_loopback_address_unless_the_operator_opens_it() {
-    use roomd::callbacks::deliver::DenyList;
+    use roomd::workers::callbacks::deliver::DenyList;
     let public = DenyList::default_for("0.0.0.0".parse().unwrap());
     for (policy, expected) in [
         (public.clone(), "failed"),

@@ -110,8 +110,8 @@ async fn accounts_created_listed_and_rotated_from_the_cli_work_over_http() {
         .unwrap();
     assert!(stored.starts_with("$argon2id$") && !stored.contains(&new_token));
     assert!(
-        roomd::auth::verify_token(&new_token, &stored)
-            && !roomd::auth::verify_token(&token, &stored)
+        roomd::auth::credentials::verify_token(&new_token, &stored)
+            && !roomd::auth::credentials::verify_token(&token, &stored)
     );
 
     let missing = roomd(
@@ -165,7 +165,7 @@ async fn api_keys_from_the_cli_act_as_their_account_until_deleted() {
             .await
             .unwrap();
     assert!(hash.starts_with("$argon2id$") && !hash.contains(&secret));
-    let key = roomd::seal::MasterKey::from_base64("test", TEST_MASTER_KEY).unwrap();
+    let key = roomd::auth::master_key::MasterKey::from_base64("test", TEST_MASTER_KEY).unwrap();
     use secrecy::ExposeSecret;
     assert_eq!(
         key.open(&sid, &sealed).unwrap().expose_secret(),

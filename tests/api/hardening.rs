@@ -2,7 +2,7 @@
 //! Twilio's error body within bounded time, and never holds what a client asks it to.
 
 use crate::helpers::{create_account, spawn_app, Reply};
-use roomd::startup::{Application, ServerSettings};
+use roomd::app::startup::{Application, ServerSettings};
 use sqlx::Executor;
 use std::time::Duration;
 
@@ -226,7 +226,7 @@ async fn the_pool_size_bounds_the_connections_a_process_opens_whatever_the_worke
                 count(*) FILTER (WHERE application_name = $1) \
              FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
         )
-        .bind(roomd::startup::DISPATCHER_APPLICATION_NAME)
+        .bind(roomd::app::startup::DISPATCHER_APPLICATION_NAME)
         .fetch_one(&pool)
         .await
         .unwrap();

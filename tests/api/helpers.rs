@@ -3,8 +3,8 @@
 //! roomd listening on a real port.
 
 use reqwest::{Method, Response};
+use roomd::app::startup::{Application, ServerSettings};
 use roomd::db::embedded::{EmbeddedPostgres, Mode};
-use roomd::startup::{Application, ServerSettings};
 use roomd::twilio::urls::PublicUrl;
 use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
@@ -42,7 +42,7 @@ fn cluster() -> &'static Cluster {
 async fn start_cluster() -> Cluster {
     let (embedded, admin, url_for): (_, _, UrlFor) = match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
-            let admin = roomd::config::parse_database_url(&url).unwrap();
+            let admin = roomd::app::config::parse_database_url(&url).unwrap();
             let base = url::Url::parse(&url).unwrap();
             let url_for = move |db: &str| {
                 let mut u = base.clone();
@@ -156,7 +156,7 @@ pub struct TestApp {
     pub database_url: String,
     /// The separate metrics listener, when `Options::separate_metrics` asked for one.
     pub metrics_address: Option<String>,
-    pub metrics: std::sync::Arc<roomd::metrics::Metrics>,
+    pub metrics: std::sync::Arc<roomd::telemetry::metrics::Metrics>,
     pub account: TestAccount,
     pub client: reqwest::Client,
     /// Declared last, so dropped after the pool (with FORCE, the server's connections too).
@@ -168,10 +168,10 @@ pub struct Options {
     pub public_url: Option<String>,
     pub separate_metrics: bool,
     pub body_timeout: Duration,
-    pub callbacks: roomd::callbacks::CallbackSettings,
+    pub callbacks: roomd::workers::callbacks::CallbackSettings,
     pub test_clocks: bool,
     pub account_requests_per_second: u32,
-    pub account_quotas: roomd::startup::AccountQuotas,
+    pub account_quotas: roomd::app::startup::AccountQuotas,
 }
 
 impl Default for Options {
@@ -180,15 +180,15 @@ impl Default for Options {
             auth_cache_ttl: Duration::from_secs(10),
             public_url: None,
             separate_metrics: false,
-            body_timeout: roomd::startup::DEFAULT_BODY_TIMEOUT,
+            body_timeout: roomd::http::state::DEFAULT_BODY_TIMEOUT,
             // Retries at test speed; everything else as in production.
-            callbacks: roomd::callbacks::CallbackSettings {
+            callbacks: roomd::workers::callbacks::CallbackSettings {
                 retry_base: Duration::from_millis(50),
                 ..Default::default()
             },
             test_clocks: true,
-            account_requests_per_second: roomd::limits::DEFAULT_REQUESTS_PER_SECOND,
-            account_quotas: roomd::startup::AccountQuotas::default(),
+            account_requests_per_second: roomd::auth::request_rate::DEFAULT_REQUESTS_PER_SECOND,
+            account_quotas: roomd::app::startup::AccountQuotas::default(),
         }
     }
 }
@@ -224,7 +224,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 pub struct Server {
     pub address: String,
     pub metrics_address: Option<String>,
-    pub metrics: std::sync::Arc<roomd::metrics::Metrics>,
+    pub metrics: std::sync::Arc<roomd::telemetry::metrics::Metrics>,
     /// Ends when the server has stopped (its deliveries drained).
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -289,7 +289,7 @@ pub async fn create_clocked_account(pool: &PgPool, name: &str) -> TestAccount {
 async fn new_account(pool: &PgPool, name: &str, sealed: bool, test_clock: bool) -> TestAccount {
     let sid = roomd::domain::sid::generate("AC");
     let token = roomd::domain::sid::random_hex32();
-    let hash = roomd::auth::hash_token(&token);
+    let hash = roomd::auth::credentials::hash_token(&token);
     let seal = sealed.then(|| test_master_key().seal(&sid, token.as_bytes()));
     roomd::db::accounts::create(pool, &sid, name, &hash, seal.as_deref(), test_clock)
         .await
@@ -298,8 +298,8 @@ async fn new_account(pool: &PgPool, name: &str, sealed: bool, test_clock: bool) 
 }
 
 /// The master key every test server (and every `roomd` the tests run) uses.
-pub fn test_master_key() -> roomd::seal::MasterKey {
-    roomd::seal::MasterKey::from_base64("test", crate::cli::TEST_MASTER_KEY).unwrap()
+pub fn test_master_key() -> roomd::auth::master_key::MasterKey {
+    roomd::auth::master_key::MasterKey::from_base64("test", crate::cli::TEST_MASTER_KEY).unwrap()
 }
 
 /// An API key of an account, as `roomd keys create` makes one.
@@ -369,7 +369,7 @@ impl TestKey {
 pub async fn create_api_key(pool: &PgPool, account_sid: &str) -> TestKey {
     let sid = roomd::domain::sid::generate("SK");
     let secret = roomd::domain::sid::random_hex32();
-    let hash = roomd::auth::hash_token(&secret);
+    let hash = roomd::auth::credentials::hash_token(&secret);
     let sealed = test_master_key().seal(&sid, secret.as_bytes());
     roomd::db::api_keys::create(pool, &sid, account_sid, "test", &hash, &sealed)
         .await

@@ -144,7 +144,7 @@ async fn an_account_may_turn_client_side_room_creation_off() {
 #[tokio::test]
 async fn an_account_holds_at_most_its_quota_of_rooms_in_progress_and_participants_connected() {
     let app = spawn_app_with(Options {
-        account_quotas: roomd::startup::AccountQuotas {
+        account_quotas: roomd::app::startup::AccountQuotas {
             rooms_in_progress: 3,
             participants_connected: 2,
         },

@@ -60,7 +60,7 @@ async fn metrics_count_requests_by_route_template_rooms_auth_and_the_sweeper() {
         .execute(&app.pool)
         .await
         .unwrap();
-    let ended = roomd::sweeper::sweep_once(&app.pool, Some(&app.metrics))
+    let ended = roomd::workers::sweeper::sweep_once(&app.pool, Some(&app.metrics))
         .await
         .unwrap();
     assert_eq!(ended.rooms.len(), 1);
@@ -326,7 +326,7 @@ async fn metrics_count_joins_by_outcome_disconnects_by_reason_and_who_is_connect
 
 #[tokio::test]
 async fn a_taken_default_metrics_address_is_logged_and_serving_goes_on_without_it() {
-    use roomd::startup::{Application, ServerSettings};
+    use roomd::app::startup::{Application, ServerSettings};
     let db = crate::helpers::fresh_database().await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let settings = |optional| ServerSettings {

@@ -54,7 +54,11 @@ impl Received {
             Vec::new()
         };
         self.headers.get("x-twilio-signature")
-            == Some(&roomd::signature::sign(token.as_bytes(), &url, &params))
+            == Some(&roomd::twilio::signature::sign(
+                token.as_bytes(),
+                &url,
+                &params,
+            ))
     }
 }
 

@@ -1,5 +1,5 @@
 use crate::helpers::{spawn_app, TestApp};
-use roomd::sweeper::sweep_once;
+use roomd::workers::sweeper::sweep_once;
 
 async fn expire(app: &TestApp, sid: &str) {
     sqlx::query("UPDATE rooms SET deadline = now() - interval '1 second' WHERE sid = $1")
@@ -295,7 +295,7 @@ async fn refuse_updates(app: &TestApp, table: &str, condition: &str) {
 #[tokio::test]
 async fn a_room_whose_statement_fails_never_keeps_the_sweeper_from_ending_the_others() {
     let app = spawn_app().await;
-    let metrics = roomd::metrics::Metrics::new();
+    let metrics = roomd::telemetry::metrics::Metrics::new();
     let rooms =
         crate::helpers::insert_rooms_due_in(&app.pool, &app.account.sid, "due", 5, -1.0).await;
     // One room's end fails, as a statement timeout would: a trigger refuses it.
@@ -339,7 +339,7 @@ async fn a_room_whose_statement_fails_never_keeps_the_sweeper_from_ending_the_ot
 #[tokio::test]
 async fn a_participant_whose_disconnection_fails_never_keeps_the_sweeper_from_the_others() {
     let app = spawn_app().await;
-    let metrics = roomd::metrics::Metrics::new();
+    let metrics = roomd::telemetry::metrics::Metrics::new();
     let mut rooms = Vec::new();
     for name in ["a", "b", "c"] {
         let room = app.create_room(&format!("UniqueName={name}")).await;

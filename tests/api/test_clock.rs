@@ -230,7 +230,9 @@ async fn real_time_never_ends_a_clocked_room_and_an_advance_touches_no_other_acc
         .execute(&app.pool)
         .await
         .unwrap();
-    let swept = roomd::sweeper::sweep_once(&app.pool, None).await.unwrap();
+    let swept = roomd::workers::sweeper::sweep_once(&app.pool, None)
+        .await
+        .unwrap();
     let ended: Vec<&str> = swept.rooms.iter().map(|r| r.sid.as_str()).collect();
     assert_eq!(ended, vec![real.as_str()]);
     let r = me.get(&format!("/v1/Rooms/{clocked_room}")).await;

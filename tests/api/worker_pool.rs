@@ -149,7 +149,7 @@ async fn killed_connections_are_dropped_and_replaced() {
         .run(async |c: &mut PgConnection| sqlx::query("SELECT 1").execute(c).await)
         .await
         .unwrap_err();
-    assert!(roomd::twilio::error::is_unavailable(&err), "{err:?}");
+    assert!(roomd::db::error::is_unavailable(&err), "{err:?}");
     assert_eq!(pool.usage(), (0, 0));
     let second = backend_pid(&pool).await;
     assert_ne!(second, first);

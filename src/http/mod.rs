@@ -1,0 +1,34 @@
+//! The HTTP API: one file (or folder) of routes per Twilio resource, the extractors and
+//! answers they share (`extract`, `respond`, `room_ref`), the handles a handler reaches (`state`)
+//! and the middleware that bounds what a client can make a connection hold (`unread_body`).
+//! Routes parse with `domain/`, act through `db/`, and answer in `twilio/`'s conventions; they
+//! never build SQL.
+
+pub mod callbacks;
+pub mod extract;
+pub mod health;
+pub mod participants;
+pub mod respond;
+pub mod room_ref;
+pub mod rooms;
+pub mod rules;
+pub mod state;
+pub mod test_clock;
+pub mod tracks;
+pub mod unread_body;
+
+use actix_web::web;
+
+/// Every route; `/metrics` too unless it has a listener of its own (`ROOMD_METRICS_BIND`).
+pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
+    cfg.route("/healthz", respond::get().to(health::healthz))
+        .configure(rooms::configure)
+        .configure(participants::configure)
+        .configure(tracks::configure)
+        .configure(rules::configure)
+        .configure(callbacks::configure)
+        .configure(test_clock::configure);
+    if with_metrics {
+        cfg.route("/metrics", respond::get().to(health::metrics));
+    }
+}

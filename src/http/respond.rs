@@ -1,0 +1,48 @@
+//! How routes are matched and answered: GET-and-HEAD routes, JSON bodies written once, and
+//! Twilio's 404 and 405 for everything unrouted.
+
+use crate::twilio::error::code;
+use crate::twilio::ApiError;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+
+/// A route for GET, and for HEAD, which answers the same without a body (HTTP/1.1 requires
+/// both; actix-http leaves the body out of a HEAD response).
+pub fn get() -> actix_web::Route {
+    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
+}
+
+/// A JSON response, serialized once into a buffer of `capacity` bytes (no regrowth for the
+/// expected size).
+pub fn json(
+    mut response: actix_web::HttpResponseBuilder,
+    body: &impl serde::Serialize,
+    capacity: usize,
+) -> HttpResponse {
+    let mut buf = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut buf, body) {
+        Ok(()) => response.content_type(header::ContentType::json()).body(buf),
+        Err(e) => ApiError::internal(e).error_response(),
+    }
+}
+
+/// A 404 for `path`, named as Twilio does: without the `/v1` prefix.
+pub fn resource_not_found(path: &str) -> ApiError {
+    ApiError::not_found(path)
+}
+
+/// Any path no route matches.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    let path = req.path();
+    resource_not_found(path.strip_prefix("/v1").unwrap_or(path)).error_response()
+}
+
+/// A known path with a method it does not support.
+pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        code::METHOD_NOT_ALLOWED,
+        format!("Method not allowed: {}", req.method()),
+    )
+    .error_response()
+}

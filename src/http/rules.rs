@@ -1,0 +1,342 @@
+//! What participants receive and what rooms record: `SubscribeRules` and `SubscribedTracks` under
+//! a participant, `RecordingRules` under a room. Subscribed tracks are computed from the rules
+//! when read (`db::tracks::list_subscribed`).
+
+use super::extract::{path_segment, Form};
+use super::participants::{refused, ParticipantRef};
+use super::respond::json;
+use super::room_ref::RoomRef;
+use crate::db::participants::{self, ParticipantRow};
+use crate::db::rooms;
+use crate::db::tracks::{self, TrackRow};
+use crate::domain::room::RoomStatus;
+use crate::domain::rules::{self, Grammar};
+use crate::domain::sid::{self, TrackSid};
+use crate::http::state::AppState;
+use crate::twilio::error::code;
+use crate::twilio::form::Params;
+use crate::twilio::paging::{self, ListBody, PageRequest, PageResult};
+use crate::twilio::time;
+use crate::twilio::urls::ResourceUrl;
+use crate::twilio::ApiError;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/v1/Rooms/{room}/Participants/{participant}/SubscribeRules")
+            .route(super::respond::get().to(get_subscribe_rules))
+            .route(web::post().to(set_subscribe_rules))
+            .default_service(web::to(super::respond::method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/Rooms/{room}/Participants/{participant}/SubscribedTracks")
+            .route(super::respond::get().to(list_subscribed))
+            .default_service(web::to(super::respond::method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/Rooms/{room}/Participants/{participant}/SubscribedTracks/{track}")
+            .route(super::respond::get().to(fetch_subscribed))
+            .default_service(web::to(super::respond::method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/Rooms/{room}/RecordingRules")
+            .route(super::respond::get().to(get_recording_rules))
+            .route(web::post().to(set_recording_rules))
+            .default_service(web::to(super::respond::method_not_allowed)),
+    );
+}
+
+/// `Rules` from a POST body, parsed by `grammar` (missing: 20001).
+fn rules_param(params: &Params, grammar: &Grammar) -> Result<Value, ApiError> {
+    rules::parse(params.required("Rules")?, grammar)
+}
+
+/// Twilio's subscribe-rules resource (not a list: no `meta`).
+#[derive(Serialize)]
+struct SubscribeRulesResource<'a> {
+    participant_sid: &'a str,
+    room_sid: &'a str,
+    rules: Value,
+    #[serde(serialize_with = "time::serialize")]
+    date_created: DateTime<Utc>,
+    #[serde(serialize_with = "time::serialize")]
+    date_updated: DateTime<Utc>,
+}
+
+fn subscribe_rules_body(
+    p: &ParticipantRow,
+    rules: &Value,
+    updated: Option<DateTime<Utc>>,
+) -> HttpResponse {
+    json(
+        HttpResponse::Ok(),
+        &SubscribeRulesResource {
+            participant_sid: &p.sid,
+            room_sid: &p.room_sid,
+            rules: rules::with_every_key(rules),
+            date_created: p.date_created,
+            date_updated: updated.unwrap_or(p.date_created),
+        },
+        1024,
+    )
+}
+
+/// `GET .../Participants/{Participant}/SubscribeRules`: the rules (default: include all).
+async fn get_subscribe_rules(
+    req: HttpRequest,
+    room: RoomRef,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = ParticipantRef::from(&req, &room)?;
+    let found = state
+        .pool
+        .run(async |c| -> Result<_, sqlx::Error> {
+            let p = match who.find_in(c, &room).await? {
+                Ok(p) => p,
+                Err(r) => return Ok(Err(r)),
+            };
+            let (rules, updated) = participants::subscribe_rules(&mut *c, &p.sid).await?;
+            Ok(Ok((p, rules, updated)))
+        })
+        .await?;
+    let (p, rules, updated) = found.map_err(|r| refused(r, &room, Some(&who.segment)))?;
+    Ok(subscribe_rules_body(&p, &rules, updated))
+}
+
+/// `POST .../Participants/{Participant}/SubscribeRules` with `Rules` (JSON): replaces them all.
+/// When an include and an exclude rule both match a track, the exclude rule wins.
+async fn set_subscribe_rules(
+    req: HttpRequest,
+    room: RoomRef,
+    form: Form,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = ParticipantRef::from(&req, &room)?;
+    let params = form.params().await?;
+    let rules = rules_param(&params, &rules::SUBSCRIBE)?;
+    let found = state
+        .pool
+        .run(async |c| -> Result<_, sqlx::Error> {
+            let p = match who.find_in(c, &room).await? {
+                Ok(p) => p,
+                Err(r) => return Ok(Err(r)),
+            };
+            let updated = participants::set_subscribe_rules(&mut *c, &p.sid, &rules).await?;
+            Ok(Ok((p, updated)))
+        })
+        .await?;
+    let (p, updated) = found.map_err(|r| refused(r, &room, Some(&who.segment)))?;
+    Ok(subscribe_rules_body(&p, &rules, Some(updated)))
+}
+
+/// A subscribed track: the publisher's track, seen from the subscriber.
+#[derive(Serialize)]
+struct SubscribedTrackResource<'a> {
+    room_sid: &'a str,
+    #[serde(serialize_with = "time::serialize")]
+    date_created: DateTime<Utc>,
+    #[serde(serialize_with = "time::serialize")]
+    date_updated: DateTime<Utc>,
+    participant_sid: &'a str,
+    publisher_sid: &'a str,
+    sid: &'a str,
+    name: &'a str,
+    kind: &'a str,
+    enabled: bool,
+    url: ResourceUrl<'a>,
+}
+
+impl<'a> SubscribedTrackResource<'a> {
+    fn new(
+        row: &'a TrackRow,
+        subscriber: &'a str,
+        base: &'a crate::twilio::urls::PublicUrl,
+    ) -> Self {
+        SubscribedTrackResource {
+            room_sid: &row.room_sid,
+            date_created: row.date_created,
+            date_updated: row.date_updated,
+            participant_sid: subscriber,
+            publisher_sid: &row.participant_sid,
+            sid: &row.sid,
+            name: &row.name,
+            kind: &row.kind,
+            enabled: row.enabled,
+            url: ResourceUrl::new(
+                base,
+                &[
+                    "Rooms",
+                    &row.room_sid,
+                    "Participants",
+                    subscriber,
+                    "SubscribedTracks",
+                    &row.sid,
+                ],
+            ),
+        }
+    }
+}
+
+const SUBSCRIBED_JSON_BYTES: usize = 480;
+
+/// `GET .../Participants/{Participant}/SubscribedTracks`: what its rules let it receive now.
+async fn list_subscribed(
+    req: HttpRequest,
+    room: RoomRef,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = ParticipantRef::from(&req, &room)?;
+    let params = Params::parse(req.query_string().as_bytes())?;
+    let page = PageRequest::from_params(&params, sid::TRACK)?;
+    let found = state
+        .pool
+        .run(async |c| -> Result<_, crate::db::DbError> {
+            let p = match who.find_in(c, &room).await? {
+                Ok(p) => p,
+                Err(r) => return Ok(Err(r)),
+            };
+            let (rules, _) = participants::subscribe_rules(&mut *c, &p.sid).await?;
+            let found = tracks::list_subscribed(c, &p, &rules, &page).await?;
+            Ok(Ok((p, found)))
+        })
+        .await?;
+    let (p, found) = found.map_err(|r| refused(r, &room, Some(&who.segment)))?;
+    let result = PageResult::of(&page, &found.rows, found.more_beyond);
+    let meta = paging::meta(
+        &state.public_url,
+        &format!(
+            "/v1/Rooms/{}/Participants/{}/SubscribedTracks",
+            p.room_sid, p.sid
+        ),
+        "subscribed_tracks",
+        &[],
+        &page,
+        result,
+    );
+    let items: Vec<SubscribedTrackResource> = found
+        .rows
+        .iter()
+        .map(|r| SubscribedTrackResource::new(r, &p.sid, &state.public_url))
+        .collect();
+    let capacity = (items.len() + 1) * SUBSCRIBED_JSON_BYTES;
+    Ok(json(
+        HttpResponse::Ok(),
+        &ListBody { items, meta },
+        capacity,
+    ))
+}
+
+/// `GET .../Participants/{Participant}/SubscribedTracks/{TrackSid}`.
+async fn fetch_subscribed(
+    req: HttpRequest,
+    room: RoomRef,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = ParticipantRef::from(&req, &room)?;
+    let segment = path_segment(&req, "track")?;
+    let not_found = || {
+        room.not_found(&format!(
+            "/Participants/{}/SubscribedTracks/{segment}",
+            who.segment
+        ))
+    };
+    let track_sid = TrackSid::parse(&segment).ok_or_else(not_found)?;
+    let found = state
+        .pool
+        .run(async |c| -> Result<_, sqlx::Error> {
+            let p = match who.find_in(c, &room).await? {
+                Ok(p) => p,
+                Err(r) => return Ok(Err(r)),
+            };
+            let (rules, _) = participants::subscribe_rules(&mut *c, &p.sid).await?;
+            let t = tracks::find_subscribed(c, &p, &rules, &track_sid).await?;
+            Ok(Ok((p, t)))
+        })
+        .await?;
+    let (p, track) = found.map_err(|r| refused(r, &room, Some(&who.segment)))?;
+    let track = track.ok_or_else(not_found)?;
+    Ok(json(
+        HttpResponse::Ok(),
+        &SubscribedTrackResource::new(&track, &p.sid, &state.public_url),
+        SUBSCRIBED_JSON_BYTES,
+    ))
+}
+
+/// Twilio's recording-rules resource: unused keys left out of each rule.
+#[derive(Serialize)]
+struct RecordingRulesResource<'a> {
+    room_sid: &'a str,
+    rules: &'a Value,
+    #[serde(serialize_with = "time::serialize")]
+    date_created: DateTime<Utc>,
+    #[serde(serialize_with = "time::serialize")]
+    date_updated: DateTime<Utc>,
+}
+
+/// `GET /v1/Rooms/{Room}/RecordingRules`.
+async fn get_recording_rules(
+    room: RoomRef,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let found = state
+        .pool
+        .run(async |c| -> Result<_, sqlx::Error> {
+            let Some(r) = room.find(c).await? else {
+                return Ok(None);
+            };
+            let (rules, updated) = rooms::recording_rules(&mut *c, &r.sid).await?;
+            Ok(Some((r, rules, updated)))
+        })
+        .await?;
+    let (r, rules, updated) = found.ok_or_else(|| room.not_found("/RecordingRules"))?;
+    Ok(json(
+        HttpResponse::Ok(),
+        &RecordingRulesResource {
+            room_sid: &r.sid,
+            rules: &rules,
+            date_created: r.date_created,
+            date_updated: updated.unwrap_or(r.date_created),
+        },
+        1024,
+    ))
+}
+
+/// `POST /v1/Rooms/{Room}/RecordingRules` with `Rules` (JSON): replaces them all (in-progress
+/// rooms only: 53118 otherwise).
+async fn set_recording_rules(
+    room: RoomRef,
+    form: Form,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = form.params().await?;
+    let rules = rules_param(&params, &rules::RECORDING)?;
+    let found = state
+        .pool
+        .run(async |c| -> Result<_, sqlx::Error> {
+            let Some(r) = room.find(c).await? else {
+                return Ok(None);
+            };
+            if r.status != RoomStatus::InProgress {
+                return Ok(Some((r, None)));
+            }
+            let updated = rooms::set_recording_rules(&mut *c, &r.sid, &rules).await?;
+            Ok(Some((r, updated)))
+        })
+        .await?;
+    let (r, updated) = found.ok_or_else(|| room.not_found("/RecordingRules"))?;
+    let updated =
+        updated.ok_or_else(|| ApiError::bad_request(code::ROOM_COMPLETED, "Room completed"))?;
+    Ok(json(
+        HttpResponse::Ok(),
+        &RecordingRulesResource {
+            room_sid: &r.sid,
+            rules: &rules,
+            date_created: r.date_created,
+            date_updated: updated,
+        },
+        1024,
+    ))
+}
