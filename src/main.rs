@@ -1,11 +1,6 @@
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = roomd::app::cli::Cli::parse();
-    if let Err(e) = roomd::telemetry::logs::init() {
-        eprintln!("roomd: {e}");
-        return std::process::ExitCode::FAILURE;
-    }
+    let cli = roomd::app::cli::parse();
+    roomd::telemetry::logs::init(cli.settings.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,7 +1,13 @@
-//! Settings from the environment. A bad value stops the start with one line naming the setting.
-//! `Debug` never shows a password or token.
+//! Every setting, from the environment (or the flag of the same name), in one clap struct:
+//! `roomd serve --help` lists each variable with its default. A bad value stops the start with
+//! one line naming the variable (`app::cli::parse`). `Debug` never shows a password or token.
 
+use crate::app::startup::AccountQuotas;
+use crate::auth::master_key::{KeySource, MasterKey};
+use crate::db::DbOptions;
+use crate::telemetry::logs::LogFormat;
 use crate::twilio::urls::PublicUrl;
+use crate::workers::callbacks::{deliver::DenyList, CallbackSettings};
 use anyhow::{anyhow, bail, Result};
 use secrecy::SecretString;
 use sqlx::postgres::PgConnectOptions;
@@ -10,49 +16,243 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-#[derive(Clone)]
+#[derive(clap::Args, Clone, Debug)]
+#[command(next_help_heading = "Settings (each from its environment variable, or the flag)")]
 pub struct Settings {
-    /// `DATABASE_URL`; `None` runs the embedded PostgreSQL under `data_dir`.
-    pub database: Option<crate::db::DbOptions>,
+    /// PostgreSQL to use (postgres://user:password@host/db?sslmode=verify-full); unset: an
+    /// embedded PostgreSQL under ROOMD_DATA_DIR
+    #[arg(long = "database-url", env = "DATABASE_URL", value_name = "URL", global = true,
+          hide_env_values = true, value_parser = database_url)]
+    pub database: Option<DbOptions>,
+    /// The API's address:port
+    #[arg(long, env = "ROOMD_BIND", value_name = "ADDR", global = true, default_value = "127.0.0.1:8080",
+          value_parser = address)]
     pub bind: SocketAddr,
-    /// `ROOMD_PUBLIC_URL`; `None` means `http://` + the bound address.
+    /// The base of every url and link roomd writes [default: http:// + the bound address]
+    #[arg(long, env = "ROOMD_PUBLIC_URL", value_name = "URL", global = true, value_parser = public_url)]
     pub public_url: Option<PublicUrl>,
+    /// Seconds between two sweeps of overdue rooms and participants (1..=86400)
+    #[arg(long, env = "ROOMD_SWEEP_INTERVAL", value_name = "SECONDS", global = true, default_value = "5",
+          value_parser = seconds(1, 86400))]
     pub sweep_interval: Duration,
+    /// Where the embedded PostgreSQL and the master key live
+    #[arg(
+        long,
+        env = "ROOMD_DATA_DIR",
+        value_name = "DIR",
+        global = true,
+        default_value = "./roomd-data"
+    )]
     pub data_dir: PathBuf,
+    /// An account to create at start (AC<32 hex>:<token>), left alone when it exists
+    #[arg(long, env = "ROOMD_BOOTSTRAP_ACCOUNT", value_name = "SID:TOKEN", global = true,
+          hide_env_values = true, value_parser = bootstrap_account)]
     pub bootstrap_account: Option<BootstrapAccount>,
+    /// Seconds a verified credential is trusted without a look at the database (0..=30)
+    #[arg(long, env = "ROOMD_AUTH_CACHE_TTL", value_name = "SECONDS", global = true, default_value = "10",
+          value_parser = seconds(0, 30))]
     pub auth_cache_ttl: Duration,
+    /// PostgreSQL connections for serving requests, split between the HTTP workers (1..=1000)
+    #[arg(long = "db-pool-size", env = "ROOMD_DB_POOL_SIZE", value_name = "N", global = true,
+          default_value = "10", value_parser = number::<u32>(1, 1000))]
     pub pool_size: u32,
-    /// `ROOMD_HTTP_WORKERS`: HTTP worker threads (one per core by default).
-    pub http_workers: usize,
-    /// `ROOMD_DB_CONNECT_TIMEOUT`: how long start-up waits for an unreachable database.
+    /// HTTP worker threads (1..=256) [default: one per core]
+    #[arg(long, env = "ROOMD_HTTP_WORKERS", value_name = "N", global = true,
+          value_parser = number::<usize>(1, 256))]
+    pub http_workers: Option<usize>,
+    /// Seconds start-up waits for an unreachable database (0..=3600)
+    #[arg(long, env = "ROOMD_DB_CONNECT_TIMEOUT", value_name = "SECONDS", global = true,
+          default_value = "30", value_parser = seconds(0, 3600))]
     pub db_connect_timeout: Duration,
-    /// `ROOMD_BODY_TIMEOUT`: how long a request body may take to arrive.
+    /// Seconds a request body may take to arrive (1..=300)
+    #[arg(long, env = "ROOMD_BODY_TIMEOUT", value_name = "SECONDS", global = true, default_value = "10",
+          value_parser = seconds(1, 300))]
     pub body_timeout: Duration,
-    /// `ROOMD_METRICS_BIND`: the listener of its own for `/metrics` (loopback by default);
-    /// `None` (the value `main`) serves `/metrics` on the main listener.
-    pub metrics_bind: Option<SocketAddr>,
-    /// `ROOMD_METRICS_BIND` is unset: a taken default port (a second roomd on the machine) is
-    /// logged and the process serves without a metrics listener, rather than not at all.
-    pub metrics_bind_is_default: bool,
-    /// `ROOMD_MASTER_KEY`, else `ROOMD_MASTER_KEY_FILE`, else `master.key` in `data_dir`.
-    pub master_key: MasterKeySetting,
-    /// `ROOMD_CALLBACK_*`: status callback delivery.
-    pub callbacks: crate::workers::callbacks::CallbackSettings,
-    /// `ROOMD_TEST_CLOCKS`: whether accounts with a test clock may be created and served.
+    /// The listener of its own for /metrics (address:port), or `main` for the API's listener
+    /// [default: 127.0.0.1:9464, served without when taken]
+    #[arg(long, env = "ROOMD_METRICS_BIND", value_name = "ADDR|main", global = true,
+          value_parser = metrics_bind)]
+    pub metrics_bind: Option<MetricsBind>,
+    /// The master key (base64 of 32 bytes) secrets are sealed under [default: master.key in
+    /// ROOMD_DATA_DIR, made on first use]
+    #[arg(long, env = "ROOMD_MASTER_KEY", value_name = "BASE64", global = true, hide_env_values = true,
+          value_parser = secret)]
+    pub master_key: Option<SecretString>,
+    /// A file holding the master key (instead of ROOMD_MASTER_KEY)
+    #[arg(
+        long,
+        env = "ROOMD_MASTER_KEY_FILE",
+        value_name = "PATH",
+        global = true
+    )]
+    pub master_key_file: Option<PathBuf>,
+    /// Whether accounts with a test clock may be created and served
+    #[arg(long, env = "ROOMD_TEST_CLOCKS", value_name = "BOOL", global = true, default_value = "true",
+          value_parser = flag, action = clap::ArgAction::Set)]
     pub test_clocks: bool,
-    /// `ROOMD_ACCOUNT_REQUESTS_PER_SECOND`: an account's request rate per process, unless its
-    /// own (`roomd accounts update`) says otherwise.
+    /// Requests per second one account may make of this process, unless its own limit says
+    /// otherwise (1..=1000000)
+    #[arg(long, env = "ROOMD_ACCOUNT_REQUESTS_PER_SECOND", value_name = "N", global = true,
+          default_value = "2000", value_parser = number::<u32>(1, 1_000_000))]
     pub account_requests_per_second: u32,
-    /// `ROOMD_ACCOUNT_MAX_ROOMS_IN_PROGRESS`, `ROOMD_ACCOUNT_MAX_PARTICIPANTS_CONNECTED`.
-    pub account_quotas: crate::app::startup::AccountQuotas,
+    /// Rooms in progress one account may have, unless its own quota says otherwise (0: unlimited)
+    #[arg(long, env = "ROOMD_ACCOUNT_MAX_ROOMS_IN_PROGRESS", value_name = "N", global = true,
+          default_value = "10000", value_parser = number::<u32>(0, 1_000_000_000))]
+    pub account_max_rooms_in_progress: u32,
+    /// Participants connected one account may have, unless its own quota says otherwise (0:
+    /// unlimited)
+    #[arg(long, env = "ROOMD_ACCOUNT_MAX_PARTICIPANTS_CONNECTED", value_name = "N", global = true,
+          default_value = "10000", value_parser = number::<u32>(0, 1_000_000_000))]
+    pub account_max_participants_connected: u32,
+    /// Callback destinations never called: CIDR ranges, or `none` [default: loopback and
+    /// private ranges when ROOMD_BIND is loopback, every non-public range otherwise]
+    #[arg(long, env = "ROOMD_CALLBACK_DENY", value_name = "CIDRS|none", global = true,
+          value_parser = deny_list)]
+    pub callback_deny: Option<DenyList>,
+    /// Ranges opened in the deny list (the compose file's network, say)
+    #[arg(
+        long,
+        env = "ROOMD_CALLBACK_ALLOW",
+        value_name = "CIDRS",
+        global = true
+    )]
+    pub callback_allow: Option<String>,
+    /// Attempts per status callback before it is failed (1..=100)
+    #[arg(long, env = "ROOMD_CALLBACK_MAX_ATTEMPTS", value_name = "N", global = true,
+          default_value = "10", value_parser = number::<u32>(1, 100))]
+    pub callback_max_attempts: u32,
+    /// Milliseconds before the first retry; each next one doubles it (10..=60000)
+    #[arg(long, env = "ROOMD_CALLBACK_RETRY_BASE_MS", value_name = "MS", global = true,
+          default_value = "1000", value_parser = number::<u64>(10, 60_000))]
+    pub callback_retry_base_ms: u64,
+    /// Seconds one delivery attempt may take, connecting included (1..=15)
+    #[arg(long, env = "ROOMD_CALLBACK_TIMEOUT", value_name = "SECONDS", global = true,
+          default_value = "15", value_parser = seconds(1, 15))]
+    pub callback_timeout: Duration,
+    /// Deliveries in flight at once, per process (1..=4096)
+    #[arg(long, env = "ROOMD_CALLBACK_CONCURRENCY", value_name = "N", global = true,
+          default_value = "256", value_parser = number::<usize>(1, 4096))]
+    pub callback_concurrency: usize,
+    /// Deliveries in flight at once for one account, per process (1..=4096)
+    #[arg(long, env = "ROOMD_CALLBACK_ACCOUNT_CONCURRENCY", value_name = "N", global = true,
+          default_value = "64", value_parser = number::<usize>(1, 4096))]
+    pub callback_account_concurrency: usize,
+    /// Deliveries in flight at once to one host:port, per process (1..=4096)
+    #[arg(long, env = "ROOMD_CALLBACK_HOST_CONCURRENCY", value_name = "N", global = true,
+          default_value = "128", value_parser = number::<usize>(1, 4096))]
+    pub callback_host_concurrency: usize,
+    /// Days delivered and failed callbacks are kept (1..=3650)
+    #[arg(long, env = "ROOMD_CALLBACK_RETENTION_DAYS", value_name = "DAYS", global = true,
+          default_value = "30", value_parser = number::<u64>(1, 3650))]
+    pub callback_retention_days: u64,
+    /// Log lines as `json` or `text` (RUST_LOG filters them) [default: text on a terminal, JSON
+    /// otherwise]
+    #[arg(long, env = "ROOMD_LOG_FORMAT", value_name = "json|text", global = true,
+          value_parser = log_format)]
+    pub log_format: Option<LogFormat>,
 }
 
-/// Where the master key comes from (see `seal`); the key itself never prints.
+/// Where the master key comes from (see `auth::master_key`); the key itself never prints.
 #[derive(Clone)]
 pub enum MasterKeySetting {
     Value(SecretString),
     File(PathBuf),
     DataDir,
+}
+
+/// `ROOMD_METRICS_BIND`: a listener of its own, or the API's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricsBind {
+    Own(SocketAddr),
+    Main,
+}
+
+#[derive(Clone, Debug)]
+pub struct BootstrapAccount {
+    pub sid: crate::domain::sid::AccountSid,
+    pub token: SecretString,
+}
+
+/// Where `/metrics` is served unless `ROOMD_METRICS_BIND` says otherwise: a listener of its own on
+/// loopback, so metrics (which span every tenant) are not public by default.
+pub const DEFAULT_METRICS_BIND: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+
+impl Settings {
+    /// Checks the settings that are read together (the master key's two sources, the callback
+    /// ranges), so that a bad one stops any command, as a bad value does.
+    pub fn check(&self) -> Result<()> {
+        self.master_key_setting()?;
+        self.callbacks()?;
+        Ok(())
+    }
+
+    /// Where the master key comes from; both settings at once is an error.
+    pub fn master_key_setting(&self) -> Result<MasterKeySetting> {
+        Ok(match (&self.master_key, &self.master_key_file) {
+            (Some(_), Some(_)) => bail!(
+                "invalid ROOMD_MASTER_KEY_FILE: set ROOMD_MASTER_KEY or ROOMD_MASTER_KEY_FILE, not both"
+            ),
+            (Some(v), None) => MasterKeySetting::Value(v.clone()),
+            (None, Some(p)) => MasterKeySetting::File(p.clone()),
+            (None, None) => MasterKeySetting::DataDir,
+        })
+    }
+
+    /// The master key, loaded (and, in the data directory, created on first use).
+    pub fn load_master_key(&self) -> Result<MasterKey> {
+        MasterKey::load(&match self.master_key_setting()? {
+            MasterKeySetting::Value(v) => KeySource::Value(v),
+            MasterKeySetting::File(p) => KeySource::File(p),
+            MasterKeySetting::DataDir => KeySource::DataDir(self.data_dir.clone()),
+        })
+    }
+
+    /// The metrics listener's address (`None`: on the main listener), and whether it is the
+    /// default one (a taken default port is logged and skipped, not fatal).
+    pub fn metrics_listener(&self) -> (Option<SocketAddr>, bool) {
+        match self.metrics_bind {
+            None => (Some(DEFAULT_METRICS_BIND), true),
+            Some(MetricsBind::Own(a)) => (Some(a), false),
+            Some(MetricsBind::Main) => (None, false),
+        }
+    }
+
+    pub fn http_workers(&self) -> usize {
+        self.http_workers
+            .unwrap_or_else(crate::app::startup::default_workers)
+    }
+
+    pub fn account_quotas(&self) -> AccountQuotas {
+        AccountQuotas {
+            rooms_in_progress: self.account_max_rooms_in_progress,
+            participants_connected: self.account_max_participants_connected,
+        }
+    }
+
+    /// Status callback delivery; the deny list's default depends on whether `bind` is loopback.
+    pub fn callbacks(&self) -> Result<CallbackSettings> {
+        let deny = match &self.callback_deny {
+            Some(deny) => deny.clone(),
+            None => DenyList::default_for(self.bind.ip()),
+        };
+        let deny = match &self.callback_allow {
+            Some(v) if !v.trim().is_empty() => deny
+                .allowing(v)
+                .map_err(|e| anyhow!("invalid ROOMD_CALLBACK_ALLOW: {e}"))?,
+            _ => deny,
+        };
+        Ok(CallbackSettings {
+            deny,
+            max_attempts: self.callback_max_attempts,
+            retry_base: Duration::from_millis(self.callback_retry_base_ms),
+            timeout: self.callback_timeout,
+            concurrency: self.callback_concurrency,
+            per_account: self.callback_account_concurrency,
+            per_host: self.callback_host_concurrency,
+            retention: Duration::from_secs(self.callback_retention_days * 86_400),
+        })
+    }
 }
 
 impl std::fmt::Debug for MasterKeySetting {
@@ -65,146 +265,111 @@ impl std::fmt::Debug for MasterKeySetting {
     }
 }
 
-impl Settings {
-    /// The master key, loaded (and, in the data directory, created on first use).
-    pub fn master_key(&self) -> Result<crate::auth::master_key::MasterKey> {
-        crate::auth::master_key::MasterKey::load(&match &self.master_key {
-            MasterKeySetting::Value(v) => crate::auth::master_key::KeySource::Value(v.clone()),
-            MasterKeySetting::File(p) => crate::auth::master_key::KeySource::File(p.clone()),
-            MasterKeySetting::DataDir => {
-                crate::auth::master_key::KeySource::DataDir(self.data_dir.clone())
-            }
-        })
+/// Whole seconds in `min..=max`.
+fn seconds(
+    min: u64,
+    max: u64,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |v| {
+        let n = number::<u64>(min, max)(v)
+            .map_err(|_| format!("not a whole number of seconds in {min}..={max}"))?;
+        Ok(Duration::from_secs(n))
     }
 }
 
-#[derive(Clone, Debug)]
-pub struct BootstrapAccount {
-    pub sid: crate::domain::sid::AccountSid,
-    pub token: SecretString,
-}
-
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("database", &self.database)
-            .field("bind", &self.bind)
-            .field("public_url", &self.public_url)
-            .field("sweep_interval", &self.sweep_interval)
-            .field("data_dir", &self.data_dir)
-            .field("bootstrap_account", &self.bootstrap_account)
-            .field("auth_cache_ttl", &self.auth_cache_ttl)
-            .field("pool_size", &self.pool_size)
-            .field("http_workers", &self.http_workers)
-            .field("db_connect_timeout", &self.db_connect_timeout)
-            .field("body_timeout", &self.body_timeout)
-            .field("metrics_bind", &self.metrics_bind)
-            .field("metrics_bind_is_default", &self.metrics_bind_is_default)
-            .field("master_key", &self.master_key)
-            .field("callbacks", &self.callbacks)
-            .field("test_clocks", &self.test_clocks)
-            .field(
-                "account_requests_per_second",
-                &self.account_requests_per_second,
-            )
-            .field("account_quotas", &self.account_quotas)
-            .finish()
+/// A number in `min..=max`.
+fn number<T>(min: T, max: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
+{
+    move |v| match v.trim().parse::<T>() {
+        Ok(n) if n >= min && n <= max => Ok(n),
+        _ => Err(format!("not a number in {min}..={max}")),
     }
 }
 
-fn var(name: &str) -> Result<Option<String>> {
-    match std::env::var(name) {
-        Ok(v) if v.trim().is_empty() => Ok(None),
-        Ok(v) => Ok(Some(v)),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => bail!("invalid {name}: not valid UTF-8"),
+fn flag(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("not true or false".into()),
     }
 }
 
-fn seconds(name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<Duration> {
-    match var(name)? {
-        None => Ok(Duration::from_secs(default)),
-        Some(v) => match v.trim().parse::<u64>() {
-            Ok(n) if range.contains(&n) => Ok(Duration::from_secs(n)),
-            _ => bail!(
-                "invalid {name}: {v:?} is not a whole number of seconds in {}..={}",
-                range.start(),
-                range.end()
-            ),
-        },
+fn address(v: &str) -> Result<SocketAddr, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| "not an address:port such as 127.0.0.1:8080".into())
+}
+
+fn secret(v: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(v.trim()))
+}
+
+fn metrics_bind(v: &str) -> Result<MetricsBind, String> {
+    match v.trim() {
+        "main" => Ok(MetricsBind::Main),
+        v => v
+            .parse()
+            .map(MetricsBind::Own)
+            .map_err(|_| "not an address:port such as 127.0.0.1:9464, or main".to_string()),
     }
 }
 
-fn flag(name: &str, default: bool) -> Result<bool> {
-    match var(name)?.map(|v| v.trim().to_ascii_lowercase()) {
-        None => Ok(default),
-        Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(true),
-        Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => Ok(false),
-        Some(v) => bail!("invalid {name}: {v:?} is not true or false"),
+fn log_format(v: &str) -> Result<LogFormat, String> {
+    match v.trim() {
+        "json" => Ok(LogFormat::Json),
+        "text" => Ok(LogFormat::Text),
+        _ => Err("expected json or text".into()),
     }
 }
 
-fn number(name: &str, default: u32, range: std::ops::RangeInclusive<u32>) -> Result<u32> {
-    match var(name)? {
-        None => Ok(default),
-        Some(v) => match v.trim().parse::<u32>() {
-            Ok(n) if range.contains(&n) => Ok(n),
-            _ => bail!(
-                "invalid {name}: {v:?} is not a number in {}..={}",
-                range.start(),
-                range.end()
-            ),
-        },
+fn deny_list(v: &str) -> Result<DenyList, String> {
+    match v.trim() {
+        "none" => DenyList::parse(""),
+        v => DenyList::parse(v),
     }
 }
 
-/// Where `/metrics` is served unless `ROOMD_METRICS_BIND` says otherwise: a listener of its own on
-/// loopback, so metrics (which span every tenant) are not public by default.
-pub const DEFAULT_METRICS_BIND: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
-
-/// `ROOMD_METRICS_BIND`: unset is `DEFAULT_METRICS_BIND`; `main` serves `/metrics` on the main
-/// listener (`None`); anything else is the address:port of a listener of its own.
-pub fn parse_metrics_bind(value: Option<&str>) -> Result<Option<SocketAddr>> {
-    match value.map(str::trim) {
-        None => Ok(Some(DEFAULT_METRICS_BIND)),
-        Some("main") => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| {
-            anyhow!(
-                "invalid ROOMD_METRICS_BIND: {v:?} is not an address:port such as 127.0.0.1:9464, or main"
-            )
-        }),
-    }
-}
-
-pub fn parse_database_url(url: &str) -> Result<PgConnectOptions> {
+fn database_url(url: &str) -> Result<DbOptions, String> {
+    let url = url.trim();
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        bail!("invalid DATABASE_URL: must start with postgres:// or postgresql://");
+        return Err("must start with postgres:// or postgresql://".into());
     }
     // The parser's message never repeats the URL, so a password cannot leak through it.
-    PgConnectOptions::from_str(url).map_err(|e| anyhow!("invalid DATABASE_URL: {e}"))
+    PgConnectOptions::from_str(url)
+        .map(DbOptions::new)
+        .map_err(|e| e.to_string())
 }
 
-pub fn parse_public_url(raw: &str) -> Result<PublicUrl> {
-    let url = url::Url::parse(raw).map_err(|e| anyhow!("invalid ROOMD_PUBLIC_URL: {e}"))?;
+/// `DATABASE_URL`'s parser, for tools (the benchmark) that read one themselves.
+pub fn parse_database_url(url: &str) -> Result<PgConnectOptions> {
+    database_url(url)
+        .map(|o| o.expose().clone())
+        .map_err(|e| anyhow!("invalid DATABASE_URL: {e}"))
+}
+
+fn public_url(raw: &str) -> Result<PublicUrl, String> {
+    let raw = raw.trim();
+    let url = url::Url::parse(raw).map_err(|e| e.to_string())?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        bail!("invalid ROOMD_PUBLIC_URL: must be an absolute http(s) URL such as http://127.0.0.1:8080");
+        return Err("must be an absolute http(s) URL such as http://127.0.0.1:8080".into());
     }
     if url.query().is_some() || url.fragment().is_some() {
-        bail!("invalid ROOMD_PUBLIC_URL: must not carry a query or fragment");
+        return Err("must not carry a query or fragment".into());
     }
     Ok(PublicUrl::new(raw))
 }
 
-pub fn parse_bootstrap_account(raw: &str) -> Result<BootstrapAccount> {
-    let err = || anyhow!("invalid ROOMD_BOOTSTRAP_ACCOUNT: expected AC<32 hex>:<token>");
-    let (sid, token) = raw.trim().split_once(':').ok_or_else(err)?;
-    let sid = crate::domain::sid::AccountSid::parse(sid).ok_or_else(err)?;
+fn bootstrap_account(raw: &str) -> Result<BootstrapAccount, String> {
+    let expected = || "expected AC<32 hex>:<token>".to_string();
+    let (sid, token) = raw.trim().split_once(':').ok_or_else(expected)?;
+    let sid = crate::domain::sid::AccountSid::parse(sid).ok_or_else(expected)?;
     if token.is_empty() {
-        return Err(err());
+        return Err(expected());
     }
     if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        bail!("invalid ROOMD_BOOTSTRAP_ACCOUNT: the token must not contain spaces or control characters");
+        return Err("the token must not contain spaces or control characters".into());
     }
     Ok(BootstrapAccount {
         sid,
@@ -212,149 +377,51 @@ pub fn parse_bootstrap_account(raw: &str) -> Result<BootstrapAccount> {
     })
 }
 
-impl Settings {
-    pub fn from_env() -> Result<Settings> {
-        let database = var("DATABASE_URL")?
-            .map(|u| parse_database_url(&u).map(crate::db::DbOptions::new))
-            .transpose()?;
-        let bind = match var("ROOMD_BIND")? {
-            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
-            Some(v) => v.trim().parse().map_err(|_| {
-                anyhow!("invalid ROOMD_BIND: {v:?} is not an address:port such as 127.0.0.1:8080")
-            })?,
-        };
-        let public_url = var("ROOMD_PUBLIC_URL")?
-            .map(|u| parse_public_url(&u))
-            .transpose()?;
-        Ok(Settings {
-            database,
-            bind,
-            public_url,
-            sweep_interval: seconds("ROOMD_SWEEP_INTERVAL", 5, 1..=86400)?,
-            data_dir: PathBuf::from(
-                var("ROOMD_DATA_DIR")?.unwrap_or_else(|| "./roomd-data".into()),
-            ),
-            bootstrap_account: var("ROOMD_BOOTSTRAP_ACCOUNT")?
-                .map(|v| parse_bootstrap_account(&v))
-                .transpose()?,
-            auth_cache_ttl: seconds(
-                "ROOMD_AUTH_CACHE_TTL",
-                crate::auth::credentials::DEFAULT_CACHE_TTL.as_secs(),
-                0..=crate::auth::credentials::MAX_CACHE_TTL.as_secs(),
-            )?,
-            pool_size: number("ROOMD_DB_POOL_SIZE", 10, 1..=1000)?,
-            http_workers: number(
-                "ROOMD_HTTP_WORKERS",
-                crate::app::startup::default_workers() as u32,
-                1..=256,
-            )? as usize,
-            db_connect_timeout: seconds("ROOMD_DB_CONNECT_TIMEOUT", 30, 0..=3600)?,
-            body_timeout: seconds(
-                "ROOMD_BODY_TIMEOUT",
-                crate::http::state::DEFAULT_BODY_TIMEOUT.as_secs(),
-                1..=300,
-            )?,
-            metrics_bind: parse_metrics_bind(var("ROOMD_METRICS_BIND")?.as_deref())?,
-            metrics_bind_is_default: var("ROOMD_METRICS_BIND")?.is_none(),
-            master_key: match (var("ROOMD_MASTER_KEY")?, var("ROOMD_MASTER_KEY_FILE")?) {
-                (Some(_), Some(_)) => {
-                    bail!("invalid ROOMD_MASTER_KEY_FILE: set ROOMD_MASTER_KEY or ROOMD_MASTER_KEY_FILE, not both")
-                }
-                (Some(v), None) => MasterKeySetting::Value(SecretString::from(v)),
-                (None, Some(p)) => MasterKeySetting::File(PathBuf::from(p)),
-                (None, None) => MasterKeySetting::DataDir,
-            },
-            callbacks: callback_settings(bind)?,
-            test_clocks: flag("ROOMD_TEST_CLOCKS", true)?,
-            account_requests_per_second: number(
-                "ROOMD_ACCOUNT_REQUESTS_PER_SECOND",
-                crate::auth::request_rate::DEFAULT_REQUESTS_PER_SECOND,
-                1..=1_000_000,
-            )?,
-            account_quotas: crate::app::startup::AccountQuotas {
-                rooms_in_progress: number(
-                    "ROOMD_ACCOUNT_MAX_ROOMS_IN_PROGRESS",
-                    crate::app::startup::AccountQuotas::default().rooms_in_progress,
-                    0..=1_000_000_000,
-                )?,
-                participants_connected: number(
-                    "ROOMD_ACCOUNT_MAX_PARTICIPANTS_CONNECTED",
-                    crate::app::startup::AccountQuotas::default().participants_connected,
-                    0..=1_000_000_000,
-                )?,
-            },
-        })
-    }
-}
-
-/// `ROOMD_CALLBACK_DENY` (CIDR ranges, or `none`; its default depends on whether `bind` is a
-/// loopback address), `ROOMD_CALLBACK_ALLOW`, `ROOMD_CALLBACK_MAX_ATTEMPTS`,
-/// `ROOMD_CALLBACK_RETRY_BASE_MS`, `ROOMD_CALLBACK_TIMEOUT`, `ROOMD_CALLBACK_CONCURRENCY`,
-/// `ROOMD_CALLBACK_ACCOUNT_CONCURRENCY`, `ROOMD_CALLBACK_HOST_CONCURRENCY`,
-/// `ROOMD_CALLBACK_RETENTION_DAYS`.
-fn callback_settings(bind: SocketAddr) -> Result<crate::workers::callbacks::CallbackSettings> {
-    use crate::workers::callbacks::{self as cb, deliver::DenyList, CallbackSettings};
-    let deny = match var("ROOMD_CALLBACK_DENY")? {
-        None => DenyList::default_for(bind.ip()),
-        Some(v) if v.trim() == "none" => DenyList::parse("").expect("empty parses"),
-        Some(v) => DenyList::parse(&v).map_err(|e| anyhow!("invalid ROOMD_CALLBACK_DENY: {e}"))?,
-    };
-    let deny = match var("ROOMD_CALLBACK_ALLOW")? {
-        None => deny,
-        Some(v) => deny
-            .allowing(&v)
-            .map_err(|e| anyhow!("invalid ROOMD_CALLBACK_ALLOW: {e}"))?,
-    };
-    Ok(CallbackSettings {
-        deny,
-        max_attempts: number(
-            "ROOMD_CALLBACK_MAX_ATTEMPTS",
-            cb::DEFAULT_MAX_ATTEMPTS,
-            1..=100,
-        )?,
-        retry_base: Duration::from_millis(u64::from(number(
-            "ROOMD_CALLBACK_RETRY_BASE_MS",
-            cb::DEFAULT_RETRY_BASE.as_millis() as u32,
-            10..=60_000,
-        )?)),
-        timeout: seconds(
-            "ROOMD_CALLBACK_TIMEOUT",
-            cb::DEFAULT_TIMEOUT.as_secs(),
-            1..=15,
-        )?,
-        concurrency: number(
-            "ROOMD_CALLBACK_CONCURRENCY",
-            cb::DEFAULT_CONCURRENCY as u32,
-            1..=4096,
-        )? as usize,
-        per_account: number(
-            "ROOMD_CALLBACK_ACCOUNT_CONCURRENCY",
-            cb::DEFAULT_PER_ACCOUNT as u32,
-            1..=4096,
-        )? as usize,
-        per_host: number(
-            "ROOMD_CALLBACK_HOST_CONCURRENCY",
-            cb::DEFAULT_PER_HOST as u32,
-            1..=4096,
-        )? as usize,
-        retention: Duration::from_secs(
-            u64::from(number(
-                "ROOMD_CALLBACK_RETENTION_DAYS",
-                (cb::DEFAULT_RETENTION.as_secs() / 86_400) as u32,
-                1..=3650,
-            )?) * 86_400,
-        ),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workers::callbacks as cb;
+    use clap::Parser;
     use secrecy::ExposeSecret;
+
+    #[derive(Parser)]
+    struct Only {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn parse(args: &[&str]) -> std::result::Result<Settings, clap::Error> {
+        Only::try_parse_from(std::iter::once("roomd").chain(args.iter().copied()))
+            .map(|o| o.settings)
+    }
+
+    #[test]
+    fn the_defaults_are_the_constants_the_code_names() {
+        let s = parse(&[]).unwrap();
+        assert_eq!(
+            s.auth_cache_ttl,
+            crate::auth::credentials::DEFAULT_CACHE_TTL
+        );
+        assert_eq!(s.body_timeout, crate::http::state::DEFAULT_BODY_TIMEOUT);
+        assert_eq!(
+            s.account_requests_per_second,
+            crate::auth::request_rate::DEFAULT_REQUESTS_PER_SECOND
+        );
+        assert_eq!(s.account_quotas(), AccountQuotas::default());
+        let c = s.callbacks().unwrap();
+        assert_eq!(c.max_attempts, cb::DEFAULT_MAX_ATTEMPTS);
+        assert_eq!(c.retry_base, cb::DEFAULT_RETRY_BASE);
+        assert_eq!(c.timeout, cb::DEFAULT_TIMEOUT);
+        assert_eq!(c.concurrency, cb::DEFAULT_CONCURRENCY);
+        assert_eq!(c.per_account, cb::DEFAULT_PER_ACCOUNT);
+        assert_eq!(c.per_host, cb::DEFAULT_PER_HOST);
+        assert_eq!(c.retention, cb::DEFAULT_RETENTION);
+        assert_eq!(s.metrics_listener(), (Some(DEFAULT_METRICS_BIND), true));
+    }
 
     #[test]
     fn bootstrap_accounts_parse_and_redact() {
-        let b = parse_bootstrap_account("ACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:s3cret").unwrap();
+        let b = bootstrap_account("ACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:s3cret").unwrap();
         assert_eq!(b.sid.as_str(), format!("AC{}", "a".repeat(32)));
         assert!(!format!("{b:?}").contains("s3cret"));
         assert_eq!(b.token.expose_secret(), "s3cret");
@@ -364,20 +431,25 @@ mod tests {
             &format!("AC{}:", "a".repeat(32)),
             &format!("AC{}:a b", "a".repeat(32)),
         ] {
-            assert!(parse_bootstrap_account(bad).is_err(), "{bad}");
+            assert!(bootstrap_account(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn settings_never_print_the_database_password_the_bootstrap_token_or_the_master_key() {
-        let mut settings = Settings::from_env().unwrap();
-        settings.database = Some(crate::db::DbOptions::new(
-            parse_database_url("postgres://u:hunter2@localhost/db").unwrap(),
-        ));
-        settings.bootstrap_account =
-            Some(parse_bootstrap_account("ACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:s3cret").unwrap());
-        settings.master_key = MasterKeySetting::Value(SecretString::from("bWFzdGVyLWtleQ=="));
-        let printed = format!("{settings:?} {settings:#?}");
+        let settings = parse(&[
+            "--database-url",
+            "postgres://u:hunter2@localhost/db",
+            "--bootstrap-account",
+            "ACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:s3cret",
+            "--master-key",
+            "bWFzdGVyLWtleQ==",
+        ])
+        .unwrap();
+        let printed = format!(
+            "{settings:?} {settings:#?} {:?}",
+            settings.master_key_setting().unwrap()
+        );
         assert!(
             printed.contains("ACaaaa") && printed.contains("ROOMD_MASTER_KEY"),
             "{printed}"
@@ -398,20 +470,20 @@ mod tests {
 
     #[test]
     fn metrics_are_on_loopback_unless_asked_for_on_the_main_listener() {
-        let default = parse_metrics_bind(None).unwrap().unwrap();
-        assert!(default.ip().is_loopback());
-        assert_eq!(parse_metrics_bind(Some("main")).unwrap(), None);
+        let listener = |args: &[&str]| parse(args).unwrap().metrics_listener();
+        assert!(listener(&[]).0.unwrap().ip().is_loopback());
+        assert_eq!(listener(&["--metrics-bind", "main"]), (None, false));
         assert_eq!(
-            parse_metrics_bind(Some("0.0.0.0:9100")).unwrap(),
-            Some("0.0.0.0:9100".parse().unwrap())
+            listener(&["--metrics-bind", "0.0.0.0:9100"]),
+            (Some("0.0.0.0:9100".parse().unwrap()), false)
         );
-        assert!(parse_metrics_bind(Some("public")).is_err());
+        assert!(parse(&["--metrics-bind", "public"]).is_err());
     }
 
     #[test]
     fn public_urls_are_absolute_http() {
-        assert!(parse_public_url("http://127.0.0.1:8080").is_ok());
-        assert!(parse_public_url("ftp://x").is_err());
-        assert!(parse_public_url("localhost:8080").is_err());
+        assert!(public_url("http://127.0.0.1:8080").is_ok());
+        assert!(public_url("ftp://x").is_err());
+        assert!(public_url("localhost:8080").is_err());
     }
 }

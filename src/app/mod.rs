@@ -1,5 +1,8 @@
 //! The process: the command line, its settings, and the server it builds from every other folder.
 
+pub mod account_commands;
 pub mod cli;
 pub mod config;
+pub mod database;
+pub mod serve;
 pub mod startup;

@@ -5,20 +5,18 @@
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
-pub fn init() -> Result<(), String> {
-    let json = match std::env::var("ROOMD_LOG_FORMAT")
-        .ok()
-        .as_deref()
-        .map(str::trim)
-    {
-        None | Some("") => !std::io::stderr().is_terminal(),
-        Some("json") => true,
-        Some("text") => false,
-        Some(other) => {
-            return Err(format!(
-                "invalid ROOMD_LOG_FORMAT: {other:?} (expected json or text)"
-            ))
-        }
+/// `ROOMD_LOG_FORMAT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Installs the subscriber (`None`: JSON unless stderr is a terminal).
+pub fn init(format: Option<LogFormat>) {
+    let json = match format {
+        None => !std::io::stderr().is_terminal(),
+        Some(format) => format == LogFormat::Json,
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -33,5 +31,4 @@ pub fn init() -> Result<(), String> {
     } else {
         builder.try_init()
     };
-    Ok(())
 }
