@@ -286,7 +286,9 @@ async fn main() -> Result<()> {
     // cluster with production durability settings (fsync on).
     let (admin, _pg): (PgConnectOptions, Option<EmbeddedPostgres>) =
         match std::env::var("DATABASE_URL") {
-            Ok(url) if !url.is_empty() => (roomd::app::config::parse_database_url(&url)?, None),
+            Ok(url) if !url.is_empty() => {
+                (roomd::app::setting_values::parse_database_url(&url)?, None)
+            }
             _ => {
                 let pg =
                     tokio::task::spawn_blocking(|| EmbeddedPostgres::start(Mode::Scratch, None))

@@ -5,4 +5,5 @@ pub mod cli;
 pub mod config;
 pub mod database;
 pub mod serve;
+pub mod setting_values;
 pub mod startup;

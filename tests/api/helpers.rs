@@ -42,7 +42,7 @@ fn cluster() -> &'static Cluster {
 async fn start_cluster() -> Cluster {
     let (embedded, admin, url_for): (_, _, UrlFor) = match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
-            let admin = roomd::app::config::parse_database_url(&url).unwrap();
+            let admin = roomd::app::setting_values::parse_database_url(&url).unwrap();
             let base = url::Url::parse(&url).unwrap();
             let url_for = move |db: &str| {
                 let mut u = base.clone();
