@@ -5,7 +5,7 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("building the tokio runtime");
-    match runtime.block_on(roomd::app::cli::run(cli)) {
+    match runtime.block_on(roomd::app::commands::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("roomd: {e:#}");

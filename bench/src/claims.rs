@@ -4,7 +4,7 @@
 //! backlog row by row; now it reads only heads, so the two should cost about the same.
 
 use super::*;
-use roomd::db::callbacks::{claim, ClaimLimits};
+use roomd::db::callback_claims::{claim, ClaimLimits};
 
 #[derive(Serialize)]
 pub(crate) struct ClaimCost {

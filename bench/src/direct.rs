@@ -236,7 +236,10 @@ pub(crate) async fn direct_run(
                         new_room: &new_room,
                     };
                     pool.run(async |c| {
-                        in_transaction(c, async |c| participants::join(c, &join).await).await
+                        in_transaction(c, async |c| {
+                            roomd::db::participant_join::join(c, &join).await
+                        })
+                        .await
                     })
                     .await
                     .map_err(|e| anyhow::anyhow!("join refused: {e:?}"))?;
@@ -307,7 +310,9 @@ pub(crate) async fn direct_run(
                             let Some(p) = participants::find(c, &acct, &r.sid, &keys).await? else {
                                 return Ok(None);
                             };
-                            let (rules, _) = participants::subscribe_rules(&mut *c, &p.sid).await?;
+                            let (rules, _) =
+                                roomd::db::subscribe_rules::subscribe_rules(&mut *c, &p.sid)
+                                    .await?;
                             Ok(Some(
                                 roomd::db::tracks::list_subscribed(c, &p, &rules, &page).await?,
                             ))

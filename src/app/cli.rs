@@ -2,8 +2,6 @@
 //! setting (`app::config`) from the environment or a flag.
 
 use crate::app::config::Settings;
-use crate::app::{account_commands, database, serve};
-use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -194,30 +192,5 @@ fn setting_error(e: &clap::Error) -> Option<String> {
             Some(format!("invalid {name}: {value:?} is {why}"))
         }
         _ => Some(format!("invalid {name}: {why}")),
-    }
-}
-
-pub async fn run(cli: Cli) -> Result<()> {
-    let settings = cli.settings;
-    settings.check()?;
-    match cli.command {
-        Command::Serve => {
-            database::with_database(&settings, |options| serve::serve(settings.clone(), options))
-                .await
-        }
-        Command::Migrate => database::with_database(&settings, |_| async { Ok(()) }).await,
-        Command::Healthcheck => serve::healthcheck(settings.bind),
-        Command::Accounts(cmd) => {
-            database::with_pool(&settings, async |pool| {
-                account_commands::accounts(pool, &settings, cmd).await
-            })
-            .await
-        }
-        Command::Keys(cmd) => {
-            database::with_pool(&settings, async |pool| {
-                account_commands::keys(pool, &settings, cmd).await
-            })
-            .await
-        }
     }
 }

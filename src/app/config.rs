@@ -2,7 +2,10 @@
 //! `roomd serve --help` lists each variable with its default. A bad value stops the start with
 //! one line naming the variable (`app::cli::parse`). `Debug` never shows a password or token.
 
-use crate::app::setting_values::*;
+use crate::app::setting_values::{
+    address, bootstrap_account, database_url, deny_list, flag, log_format, metrics_bind, number,
+    public_url, seconds, secret, BootstrapAccount, MetricsBind,
+};
 use crate::app::startup::AccountQuotas;
 use crate::auth::master_key::{KeySource, MasterKey};
 use crate::db::DbOptions;
@@ -157,19 +160,6 @@ pub enum MasterKeySetting {
     Value(SecretString),
     File(PathBuf),
     DataDir,
-}
-
-/// `ROOMD_METRICS_BIND`: a listener of its own, or the API's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MetricsBind {
-    Own(SocketAddr),
-    Main,
-}
-
-#[derive(Clone, Debug)]
-pub struct BootstrapAccount {
-    pub sid: crate::domain::sid::AccountSid,
-    pub token: SecretString,
 }
 
 /// Where `/metrics` is served unless `ROOMD_METRICS_BIND` says otherwise: a listener of its own on

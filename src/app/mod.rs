@@ -2,6 +2,7 @@
 
 pub mod account_commands;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod database;
 pub mod serve;

@@ -1,7 +1,6 @@
 //! How each setting's text becomes its value (`app::config` names them): trimmed, checked
 //! against its range, with a reason that completes "invalid NAME: value is ...".
 
-use crate::app::config::{BootstrapAccount, MetricsBind};
 use crate::db::DbOptions;
 use crate::telemetry::logs::LogFormat;
 use crate::twilio::urls::PublicUrl;
@@ -12,6 +11,19 @@ use sqlx::postgres::PgConnectOptions;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
+
+/// `ROOMD_METRICS_BIND`: a listener of its own, or the API's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricsBind {
+    Own(SocketAddr),
+    Main,
+}
+
+#[derive(Clone, Debug)]
+pub struct BootstrapAccount {
+    pub sid: crate::domain::sid::AccountSid,
+    pub token: SecretString,
+}
 
 /// Whole seconds in `min..=max`.
 pub fn seconds(

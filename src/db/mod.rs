@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod callback_claims;
 pub mod callbacks;
 pub mod connect;
 pub mod embedded;
@@ -10,9 +11,14 @@ pub mod error;
 pub mod find;
 pub mod list;
 pub mod migrate;
+pub mod participant_deadlines;
+pub mod participant_join;
 pub mod participants;
+pub mod recording_rules;
 pub mod request_context;
+pub mod room_deadlines;
 pub mod rooms;
+pub mod subscribe_rules;
 pub mod test_clocks;
 pub mod tracks;
 pub mod worker_pool;

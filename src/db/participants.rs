@@ -5,12 +5,12 @@
 //! of the room, bounded by a CHECK (`rooms_participants_within_max`), so `max_participants`
 //! holds across replicas.
 
-use super::callbacks::{self, EventSource};
+use super::callbacks::{self};
 use super::error::{BreaksConnection, DbError, OnConstraint};
 use super::list::{self, Listing, Page};
 use super::rooms::{self, RoomKey, RoomRow};
-use crate::domain::participant::{Identity, ParticipantStatus};
-use crate::domain::room::{CreateRoom, RoomStatus};
+use crate::domain::participant::ParticipantStatus;
+use crate::domain::room::RoomStatus;
 use crate::domain::sid::RoomSid;
 use crate::twilio::error::code;
 use crate::twilio::paging::PageRequest;
@@ -40,7 +40,8 @@ impl crate::twilio::paging::HasSid for ParticipantRow {
     }
 }
 
-const COLUMNS: &str = "sid, room_sid, account_sid, status, identity, date_created, date_updated, \
+pub(super) const COLUMNS: &str =
+    "sid, room_sid, account_sid, status, identity, date_created, date_updated, \
     start_time, end_time, duration, end_reason";
 
 /// How a path names a participant: its SID (any status) or its identity (connected only).
@@ -152,7 +153,7 @@ impl EndReason {
 /// gets its empty-room deadline. Writes the status callback events: each track's removal, then
 /// each participant's disconnection. The caller holds the rooms' locks already, taken in an
 /// earlier statement of its transaction.
-fn disconnect_sql(condition: &str, reason: EndReason) -> String {
+pub(super) fn disconnect_sql(condition: &str, reason: EndReason) -> String {
     let reason = reason.as_str();
     format!(
         "WITH gone AS ( \
@@ -186,161 +187,11 @@ fn disconnect_sql(condition: &str, reason: EndReason) -> String {
     )
 }
 
-/// A join that took a place: the participant, its room, and what the join did besides.
-#[derive(Debug)]
-pub struct Joined {
-    pub participant: ParticipantRow,
-    pub room: RoomRow,
-    /// The room did not exist: the join created it (Twilio's client-side room creation).
-    pub room_created: bool,
-    /// The older participant with the same identity, disconnected by this join.
-    pub replaced: Option<ParticipantRow>,
-}
-
-/// What a join asks for.
-pub struct Join<'a> {
-    pub account_sid: &'a str,
-    /// The `{room}` segment; `sid` when it is SID-shaped (then no room is created for it).
-    pub segment: &'a str,
-    pub sid: Option<&'a RoomSid>,
-    pub identity: &'a Identity,
-    /// An Access Token's `grants.video.room`: the one room (name or SID) it may join.
-    pub grant: Option<&'a str>,
-    /// The settings of a room the join creates.
-    pub new_room: &'a CreateRoom,
-}
-
 /// Whether an Access Token's room grant (none: any room) admits `room`, by name or SID.
 pub fn grant_admits(grant: Option<&str>, room: &RoomRow) -> bool {
     grant.is_none_or(|g| {
         g == room.unique_name || RoomSid::parse(g).is_some_and(|sid| *sid == *room.sid)
     })
-}
-
-/// Joins a room, in the caller's transaction: locks the room (creating it for a name that no
-/// in-progress room has), disconnects a connected participant with the same identity, takes a
-/// place if one is free (compare-and-set on the counter) and inserts the participant, whose
-/// deadline is `max_participant_duration` from now. Joining clears the room's deadline (unused
-/// or empty timeout).
-pub async fn join(conn: &mut PgConnection, join: &Join<'_>) -> Result<Joined, ChangeError> {
-    // A plain list (not an iterator adapter with a closure), so that the join's future is Send
-    // for any lifetime: tools spawning joins on a multi-threaded runtime need that.
-    let mut keys = Vec::with_capacity(2);
-    if let Some(sid) = join.sid {
-        keys.push(RoomKey::Sid(sid));
-    }
-    keys.push(RoomKey::Name(join.segment));
-    let (room, room_created) = match rooms::find_for_update(conn, join.account_sid, keys).await? {
-        Some(room) => (room, false),
-        None if join.sid.is_some() => return Err(Refusal::RoomNotFound.into()),
-        None => {
-            if join.grant.is_some_and(|g| g != join.segment) {
-                return Err(Refusal::NotGranted.into());
-            }
-            create_room_to_join(conn, join).await?
-        }
-    };
-    if !grant_admits(join.grant, &room) {
-        return Err(Refusal::NotGranted.into());
-    }
-    if room.status != RoomStatus::InProgress {
-        return Err(Refusal::RoomCompleted.into());
-    }
-    static TAKE_OVER: LazyLock<String> = LazyLock::new(|| {
-        disconnect_sql(
-            "p.room_sid = $1 AND p.identity = $2",
-            EndReason::DuplicateIdentity,
-        )
-    });
-    let replaced: Option<ParticipantRow> = sqlx::query_as(&TAKE_OVER)
-        .bind(&room.sid)
-        .bind(&**join.identity)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let quota_left: bool = sqlx::query_scalar("SELECT roomd_quota_left($1, 'participants')")
-        .bind(join.account_sid)
-        .fetch_one(&mut *conn)
-        .await?;
-    if !quota_left {
-        return Err(Refusal::ParticipantsQuota.into());
-    }
-    static ENTER: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "WITH placed AS ( \
-                UPDATE rooms r SET participants_connected = r.participants_connected + 1, \
-                    deadline = NULL, deadline_reason = NULL \
-                WHERE r.sid = $1 AND r.participants_connected < r.max_participants \
-                RETURNING {room}, r.max_participant_duration), \
-             joined AS ( \
-                INSERT INTO participants (sid, account_sid, room_sid, identity, status, deadline) \
-                SELECT $2, account_sid, sid, $3, 'connected', \
-                    roomd_now() + make_interval(secs => max_participant_duration) FROM placed \
-                RETURNING {COLUMNS}), \
-             {events} \
-             SELECT {COLUMNS} FROM joined",
-            room = callbacks::room_columns("r"),
-            events = callbacks::enqueue(&[EventSource {
-                event: "'participant-connected'",
-                room: "r",
-                room_status: "in-progress",
-                participant: Some(("p", "connected")),
-                track: None,
-                extra: "",
-                at: "p.start_time",
-                from: "FROM joined p JOIN placed r ON r.sid = p.room_sid",
-                filter: "",
-            }]),
-        )
-    });
-    let participant: Option<ParticipantRow> = sqlx::query_as(&ENTER)
-        .bind(&room.sid)
-        .bind(crate::domain::sid::ParticipantSid::generate().as_str())
-        .bind(&**join.identity)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let participant = participant.ok_or(Refusal::RoomFull)?;
-    Ok(Joined {
-        participant,
-        room,
-        room_created,
-        replaced,
-    })
-}
-
-/// Creates the room a join names, or finds the one a concurrent join just created (its INSERT
-/// waits for that transaction; the name is then taken and the room is read, locked, again).
-async fn create_room_to_join(
-    conn: &mut PgConnection,
-    join: &Join<'_>,
-) -> Result<(RoomRow, bool), ChangeError> {
-    let mut new_room = join.new_room.clone();
-    new_room.unique_name = Some(
-        crate::domain::room::UniqueName::parse(join.segment).map_err(|_| Refusal::RoomNotFound)?,
-    );
-    let allowed: bool =
-        sqlx::query_scalar("SELECT client_room_creation FROM accounts WHERE sid = $1")
-            .bind(join.account_sid)
-            .fetch_one(&mut *conn)
-            .await?;
-    if !allowed {
-        return Err(Refusal::RoomCreationOff.into());
-    }
-    let sid = RoomSid::generate();
-    if let Some(room) =
-        rooms::insert_unless_named(&mut *conn, join.account_sid, &sid, &new_room).await?
-    {
-        return Ok((room, true));
-    }
-    match rooms::find_for_update(&mut *conn, join.account_sid, [RoomKey::Name(join.segment)])
-        .await?
-    {
-        Some(room) => Ok((room, false)),
-        None if !rooms::rooms_quota_left(&mut *conn, join.account_sid).await? => {
-            Err(Refusal::RoomsQuota.into())
-        }
-        // Taken and already ended again between the two statements: as if never found.
-        None => Err(Refusal::RoomNotFound.into()),
-    }
 }
 
 /// What an Access Token allows a participant to do to itself: its identity's participant, in
@@ -494,130 +345,5 @@ pub async fn list<'q>(
         },
         page,
     )
-    .await
-}
-
-/// Disconnects the participants connected longer than their room's `max_participant_duration`,
-/// in the rooms of up to `limit` of them, in the caller's transaction. First their rooms are
-/// claimed (`FOR UPDATE SKIP LOCKED`, so replicas take disjoint rooms and none waits on a busy
-/// one); then a second statement, whose snapshot holds everything committed before the locks
-/// were taken, disconnects them (and writes their events) through the claimed rooms.
-/// Rooms in `skip` (which failed earlier in the pass) are left alone.
-pub async fn disconnect_overdue(
-    conn: &mut PgConnection,
-    limit: i64,
-    skip: &[String],
-) -> Result<Vec<ParticipantRow>, sqlx::Error> {
-    let claimed = overdue_rooms(&mut *conn, limit, skip, " FOR UPDATE SKIP LOCKED").await?;
-    disconnect_overdue_in(conn, claimed).await
-}
-
-/// The rows one statement of the sweeper may touch when it disconnects overdue participants:
-/// each participant, and each track it removes (a room's rows count whole; the first room is
-/// always taken).
-pub const SWEEP_ROW_BUDGET: i64 = 5_000;
-
-/// The rooms (not in `skip`) of up to `limit` participants past their deadline, as many as fit
-/// in `SWEEP_ROW_BUDGET` rows (their overdue participants and those participants' tracks), with
-/// `lock` (`""`: read only, for the sweeper to take them one at a time).
-pub async fn overdue_rooms(
-    conn: &mut PgConnection,
-    limit: i64,
-    skip: &[String],
-    lock: &str,
-) -> Result<Vec<String>, sqlx::Error> {
-    // The rooms by primary key from one array (an InitPlan): however stale the statistics
-    // after a burst falls due, no plan compares every due participant with every room.
-    sqlx::query_scalar(&format!(
-        "WITH due AS ( \
-            SELECT room_sid, deadline FROM participants \
-            WHERE status = 'connected' AND NOT clocked AND deadline <= now() \
-            AND room_sid <> ALL($2) ORDER BY deadline LIMIT $1), \
-         weighed AS ( \
-            SELECT d.room_sid, min(d.deadline) AS first, \
-                (SELECT count(*) + coalesce(sum((SELECT count(*) FROM published_tracks t \
-                                                 WHERE t.participant_sid = p.sid)), 0) \
-                 FROM participants p WHERE p.room_sid = d.room_sid AND p.status = 'connected' \
-                 AND p.deadline <= now()) AS rows \
-            FROM due d GROUP BY d.room_sid), \
-         budgeted AS ( \
-            SELECT room_sid, sum(rows) OVER (ORDER BY first, room_sid) AS upto, \
-                row_number() OVER (ORDER BY first, room_sid) AS n \
-            FROM weighed) \
-         SELECT sid FROM rooms \
-         WHERE sid = ANY(ARRAY(SELECT room_sid FROM budgeted WHERE upto <= $3 OR n = 1)) \
-         AND status = 'in-progress'{lock}"
-    ))
-    .bind(limit)
-    .bind(skip)
-    .bind(SWEEP_ROW_BUDGET)
-    .fetch_all(&mut *conn)
-    .await
-}
-
-/// Disconnects the participants past their deadline in one room (the sweeper, one room at a
-/// time, after a batch failed); nothing when another process holds the room.
-pub async fn disconnect_overdue_in_one(
-    conn: &mut PgConnection,
-    room_sid: &str,
-) -> Result<Vec<ParticipantRow>, sqlx::Error> {
-    let claimed: Vec<String> = sqlx::query_scalar(
-        "SELECT sid FROM rooms WHERE sid = $1 AND status = 'in-progress' FOR UPDATE SKIP LOCKED",
-    )
-    .bind(room_sid)
-    .fetch_all(&mut *conn)
-    .await?;
-    disconnect_overdue_in(conn, claimed).await
-}
-
-/// Disconnects the participants past their deadline in the rooms `claimed` (locked by the
-/// caller's transaction, in an earlier statement), with their events.
-pub async fn disconnect_overdue_in(
-    conn: &mut PgConnection,
-    claimed: Vec<String>,
-) -> Result<Vec<ParticipantRow>, sqlx::Error> {
-    if claimed.is_empty() {
-        return Ok(Vec::new());
-    }
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        disconnect_sql(
-            "p.room_sid = ANY($1) AND p.deadline <= roomd_now()",
-            EndReason::MaxDuration,
-        )
-    });
-    sqlx::query_as(&SQL).bind(claimed).fetch_all(conn).await
-}
-
-/// A participant's subscribe rules (normal form; Twilio's default, include all, when never set)
-/// and when they were last set.
-pub async fn subscribe_rules(
-    db: impl PgExecutor<'_>,
-    participant_sid: &str,
-) -> Result<(serde_json::Value, Option<DateTime<Utc>>), sqlx::Error> {
-    let (rules, updated): (Option<serde_json::Value>, Option<DateTime<Utc>>) = sqlx::query_as(
-        "SELECT subscribe_rules, subscribe_rules_updated FROM participants WHERE sid = $1",
-    )
-    .bind(participant_sid)
-    .fetch_one(db)
-    .await?;
-    Ok((
-        rules.unwrap_or_else(crate::domain::rules::include_all),
-        updated,
-    ))
-}
-
-/// Replaces a participant's subscribe rules; when they were set.
-pub async fn set_subscribe_rules(
-    db: impl PgExecutor<'_>,
-    participant_sid: &str,
-    rules: &serde_json::Value,
-) -> Result<DateTime<Utc>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE participants SET subscribe_rules = $2, subscribe_rules_updated = roomd_now() \
-         WHERE sid = $1 RETURNING subscribe_rules_updated",
-    )
-    .bind(participant_sid)
-    .bind(rules)
-    .fetch_one(db)
     .await
 }

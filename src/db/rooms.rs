@@ -59,7 +59,7 @@ const COLUMNS: &str = "sid, account_sid, status, type, unique_name, status_callb
 /// Ends a room: the assignments shared by a REST completion and the sweeper. `duration` is the
 /// difference of the whole-second times the API shows, so `end_time - date_created == duration`
 /// holds for what clients see.
-const END_ROOM_SET: &str = "status = 'completed', \
+pub(super) const END_ROOM_SET: &str = "status = 'completed', \
     end_time = GREATEST(roomd_now(), date_created), \
     date_updated = GREATEST(roomd_now(), date_created), \
     duration = GREATEST(0, EXTRACT(EPOCH FROM date_trunc('second', GREATEST(roomd_now(), date_created)) - date_trunc('second', date_created)))::integer, \
@@ -72,7 +72,7 @@ const END_ROOM_SET: &str = "status = 'completed', \
 /// its participants, its tracks and its events end in one statement. The room rows are locked
 /// (updated) before any participant or track row, the order every join, publication and
 /// disconnect takes too.
-static DISCONNECT_EVERYONE: LazyLock<String> = LazyLock::new(|| {
+pub(super) static DISCONNECT_EVERYONE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "gone AS ( \
             UPDATE participants p SET status = 'disconnected', end_time = e.end_time, \
@@ -398,133 +398,5 @@ pub async fn list<'q>(
         },
         page,
     )
-    .await
-}
-
-/// Rooms the sweeper ended in one batch.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct EndedRoom {
-    pub sid: String,
-    pub account_sid: String,
-    pub end_reason: String,
-    /// The participants still connected, disconnected with it.
-    pub participants_disconnected: i32,
-}
-
-/// Ends up to `limit` in-progress rooms whose deadline has passed, disconnects their
-/// participants and writes their events, in the caller's transaction. First the due rooms are
-/// claimed with `FOR UPDATE SKIP LOCKED`, so concurrent sweepers in other processes take
-/// disjoint rooms and none waits for a room a request holds. Then a second statement (whose
-/// snapshot holds everything committed before the locks were taken) ends the claimed rooms
-/// through their primary key: with the deadline statistics stale (a burst just fell due), a join
-/// on the deadline index would compare every due room with every claimed one.
-/// Rooms in `skip` (which failed earlier in the pass) are left alone.
-pub async fn end_due(
-    conn: &mut PgConnection,
-    limit: i64,
-    skip: &[String],
-) -> Result<Vec<EndedRoom>, sqlx::Error> {
-    let claimed = due(&mut *conn, limit, skip, " FOR UPDATE SKIP LOCKED").await?;
-    end_at_deadline(conn, claimed).await
-}
-
-/// Ends one room if it is in progress and past its deadline (the sweeper, one room at a time,
-/// after a batch failed); `None` when another process has it or it is not due.
-pub async fn end_one_due(
-    conn: &mut PgConnection,
-    sid: &str,
-) -> Result<Vec<EndedRoom>, sqlx::Error> {
-    let claimed: Vec<String> = sqlx::query_scalar(
-        "SELECT sid FROM rooms WHERE sid = $1 AND status = 'in-progress' AND NOT clocked \
-         AND deadline <= now() FOR UPDATE SKIP LOCKED",
-    )
-    .bind(sid)
-    .fetch_all(&mut *conn)
-    .await?;
-    end_at_deadline(conn, claimed).await
-}
-
-/// Up to `limit` in-progress rooms past their deadline, not in `skip`, oldest deadline first,
-/// with `lock` (`""`: read only, for the sweeper to take them one at a time).
-pub async fn due(
-    db: impl PgExecutor<'_>,
-    limit: i64,
-    skip: &[String],
-    lock: &str,
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(&format!(
-        "SELECT sid FROM rooms WHERE status = 'in-progress' AND NOT clocked AND deadline <= now() \
-         AND sid <> ALL($2) ORDER BY deadline LIMIT $1{lock}"
-    ))
-    .bind(limit)
-    .bind(skip)
-    .fetch_all(db)
-    .await
-}
-
-/// Ends the rooms `claimed` (locked by the caller's transaction, in an earlier statement) for
-/// the deadline they passed, disconnecting everyone in them, with their events.
-pub async fn end_at_deadline(
-    conn: &mut PgConnection,
-    claimed: Vec<String>,
-) -> Result<Vec<EndedRoom>, sqlx::Error> {
-    if claimed.is_empty() {
-        return Ok(Vec::new());
-    }
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "WITH ended AS ( \
-                UPDATE rooms r SET {END_ROOM_SET}, end_reason = r.deadline_reason \
-                WHERE r.sid = ANY($1) AND r.status = 'in-progress' \
-                RETURNING {}, r.end_reason, r.end_time, r.duration), \
-             {} \
-             SELECT e.sid, e.account_sid, e.end_reason, \
-                COALESCE(g.n, 0)::integer AS participants_disconnected \
-             FROM ended e LEFT JOIN (SELECT room_sid, count(*) AS n FROM gone GROUP BY room_sid) g \
-                ON g.room_sid = e.sid",
-            callbacks::room_columns("r"),
-            *DISCONNECT_EVERYONE
-        )
-    });
-    sqlx::query_as(&SQL).bind(claimed).fetch_all(conn).await
-}
-
-/// A room's recording rules (as set at create or since; without any, include-all when it records
-/// participants on connect, else none) and when they were last replaced.
-pub async fn recording_rules(
-    db: impl PgExecutor<'_>,
-    room_sid: &str,
-) -> Result<(serde_json::Value, Option<DateTime<Utc>>), sqlx::Error> {
-    let (rules, on_connect, updated): (Option<serde_json::Value>, bool, Option<DateTime<Utc>>) =
-        sqlx::query_as(
-            "SELECT recording_rules, record_participants_on_connect, recording_rules_updated \
-             FROM rooms WHERE sid = $1",
-        )
-        .bind(room_sid)
-        .fetch_one(db)
-        .await?;
-    let rules = rules.unwrap_or_else(|| {
-        if on_connect {
-            crate::domain::rules::include_all()
-        } else {
-            serde_json::Value::Array(Vec::new())
-        }
-    });
-    Ok((rules, updated))
-}
-
-/// Replaces an in-progress room's recording rules; `None` when the room is not in progress.
-pub async fn set_recording_rules(
-    db: impl PgExecutor<'_>,
-    room_sid: &str,
-    rules: &serde_json::Value,
-) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE rooms SET recording_rules = $2, recording_rules_updated = roomd_now() \
-         WHERE sid = $1 AND status = 'in-progress' RETURNING recording_rules_updated",
-    )
-    .bind(room_sid)
-    .bind(rules)
-    .fetch_optional(db)
     .await
 }

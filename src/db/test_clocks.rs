@@ -95,7 +95,7 @@ pub async fn advance(
         .bind(account)
         .fetch_all(&mut *conn)
         .await?;
-        let disconnected = super::participants::disconnect_overdue_in(conn, rooms)
+        let disconnected = super::participant_deadlines::disconnect_overdue_in(conn, rooms)
             .await?
             .len();
         let rooms: Vec<String> = sqlx::query_scalar(
@@ -105,7 +105,9 @@ pub async fn advance(
         .bind(account)
         .fetch_all(&mut *conn)
         .await?;
-        let ended = super::rooms::end_at_deadline(conn, rooms).await?.len();
+        let ended = super::room_deadlines::end_at_deadline(conn, rooms)
+            .await?
+            .len();
         if disconnected + ended == 0 {
             // Something is due that neither step ends: stop rather than loop.
             return Err(sqlx::Error::Protocol(format!(

@@ -9,9 +9,9 @@ use crate::auth::access_token::TokenError;
 use crate::auth::authenticator::{Authenticated, Caller};
 use crate::auth::signing_keys::token_error;
 use crate::db::list::Page;
+use crate::db::participant_join::{self, Join};
 use crate::db::participants::{
-    self, ChangeError, EndReason, Join, Own, ParticipantFilter, ParticipantKey, ParticipantRow,
-    Refusal,
+    self, ChangeError, EndReason, Own, ParticipantFilter, ParticipantKey, ParticipantRow, Refusal,
 };
 use crate::domain::participant::{Identity, ParticipantStatus};
 use crate::domain::room::CreateRoom;
@@ -257,7 +257,7 @@ async fn join(
     };
     let joined = state
         .pool
-        .transaction(async |c| participants::join(c, &request).await)
+        .transaction(async |c| participant_join::join(c, &request).await)
         .await;
     let joined = match joined {
         Ok(joined) => joined,

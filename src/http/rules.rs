@@ -6,8 +6,9 @@ use super::extract::{path_segment, Form};
 use super::participants::{refused, ParticipantRef};
 use super::respond::json;
 use super::room_ref::RoomRef;
-use crate::db::participants::{self, ParticipantRow};
-use crate::db::rooms;
+use crate::db::participants::ParticipantRow;
+use crate::db::recording_rules;
+use crate::db::subscribe_rules;
 use crate::db::tracks::{self, TrackRow};
 use crate::domain::room::RoomStatus;
 use crate::domain::rules::{self, Grammar};
@@ -98,7 +99,7 @@ async fn get_subscribe_rules(
                 Ok(p) => p,
                 Err(r) => return Ok(Err(r)),
             };
-            let (rules, updated) = participants::subscribe_rules(&mut *c, &p.sid).await?;
+            let (rules, updated) = subscribe_rules::subscribe_rules(&mut *c, &p.sid).await?;
             Ok(Ok((p, rules, updated)))
         })
         .await?;
@@ -124,7 +125,7 @@ async fn set_subscribe_rules(
                 Ok(p) => p,
                 Err(r) => return Ok(Err(r)),
             };
-            let updated = participants::set_subscribe_rules(&mut *c, &p.sid, &rules).await?;
+            let updated = subscribe_rules::set_subscribe_rules(&mut *c, &p.sid, &rules).await?;
             Ok(Ok((p, updated)))
         })
         .await?;
@@ -198,7 +199,7 @@ async fn list_subscribed(
                 Ok(p) => p,
                 Err(r) => return Ok(Err(r)),
             };
-            let (rules, _) = participants::subscribe_rules(&mut *c, &p.sid).await?;
+            let (rules, _) = subscribe_rules::subscribe_rules(&mut *c, &p.sid).await?;
             let found = tracks::list_subscribed(c, &p, &rules, &page).await?;
             Ok(Ok((p, found)))
         })
@@ -251,7 +252,7 @@ async fn fetch_subscribed(
                 Ok(p) => p,
                 Err(r) => return Ok(Err(r)),
             };
-            let (rules, _) = participants::subscribe_rules(&mut *c, &p.sid).await?;
+            let (rules, _) = subscribe_rules::subscribe_rules(&mut *c, &p.sid).await?;
             let t = tracks::find_subscribed(c, &p, &rules, &track_sid).await?;
             Ok(Ok((p, t)))
         })
@@ -287,7 +288,7 @@ async fn get_recording_rules(
             let Some(r) = room.find(c).await? else {
                 return Ok(None);
             };
-            let (rules, updated) = rooms::recording_rules(&mut *c, &r.sid).await?;
+            let (rules, updated) = recording_rules::recording_rules(&mut *c, &r.sid).await?;
             Ok(Some((r, rules, updated)))
         })
         .await?;
@@ -322,7 +323,7 @@ async fn set_recording_rules(
             if r.status != RoomStatus::InProgress {
                 return Ok(Some((r, None)));
             }
-            let updated = rooms::set_recording_rules(&mut *c, &r.sid, &rules).await?;
+            let updated = recording_rules::set_recording_rules(&mut *c, &r.sid, &rules).await?;
             Ok(Some((r, updated)))
         })
         .await?;

@@ -19,7 +19,7 @@ pub struct Swept {
     /// Participants disconnected for `max_participant_duration`.
     pub participants: Vec<db::participants::ParticipantRow>,
     /// Rooms ended by their unused or empty timeout.
-    pub rooms: Vec<db::rooms::EndedRoom>,
+    pub rooms: Vec<db::room_deadlines::EndedRoom>,
 }
 
 impl Swept {
@@ -53,7 +53,7 @@ async fn sweep(
         let batch = timed(
             metrics,
             in_transaction(pool, async |c| {
-                db::participants::disconnect_overdue(c, BATCH, &skip).await
+                db::participant_deadlines::disconnect_overdue(c, BATCH, &skip).await
             }),
         )
         .await;
@@ -62,7 +62,7 @@ async fn sweep(
             Err(e) if room_specific(&e) => {
                 tracing::warn!(error = %e, "a sweeper batch of overdue participants failed; taking its rooms one at a time");
                 let rooms = in_transaction(pool, async |c| {
-                    db::participants::overdue_rooms(c, BATCH, &skip, "").await
+                    db::participant_deadlines::overdue_rooms(c, BATCH, &skip, "").await
                 })
                 .await?;
                 one_at_a_time(
@@ -71,7 +71,9 @@ async fn sweep(
                     "participants",
                     rooms,
                     &mut skip,
-                    async |c, room| db::participants::disconnect_overdue_in_one(c, room).await,
+                    async |c, room| {
+                        db::participant_deadlines::disconnect_overdue_in_one(c, room).await
+                    },
                 )
                 .await?
             }
@@ -92,7 +94,9 @@ async fn sweep(
     loop {
         let batch = timed(
             metrics,
-            in_transaction(pool, async |c| db::rooms::end_due(c, BATCH, &skip).await),
+            in_transaction(pool, async |c| {
+                db::room_deadlines::end_due(c, BATCH, &skip).await
+            }),
         )
         .await;
         let (batch, full) = match batch {
@@ -102,11 +106,11 @@ async fn sweep(
             }
             Err(e) if room_specific(&e) => {
                 tracing::warn!(error = %e, "a sweeper batch of due rooms failed; taking them one at a time");
-                let rooms = db::rooms::due(pool, BATCH, &skip, "").await?;
+                let rooms = db::room_deadlines::due(pool, BATCH, &skip, "").await?;
                 let full = rooms.len() as i64 == BATCH;
                 let done =
                     one_at_a_time(pool, metrics, "rooms", rooms, &mut skip, async |c, room| {
-                        db::rooms::end_one_due(c, room).await
+                        db::room_deadlines::end_one_due(c, room).await
                     })
                     .await?;
                 (done, full)

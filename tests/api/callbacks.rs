@@ -760,7 +760,7 @@ async fn a_completion_that_waited_for_a_join_disconnects_the_participant_who_joi
         roomd::domain::room::CreateRoom::from_params(&roomd::twilio::form::Params::default())
             .unwrap();
     let sid = roomd::domain::sid::RoomSid::parse(&room_sid).unwrap();
-    let join = roomd::db::participants::Join {
+    let join = roomd::db::participant_join::Join {
         account_sid: &app.account.sid,
         segment: &room_sid,
         sid: Some(&sid),
@@ -768,7 +768,9 @@ async fn a_completion_that_waited_for_a_join_disconnects_the_participant_who_joi
         grant: None,
         new_room: &new_room,
     };
-    roomd::db::participants::join(&mut tx, &join).await.unwrap();
+    roomd::db::participant_join::join(&mut tx, &join)
+        .await
+        .unwrap();
     // The completion waits for that lock ...
     let completing = tokio::spawn(
         app.client
@@ -910,7 +912,7 @@ async fn settled_events_past_the_retention_are_pruned_but_each_rooms_numbering_g
     // Nothing is old enough yet.
     let retention = Duration::from_secs(3600);
     assert_eq!(
-        roomd::db::callbacks::prune(&app.pool, retention, 100)
+        roomd::db::callback_claims::prune(&app.pool, retention, 100)
             .await
             .unwrap(),
         0
@@ -921,13 +923,13 @@ async fn settled_events_past_the_retention_are_pruned_but_each_rooms_numbering_g
         .unwrap();
     // In batches: the room's last event stays, so the next one is numbered after it.
     assert_eq!(
-        roomd::db::callbacks::prune(&app.pool, retention, 1)
+        roomd::db::callback_claims::prune(&app.pool, retention, 1)
             .await
             .unwrap(),
         1
     );
     assert_eq!(
-        roomd::db::callbacks::prune(&app.pool, retention, 100)
+        roomd::db::callback_claims::prune(&app.pool, retention, 100)
             .await
             .unwrap(),
         1

@@ -2,7 +2,7 @@
 //! account's auth token), and what its answer means.
 
 use crate::auth::master_key::MasterKey;
-use crate::db::callbacks::Claimed;
+use crate::db::callback_claims::Claimed;
 use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use secrecy::ExposeSecret;

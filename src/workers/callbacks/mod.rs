@@ -1,11 +1,11 @@
 //! The status callback dispatcher. Every replica runs one: it claims due events from the outbox
-//! (`db::callbacks::claim`: a room's next event only once the one before it is settled, and a
+//! (`db::callback_claims::claim`: a room's next event only once the one before it is settled, and a
 //! lease instead of an open transaction), delivers them concurrently, and records each outcome.
 //! `LISTEN roomd_callbacks` wakes it when events commit; polling is the safety net.
 
 pub mod deliver;
 
-use crate::db::callbacks::{self as outbox, Claimed, Outcome};
+use crate::db::callback_claims::{self as outbox, Claimed, Outcome};
 use crate::telemetry::metrics::Metrics;
 use deliver::{Attempt, Deliverer, DenyList};
 use rand::Rng;
