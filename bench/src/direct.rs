@@ -140,7 +140,7 @@ pub(crate) async fn direct_run(
                     (pool.clone(), acct.clone(), filter.clone(), page.clone());
                 async move {
                     match pool
-                        .run(async |c| rooms::list(c, &acct, &filter, &page).await)
+                        .run(async |c| roomd::db::room_list::list(c, &acct, &filter, &page).await)
                         .await
                     {
                         Ok(p) if p.rows.len() == 50 => Ok(()),
@@ -171,7 +171,7 @@ pub(crate) async fn direct_run(
                     )
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                     match pool
-                        .run(async |c| rooms::list(c, &acct, &filter, &page).await)
+                        .run(async |c| roomd::db::room_list::list(c, &acct, &filter, &page).await)
                         .await
                     {
                         Ok(p) if !p.rows.is_empty() => Ok(()),

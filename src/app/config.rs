@@ -11,7 +11,7 @@ use crate::auth::master_key::{KeySource, MasterKey};
 use crate::db::DbOptions;
 use crate::telemetry::logs::LogFormat;
 use crate::twilio::urls::PublicUrl;
-use crate::workers::callbacks::{deliver::DenyList, CallbackSettings};
+use crate::workers::callbacks::{destinations::DenyList, settings::CallbackSettings};
 use anyhow::{anyhow, bail, Result};
 use secrecy::SecretString;
 use std::net::SocketAddr;
@@ -257,7 +257,7 @@ impl std::fmt::Debug for MasterKeySetting {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workers::callbacks as cb;
+    use crate::workers::callbacks::settings as cb;
     use clap::Parser;
 
     #[derive(Parser)]

@@ -4,7 +4,8 @@
 use crate::app::config::Settings;
 use crate::auth::master_key::MasterKey;
 use crate::db;
-use crate::db::embedded::{self, EmbeddedPostgres, Mode, Postmaster};
+use crate::db::embedded::running::{self, Postmaster};
+use crate::db::embedded::{EmbeddedPostgres, Mode};
 use anyhow::Result;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgPool};
@@ -28,9 +29,9 @@ async fn database(settings: &Settings) -> Result<(PgConnectOptions, Option<Embed
     let deadline = std::time::Instant::now() + PREVIOUS_POSTMASTER_WAIT;
     let mut waiting = false;
     loop {
-        let previous = embedded::live_postmaster(&settings.data_dir);
+        let previous = running::live_postmaster(&settings.data_dir);
         if let (Some(Postmaster::Owned(_)), Some(options)) =
-            (previous, embedded::find_running(&settings.data_dir))
+            (previous, running::find_running(&settings.data_dir))
         {
             if let Ok(conn) = sqlx::PgConnection::connect_with(&options).await {
                 let _ = conn.close().await;

@@ -4,7 +4,7 @@
 use crate::db::DbOptions;
 use crate::telemetry::logs::LogFormat;
 use crate::twilio::urls::PublicUrl;
-use crate::workers::callbacks::deliver::DenyList;
+use crate::workers::callbacks::destinations::DenyList;
 use anyhow::{anyhow, Result};
 use secrecy::SecretString;
 use sqlx::postgres::PgConnectOptions;

@@ -15,7 +15,7 @@ use crate::http::unread_body::close_on_unread_body;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::request_log::{observe, RoomdRootSpan};
 use crate::twilio::urls::PublicUrl;
-use crate::workers::callbacks::{deliver::Deliverer, CallbackSettings};
+use crate::workers::callbacks::{deliver::Deliverer, settings::CallbackSettings};
 use actix_web::{web, App, HttpServer};
 use sqlx::postgres::PgConnectOptions;
 use std::future::Future;

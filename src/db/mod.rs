@@ -17,6 +17,7 @@ pub mod participants;
 pub mod recording_rules;
 pub mod request_context;
 pub mod room_deadlines;
+pub mod room_list;
 pub mod rooms;
 pub mod subscribe_rules;
 pub mod test_clocks;

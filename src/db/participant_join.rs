@@ -6,8 +6,9 @@ use super::participants::{
     disconnect_sql, grant_admits, ChangeError, EndReason, ParticipantRow, Refusal, COLUMNS,
 };
 use super::rooms::{self, RoomKey, RoomRow};
+use crate::domain::create_room::CreateRoom;
 use crate::domain::participant::Identity;
-use crate::domain::room::{CreateRoom, RoomStatus};
+use crate::domain::room::RoomStatus;
 use crate::domain::sid::RoomSid;
 use sqlx::PgConnection;
 use std::sync::LazyLock;

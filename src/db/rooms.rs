@@ -3,10 +3,9 @@
 
 use super::callbacks::{self, EventSource};
 use super::error::{DbError, OnConstraint};
-use super::list::{self, Listing, Page};
-use crate::domain::room::{CreateRoom, RoomStatus, RoomType, UniqueName};
+use crate::domain::create_room::CreateRoom;
+use crate::domain::room::{RoomStatus, RoomType};
 use crate::twilio::error::code;
-use crate::twilio::paging::PageRequest;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use std::sync::LazyLock;
@@ -50,7 +49,7 @@ impl crate::twilio::paging::HasSid for RoomRow {
     }
 }
 
-const COLUMNS: &str = "sid, account_sid, status, type, unique_name, status_callback, \
+pub(super) const COLUMNS: &str = "sid, account_sid, status, type, unique_name, status_callback, \
     status_callback_method, max_participants, max_participant_duration, \
     max_concurrent_published_tracks, record_participants_on_connect, video_codecs, media_region, \
     audio_only, empty_room_timeout, unused_room_timeout, large_room, date_created, date_updated, \
@@ -355,48 +354,4 @@ async fn one_by_key(
         .bind(key.value())
         .fetch_optional(db)
         .await
-}
-
-/// The list filters of `GET /v1/Rooms`.
-#[derive(Debug, Clone)]
-pub struct RoomFilter {
-    pub status: RoomStatus,
-    pub unique_name: Option<UniqueName>,
-    pub created_on_or_after: Option<DateTime<Utc>>,
-    pub created_before: Option<DateTime<Utc>>,
-}
-
-const LISTING: Listing = Listing {
-    table: "rooms",
-    columns: COLUMNS,
-    order_by: "date_created",
-    descending: true,
-};
-
-/// A page of the account's rooms, newest first, keyset-paged on `(date_created, sid)`.
-pub async fn list<'q>(
-    conn: &mut PgConnection,
-    account_sid: &'q str,
-    filter: &'q RoomFilter,
-    page: &'q PageRequest,
-) -> Result<Page<RoomRow>, DbError> {
-    list::page(
-        conn,
-        &LISTING,
-        &[("account_sid", account_sid)],
-        |q| {
-            q.push(" AND status = ").push_bind(filter.status.as_str());
-            if let Some(name) = &filter.unique_name {
-                q.push(" AND unique_name = ").push_bind(&**name);
-            }
-            if let Some(t) = filter.created_on_or_after {
-                q.push(" AND date_created >= ").push_bind(t);
-            }
-            if let Some(t) = filter.created_before {
-                q.push(" AND date_created < ").push_bind(t);
-            }
-        },
-        page,
-    )
-    .await
 }

@@ -1,6 +1,7 @@
 //! Validated domain types: parsed once from the wire, trusted everywhere after.
 
 pub mod account;
+pub mod create_room;
 pub mod participant;
 pub mod room;
 pub mod rules;

@@ -7,6 +7,7 @@
 pub mod callbacks;
 pub mod extract;
 pub mod health;
+pub mod participant_ref;
 pub mod participants;
 pub mod respond;
 pub mod room_ref;

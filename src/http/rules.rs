@@ -3,7 +3,7 @@
 //! when read (`db::tracks::list_subscribed`).
 
 use super::extract::{path_segment, Form};
-use super::participants::{refused, ParticipantRef};
+use super::participant_ref::{refused, ParticipantRef};
 use super::respond::json;
 use super::room_ref::RoomRef;
 use crate::db::participants::ParticipantRow;

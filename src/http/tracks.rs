@@ -3,7 +3,7 @@
 //! disable, unpublish), which a signaling or media server calls as tracks come and go.
 
 use super::extract::{path_segment, Form};
-use super::participants::{change_error, refused, ParticipantRef};
+use super::participant_ref::{change_error, refused, ParticipantRef};
 use super::respond::json;
 use super::room_ref::RoomRef;
 use crate::auth::authenticator::{Authenticated, Caller};

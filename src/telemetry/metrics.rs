@@ -82,22 +82,51 @@ pub struct Metrics {
 /// How long a database-wide gauge is served from its last reading.
 pub const GAUGE_REFRESH: Duration = Duration::from_secs(5);
 
-fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric names are unique");
-    metric
+/// Makes the metrics of one registry (names are unique: a clash is a bug, found by any test).
+struct Registrar(Registry);
+
+impl Registrar {
+    fn add<T: prometheus::core::Collector + Clone + 'static>(&self, metric: T) -> T {
+        self.0
+            .register(Box::new(metric.clone()))
+            .expect("metric names are unique");
+        metric
+    }
+
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help).expect("a valid counter"))
+    }
+
+    fn counters(&self, name: &str, help: &str, label: &str) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), &[label]).expect("a valid counter"))
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help).expect("a valid gauge"))
+    }
+
+    fn histogram(&self, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.add(Histogram::with_opts(opts).expect("a valid histogram"))
+    }
 }
+
+/// Request and batch latencies, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+/// From an event's commit to its delivery, in seconds (retries reach minutes).
+const LAG_BUCKETS: [f64; 15] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+];
+/// What the database gauges count: every account's rows, so the same on every replica.
+const ALL_ACCOUNTS: &str = "(all accounts; the same on every replica)";
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let r = Registry::new();
-        let latency_buckets = vec![
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-        ];
+        let r = Registrar(Registry::new());
         Metrics {
-            http_requests: register(
-                &r,
+            http_requests: r.add(
                 IntCounterVec::new(
                     Opts::new(
                         "roomd_http_requests_total",
@@ -105,212 +134,107 @@ impl Metrics {
                     ),
                     &["method", "route", "status"],
                 )
-                .unwrap(),
+                .expect("a valid counter"),
             ),
-            http_duration: register(
-                &r,
+            http_duration: r.add(
                 HistogramVec::new(
                     HistogramOpts::new(
                         "roomd_http_request_duration_seconds",
                         "HTTP request latency by route template",
                     )
-                    .buckets(latency_buckets.clone()),
+                    .buckets(LATENCY_BUCKETS.to_vec()),
                     &["route"],
                 )
-                .unwrap(),
+                .expect("a valid histogram"),
             ),
-            rooms_created: register(
-                &r,
-                IntCounter::new("roomd_rooms_created_total", "Rooms created by this process")
-                    .unwrap(),
+            rooms_created: r.counter("roomd_rooms_created_total", "Rooms created by this process"),
+            rooms_ended: r.counters(
+                "roomd_rooms_ended_total",
+                "Rooms ended by this process, by reason",
+                "reason",
             ),
-            rooms_ended: register(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "roomd_rooms_ended_total",
-                        "Rooms ended by this process, by reason",
-                    ),
-                    &["reason"],
-                )
-                .unwrap(),
+            rooms_in_progress: r.gauge(
+                "roomd_rooms_in_progress",
+                &format!("Rooms in progress in the database {ALL_ACCOUNTS}"),
             ),
-            rooms_in_progress: register(
-                &r,
-                IntGauge::new(
-                    "roomd_rooms_in_progress",
-                    "Rooms in progress in the database (all accounts; the same on every replica)",
-                )
-                .unwrap(),
+            participants_connected: r.gauge(
+                "roomd_participants_connected",
+                &format!("Participants connected in the database {ALL_ACCOUNTS}"),
             ),
-            participants_connected: register(
-                &r,
-                IntGauge::new(
-                    "roomd_participants_connected",
-                    "Participants connected in the database (all accounts; the same on every replica)",
-                )
-                .unwrap(),
+            tracks_published_now: r.gauge(
+                "roomd_tracks_published",
+                &format!("Tracks published in the database {ALL_ACCOUNTS}"),
             ),
-            tracks_published_now: register(
-                &r,
-                IntGauge::new(
-                    "roomd_tracks_published",
-                    "Tracks published in the database (all accounts; the same on every replica)",
-                )
-                .unwrap(),
+            tracks_published: r.counters(
+                "roomd_tracks_published_total",
+                "Tracks published through this process, by kind",
+                "kind",
             ),
-            tracks_published: register(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "roomd_tracks_published_total",
-                        "Tracks published through this process, by kind",
-                    ),
-                    &["kind"],
-                )
-                .unwrap(),
+            participant_joins: r.counters(
+                "roomd_participant_joins_total",
+                "Joins answered by this process, by outcome",
+                "outcome",
             ),
-            participant_joins: register(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "roomd_participant_joins_total",
-                        "Joins answered by this process, by outcome",
-                    ),
-                    &["outcome"],
-                )
-                .unwrap(),
+            participants_disconnected: r.counters(
+                "roomd_participants_disconnected_total",
+                "Participants disconnected by this process, by reason",
+                "reason",
             ),
-            participants_disconnected: register(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "roomd_participants_disconnected_total",
-                        "Participants disconnected by this process, by reason",
-                    ),
-                    &["reason"],
-                )
-                .unwrap(),
+            sweeper_batches: r.counter("roomd_sweeper_batches_total", "Sweeper batches run"),
+            account_limits_hit: r.counters(
+                "roomd_account_limits_hit_total",
+                "Requests refused by a per-account limit",
+                "limit",
             ),
-            sweeper_batches: register(
-                &r,
-                IntCounter::new("roomd_sweeper_batches_total", "Sweeper batches run").unwrap(),
+            sweeper_failures: r.counters(
+                "roomd_sweeper_failures_total",
+                "Rooms the sweeper could not act on in a pass (tried again the next)",
+                "what",
             ),
-            account_limits_hit: register(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "roomd_account_limits_hit_total",
-                        "Requests refused by a per-account limit",
-                    ),
-                    &["limit"],
-                )
-                .unwrap(),
+            sweeper_batch_duration: r.histogram(
+                "roomd_sweeper_batch_duration_seconds",
+                "Duration of one sweeper batch",
+                &LATENCY_BUCKETS,
             ),
-            sweeper_failures: register(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "roomd_sweeper_failures_total",
-                        "Rooms the sweeper could not act on in a pass (tried again the next)",
-                    ),
-                    &["what"],
-                )
-                .unwrap(),
+            callbacks_delivered: r.counter(
+                "roomd_callbacks_delivered_total",
+                "Status callbacks delivered (answered 2xx) by this process",
             ),
-            sweeper_batch_duration: register(
-                &r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "roomd_sweeper_batch_duration_seconds",
-                        "Duration of one sweeper batch",
-                    )
-                    .buckets(latency_buckets),
-                )
-                .unwrap(),
+            callbacks_retried: r.counter(
+                "roomd_callbacks_retried_total",
+                "Status callback attempts that failed and will be tried again",
             ),
-            callbacks_delivered: register(
-                &r,
-                IntCounter::new(
-                    "roomd_callbacks_delivered_total",
-                    "Status callbacks delivered (answered 2xx) by this process",
-                )
-                .unwrap(),
+            callbacks_failed: r.counters(
+                "roomd_callbacks_failed_total",
+                "Status callbacks given up, by reason (attempts, denied)",
+                "reason",
             ),
-            callbacks_retried: register(
-                &r,
-                IntCounter::new(
-                    "roomd_callbacks_retried_total",
-                    "Status callback attempts that failed and will be tried again",
-                )
-                .unwrap(),
+            callback_lag: r.histogram(
+                "roomd_callback_lag_seconds",
+                "From a status callback event's commit to its delivery",
+                &LAG_BUCKETS,
             ),
-            callbacks_failed: register(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "roomd_callbacks_failed_total",
-                        "Status callbacks given up, by reason (attempts, denied)",
-                    ),
-                    &["reason"],
-                )
-                .unwrap(),
+            auth_cache_hits: r.counter(
+                "roomd_auth_cache_hits_total",
+                "Credentials found in the verification cache",
             ),
-            callback_lag: register(
-                &r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "roomd_callback_lag_seconds",
-                        "From a status callback event's commit to its delivery",
-                    )
-                    .buckets(vec![
-                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-                        300.0, 1800.0,
-                    ]),
-                )
-                .unwrap(),
+            auth_cache_misses: r.counter(
+                "roomd_auth_cache_misses_total",
+                "Credentials not in the verification cache",
             ),
-            auth_cache_hits: register(
-                &r,
-                IntCounter::new(
-                    "roomd_auth_cache_hits_total",
-                    "Credentials found in the verification cache",
-                )
-                .unwrap(),
+            argon2_verifications: r.counter(
+                "roomd_argon2_verifications_total",
+                "argon2 verifications run",
             ),
-            auth_cache_misses: register(
-                &r,
-                IntCounter::new(
-                    "roomd_auth_cache_misses_total",
-                    "Credentials not in the verification cache",
-                )
-                .unwrap(),
+            pool_in_use: r.gauge(
+                "roomd_db_pool_connections_in_use",
+                "Database connections in use",
             ),
-            argon2_verifications: register(
-                &r,
-                IntCounter::new(
-                    "roomd_argon2_verifications_total",
-                    "argon2 verifications run",
-                )
-                .unwrap(),
+            pool_idle: r.gauge(
+                "roomd_db_pool_connections_idle",
+                "Idle database connections",
             ),
-            pool_in_use: register(
-                &r,
-                IntGauge::new(
-                    "roomd_db_pool_connections_in_use",
-                    "Database connections in use",
-                )
-                .unwrap(),
-            ),
-            pool_idle: register(
-                &r,
-                IntGauge::new(
-                    "roomd_db_pool_connections_idle",
-                    "Idle database connections",
-                )
-                .unwrap(),
-            ),
-            registry: r,
+            registry: r.0,
             counted_at: tokio::sync::Mutex::new(None),
         }
         .with_known_labels()

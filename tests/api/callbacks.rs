@@ -7,7 +7,7 @@ use crate::helpers::{
     spawn_app_with, start_server, Options, TestApp,
 };
 use crate::receiver::{Answer, Receiver};
-use roomd::workers::callbacks::CallbackSettings;
+use roomd::workers::callbacks::settings::CallbackSettings;
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -456,7 +456,7 @@ async fn a_receiver_that_hangs_holds_up_only_its_own_rooms() {
 async fn denied_destinations_are_never_called_and_fail_at_once() {
     let app = spawn_app_with(Options {
         callbacks: CallbackSettings {
-            deny: roomd::workers::callbacks::deliver::DenyList::parse("127.0.0.0/8,::1/128")
+            deny: roomd::workers::callbacks::destinations::DenyList::parse("127.0.0.0/8,::1/128")
                 .unwrap(),
             ..Default::default()
         },
@@ -756,9 +756,10 @@ async fn a_completion_that_waited_for_a_join_disconnects_the_participant_who_joi
     // A join holds the room's lock, its participant written but not yet committed.
     let mut tx = app.pool.begin().await.unwrap();
     let identity = roomd::domain::participant::Identity::parse("late").unwrap();
-    let new_room =
-        roomd::domain::room::CreateRoom::from_params(&roomd::twilio::form::Params::default())
-            .unwrap();
+    let new_room = roomd::domain::create_room::CreateRoom::from_params(
+        &roomd::twilio::form::Params::default(),
+    )
+    .unwrap();
     let sid = roomd::domain::sid::RoomSid::parse(&room_sid).unwrap();
     let join = roomd::db::participant_join::Join {
         account_sid: &app.account.sid,
@@ -816,7 +817,7 @@ async fn a_burst_committed_at_once_to_a_dispatcher_that_has_been_idle_is_deliver
         format!("StatusCallback={}", enc(&receiver.url("/burst"))).as_bytes(),
     )
     .unwrap();
-    let form = roomd::domain::room::CreateRoom::from_params(&params).unwrap();
+    let form = roomd::domain::create_room::CreateRoom::from_params(&params).unwrap();
     let mut tx = app.pool.begin().await.unwrap();
     let mut rooms = std::collections::HashSet::new();
     for _ in 0..3_000 {
@@ -944,7 +945,7 @@ async fn settled_events_past_the_retention_are_pruned_but_each_rooms_numbering_g
 
 #[tokio::test]
 async fn a_server_others_reach_calls_no_private_or_loopback_address_unless_the_operator_opens_it() {
-    use roomd::workers::callbacks::deliver::DenyList;
+    use roomd::workers::callbacks::destinations::DenyList;
     let public = DenyList::default_for("0.0.0.0".parse().unwrap());
     for (policy, expected) in [
         (public.clone(), "failed"),

@@ -168,7 +168,7 @@ pub struct Options {
     pub public_url: Option<String>,
     pub separate_metrics: bool,
     pub body_timeout: Duration,
-    pub callbacks: roomd::workers::callbacks::CallbackSettings,
+    pub callbacks: roomd::workers::callbacks::settings::CallbackSettings,
     pub test_clocks: bool,
     pub account_requests_per_second: u32,
     pub account_quotas: roomd::app::startup::AccountQuotas,
@@ -182,7 +182,7 @@ impl Default for Options {
             separate_metrics: false,
             body_timeout: roomd::http::state::DEFAULT_BODY_TIMEOUT,
             // Retries at test speed; everything else as in production.
-            callbacks: roomd::workers::callbacks::CallbackSettings {
+            callbacks: roomd::workers::callbacks::settings::CallbackSettings {
                 retry_base: Duration::from_millis(50),
                 ..Default::default()
             },

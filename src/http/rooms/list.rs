@@ -3,7 +3,7 @@
 use super::resource::{RoomResource, ROOM_JSON_BYTES};
 use crate::auth::authenticator::Account;
 use crate::db::list::Page;
-use crate::db::rooms::{self, RoomFilter};
+use crate::db::room_list::{self, RoomFilter};
 use crate::domain::room::{RoomStatus, UniqueName};
 use crate::domain::sid;
 use crate::http::respond::json;
@@ -77,7 +77,7 @@ pub async fn list(
         Some(filter) => {
             state
                 .pool
-                .run(async |c| rooms::list(c, &account.sid, filter, &page).await)
+                .run(async |c| room_list::list(c, &account.sid, filter, &page).await)
                 .await?
         }
         None => Page {

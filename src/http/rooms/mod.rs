@@ -8,7 +8,7 @@ use resource::{RoomResource, ROOM_JSON_BYTES};
 use super::room_ref::RoomRef;
 use crate::auth::authenticator::Account;
 use crate::db::rooms::{self, Completion};
-use crate::domain::room::CreateRoom;
+use crate::domain::create_room::CreateRoom;
 use crate::domain::sid::RoomSid;
 use crate::http::extract::Form;
 use crate::http::respond::json;

@@ -4,11 +4,17 @@
 //! `LISTEN roomd_callbacks` wakes it when events commit; polling is the safety net.
 
 pub mod deliver;
+pub mod destinations;
+pub mod presence;
+pub mod settings;
+pub mod slots;
 
 use crate::db::callback_claims::{self as outbox, Claimed, Outcome};
 use crate::telemetry::metrics::Metrics;
-use deliver::{Attempt, Deliverer, DenyList};
-use rand::Rng;
+use deliver::{Attempt, Deliverer};
+use presence::Presence;
+use settings::{CallbackSettings, PRUNE_BATCH, PRUNE_EVERY};
+use slots::Slots;
 use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -16,84 +22,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
-
-/// How callbacks are delivered.
-#[derive(Clone, Debug)]
-pub struct CallbackSettings {
-    /// Attempts per event before it is marked failed (`ROOMD_CALLBACK_MAX_ATTEMPTS`).
-    pub max_attempts: u32,
-    /// The first retry's delay; each next one doubles it, up to `MAX_BACKOFF`, with jitter
-    /// (`ROOMD_CALLBACK_RETRY_BASE_MS`).
-    pub retry_base: Duration,
-    /// One attempt's whole time, connecting included (`ROOMD_CALLBACK_TIMEOUT`; Twilio's 15 s).
-    pub timeout: Duration,
-    /// Destinations never called (`ROOMD_CALLBACK_DENY`).
-    pub deny: DenyList,
-    /// Deliveries in flight at once, per process (`ROOMD_CALLBACK_CONCURRENCY`).
-    pub concurrency: usize,
-    /// Deliveries in flight at once for one account, per process
-    /// (`ROOMD_CALLBACK_ACCOUNT_CONCURRENCY`): an account whose receiver hangs holds no more.
-    pub per_account: usize,
-    /// Deliveries in flight at once to one host (and port), per process
-    /// (`ROOMD_CALLBACK_HOST_CONCURRENCY`).
-    pub per_host: usize,
-    /// How long delivered and failed events are kept (`ROOMD_CALLBACK_RETENTION_DAYS`).
-    pub retention: Duration,
-}
-
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
-pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(1);
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
-/// The longest wait between two attempts.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
-pub const DEFAULT_CONCURRENCY: usize = 256;
-pub const DEFAULT_PER_ACCOUNT: usize = 64;
-pub const DEFAULT_PER_HOST: usize = 128;
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
-/// How often a dispatcher prunes settled events past the retention, and how many per statement.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
-const PRUNE_BATCH: i64 = 1000;
-
-impl Default for CallbackSettings {
-    fn default() -> Self {
-        CallbackSettings {
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-            retry_base: DEFAULT_RETRY_BASE,
-            timeout: DEFAULT_TIMEOUT,
-            deny: DenyList::default(),
-            concurrency: DEFAULT_CONCURRENCY,
-            per_account: DEFAULT_PER_ACCOUNT,
-            per_host: DEFAULT_PER_HOST,
-            retention: DEFAULT_RETENTION,
-        }
-    }
-}
-
-impl CallbackSettings {
-    /// How long a claim holds an event: longer than an attempt can take, so that only a
-    /// dispatcher that died (or stalled) loses its events to another.
-    pub fn lease(&self) -> Duration {
-        self.timeout + Duration::from_secs(10)
-    }
-
-    /// How often the dispatcher looks for due events without being woken (retries fall due
-    /// without a notification).
-    fn poll_interval(&self) -> Duration {
-        self.retry_base
-            .clamp(Duration::from_millis(20), Duration::from_secs(1))
-    }
-
-    /// The wait after failed attempt `attempt` (1 for the first): `retry_base * 2^(attempt-1)`,
-    /// capped, and scaled by a random factor in [0.5, 1] so that retries spread out.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let doubled = self
-            .retry_base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-        doubled
-            .min(MAX_BACKOFF)
-            .mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
-    }
-}
 
 /// The dispatcher's connections: one for each kind of statement it runs (the loop runs each kind
 /// one at a time).
@@ -239,55 +167,6 @@ pub async fn run(
     presence.leave(&pool).await;
 }
 
-/// This dispatcher's row in `callback_dispatchers`: whether it is idle, so that commits notify
-/// only while some dispatcher waits for them.
-struct Presence {
-    id: String,
-    /// What the row says (`None`: not written yet).
-    idle: Option<bool>,
-    written: std::time::Instant,
-}
-
-/// How often an idle dispatcher says it is still there (a row older than 30 s no longer counts).
-const PRESENCE_REFRESH: Duration = Duration::from_secs(10);
-
-impl Presence {
-    fn new() -> Presence {
-        Presence {
-            id: crate::domain::sid::random_hex32(),
-            idle: None,
-            written: std::time::Instant::now(),
-        }
-    }
-
-    /// Records `idle` if it changed (or an idle row is due a refresh); true when it wrote.
-    async fn mark(&mut self, pool: &PgPool, idle: bool) -> bool {
-        let refresh = idle && self.written.elapsed() >= PRESENCE_REFRESH;
-        if self.idle == Some(idle) && !refresh {
-            return false;
-        }
-        match outbox::set_idle(pool, &self.id, idle).await {
-            Ok(()) => {
-                let changed = self.idle != Some(idle);
-                self.idle = Some(idle);
-                self.written = std::time::Instant::now();
-                changed
-            }
-            Err(e) => {
-                // Without the mark, notifications may not come: polling still finds the events.
-                tracing::warn!(error = %e, "recording the dispatcher's state failed");
-                false
-            }
-        }
-    }
-
-    async fn leave(&self, pool: &PgPool) {
-        if let Err(e) = outbox::unregister(pool, &self.id).await {
-            tracing::debug!(error = %e, "unregistering the dispatcher failed");
-        }
-    }
-}
-
 /// Records the outcomes in `finished` (emptied of those recorded; the rest are tried again at
 /// the next call, such as one a writer held for a moment, or all of them if the database
 /// failed); whether the database answered. One call for all of them, committed without waiting
@@ -357,45 +236,6 @@ async fn prune(pool: &PgPool, retention: Duration) {
             retention_days = retention.as_secs() / 86_400,
             "pruned settled status callbacks past their retention"
         );
-    }
-}
-
-/// The deliveries this process has in flight, per account and per destination host.
-#[derive(Default)]
-struct Slots {
-    accounts: HashMap<String, i64>,
-    hosts: HashMap<String, i64>,
-}
-
-impl Slots {
-    fn take(&mut self, event: &Claimed) {
-        *self.accounts.entry(event.account_sid.clone()).or_default() += 1;
-        *self.hosts.entry(event.host.clone()).or_default() += 1;
-    }
-
-    fn give_back(&mut self, event: &Claimed) {
-        for (map, key) in [
-            (&mut self.accounts, &event.account_sid),
-            (&mut self.hosts, &event.host),
-        ] {
-            if let Some(n) = map.get_mut(key) {
-                *n -= 1;
-                if *n <= 0 {
-                    map.remove(key);
-                }
-            }
-        }
-    }
-
-    fn limits(&self, free: usize, settings: &CallbackSettings) -> outbox::ClaimLimits {
-        let busy = |m: &HashMap<String, i64>| m.iter().map(|(k, n)| (k.clone(), *n)).collect();
-        outbox::ClaimLimits {
-            free: free as i64,
-            per_account: settings.per_account as i64,
-            per_host: settings.per_host as i64,
-            busy_accounts: busy(&self.accounts),
-            busy_hosts: busy(&self.hosts),
-        }
     }
 }
 
@@ -534,24 +374,6 @@ fn count(metrics: &Metrics, settings: &CallbackSettings, done: &Done) {
                 error = %error,
                 "status callback failed; POST .../Callbacks/{{Sid}} with Status=pending sends it again"
             );
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_the_base_with_jitter_and_is_capped() {
-        let s = CallbackSettings::default();
-        for _ in 0..100 {
-            let first = s.backoff(1);
-            assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
-            let fourth = s.backoff(4);
-            assert!(fourth >= Duration::from_secs(4) && fourth <= Duration::from_secs(8));
-            assert!(s.backoff(40) <= MAX_BACKOFF);
-            assert!(s.backoff(40) >= MAX_BACKOFF / 2);
         }
     }
 }

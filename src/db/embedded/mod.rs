@@ -8,6 +8,9 @@
 //! SIGKILL or a panic) the pipe closes, and the watchdog stops postgres and removes what was
 //! temporary. `initdb` refuses to run as root, so as root both run as the `postgres` OS user.
 
+pub mod running;
+pub mod watchdog;
+
 use anyhow::{anyhow, bail, Context, Result};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
@@ -18,10 +21,11 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
+use watchdog::spawn_watchdog;
 
 /// The port only names the socket file (`.s.PGSQL.5432`); nothing listens on TCP.
 const PORT: u16 = 5432;
-const SUPERUSER: &str = "postgres";
+pub const SUPERUSER: &str = "postgres";
 
 /// Durable (for `serve`), disposable (for tests), or a scratch cluster with production settings
 /// in a temporary directory (for benchmarks).
@@ -346,43 +350,6 @@ fn initdb(bindir: &Path, data_dir: &Path, mode: Mode, who: Option<(u32, u32)>) -
     Ok(())
 }
 
-/// The watchdog waits for its stdin to close (this process exited or dropped us), then stops the
-/// postmaster named by `postmaster.pid` (SIGINT: fast shutdown; SIGKILL after 30 s) and removes
-/// the temporary directories.
-fn spawn_watchdog(
-    data_dir: &Path,
-    socket_dir: &Path,
-    remove: Option<&Path>,
-) -> Result<(Child, ChildStdin)> {
-    const SCRIPT: &str = r#"
-cat >/dev/null 2>&1
-pid=$(head -n 1 "$1/postmaster.pid" 2>/dev/null)
-if [ -n "$pid" ]; then
-  kill -INT "$pid" 2>/dev/null
-  i=0
-  while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 300 ]; do sleep 0.1; i=$((i+1)); done
-  kill -KILL "$pid" 2>/dev/null
-fi
-rm -rf "$2"
-[ -n "$3" ] && rm -rf "$3"
-exit 0
-"#;
-    let mut child = Command::new("/bin/sh")
-        .args(["-c", SCRIPT, "roomd-pg-watchdog"])
-        .arg(data_dir)
-        .arg(socket_dir)
-        .arg(remove.map(Path::as_os_str).unwrap_or_default())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .current_dir("/")
-        .process_group(0)
-        .spawn()
-        .context("starting the PostgreSQL watchdog")?;
-    let stdin = child.stdin.take().expect("piped stdin");
-    Ok((child, stdin))
-}
-
 fn tail(path: &Path) -> String {
     let mut s = String::new();
     if let Ok(mut f) = fs::File::open(path) {
@@ -401,63 +368,4 @@ impl Drop for EmbeddedPostgres {
             let _ = child.wait();
         }
     }
-}
-
-/// Connection options for a cluster that another roomd process is already running on
-/// `data_root` (its `postmaster.pid` names the socket directory and port), so that CLI commands
-/// reach the database of a running `roomd serve` instead of trying to start a second postmaster.
-pub fn find_running(data_root: &Path) -> Option<PgConnectOptions> {
-    let pid_file = fs::read_to_string(data_root.join("pgdata").join("postmaster.pid")).ok()?;
-    let lines: Vec<&str> = pid_file.lines().collect();
-    let port: u16 = lines.get(3)?.trim().parse().ok()?;
-    let socket_dir = PathBuf::from(lines.get(4)?.trim());
-    socket_dir
-        .join(format!(".s.PGSQL.{port}"))
-        .exists()
-        .then(|| {
-            PgConnectOptions::new()
-                .socket(socket_dir)
-                .port(port)
-                .username(SUPERUSER)
-                .database("postgres")
-        })
-}
-
-/// A postmaster still alive on a data directory, as its `postmaster.pid` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Postmaster {
-    /// Its roomd still runs: connect to it (once it accepts connections).
-    Owned(u32),
-    /// Its roomd is gone (killed), and its watchdog is stopping it: wait until it has stopped,
-    /// and never connect to it meanwhile, since it is about to go away.
-    Orphaned(u32),
-}
-
-/// The postmaster alive on `data_root`, if any. A pid file left by a crash may name a pid that
-/// now belongs to another program; only a live `postgres` process counts. Its parent tells
-/// whether the roomd that started it still runs.
-pub fn live_postmaster(data_root: &Path) -> Option<Postmaster> {
-    let pid_file = fs::read_to_string(data_root.join("pgdata").join("postmaster.pid")).ok()?;
-    let pid: u32 = pid_file.lines().next()?.trim().parse().ok()?;
-    if pid == std::process::id() {
-        return None;
-    }
-    let comm = |pid: u32| fs::read_to_string(format!("/proc/{pid}/comm")).ok();
-    if comm(pid)?.trim() != "postgres" {
-        return None;
-    }
-    // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after ')'.
-    // A zombie (state Z) has exited and only waits to be reaped.
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
-    if fields.next()? == "Z" {
-        return None;
-    }
-    let ppid: u32 = fields.next()?.parse().ok()?;
-    let owner_is_roomd = ppid > 1 && comm(ppid).is_some() && comm(ppid) == comm(std::process::id());
-    Some(if owner_is_roomd {
-        Postmaster::Owned(pid)
-    } else {
-        Postmaster::Orphaned(pid)
-    })
 }
