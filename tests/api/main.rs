@@ -22,5 +22,6 @@ mod rooms_update;
 mod rules;
 mod sweeper;
 mod test_clock;
+mod tls;
 mod tracks;
 mod worker_pool;

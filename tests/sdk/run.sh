@@ -8,9 +8,9 @@ cd "$(dirname "$0")/../.."
 . tests/sdk/setup.sh
 
 # The binary cargo builds, wherever CARGO_TARGET_DIR puts it.
-cargo build --quiet --bin roomd
+cargo build --quiet --release --bin roomd
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
-roomd="$target_dir/debug/roomd"
+roomd="$target_dir/release/roomd"
 
 work="$(mktemp -d)"
 # As root, roomd runs PostgreSQL as the postgres user, which must be able to enter this directory.

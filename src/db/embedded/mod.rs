@@ -50,6 +50,10 @@ pub struct EmbeddedPostgres {
     data_dir: PathBuf,
     socket_dir: PathBuf,
     log_path: PathBuf,
+    /// The port: it names the socket file, and is the TCP port when `tcp` is set.
+    port: u16,
+    /// Loopback TCP and the server settings that go with it (`start_on_tcp`).
+    tcp: Vec<(String, String)>,
     /// `None` while stopped (see `stop`/`restart`).
     postgres: Option<Child>,
     watchdog: Option<(Child, ChildStdin)>,
@@ -106,6 +110,11 @@ fn run_as() -> Result<Option<(u32, u32)>> {
         })
 }
 
+/// Gives `path` to the user PostgreSQL runs as (when that is not us), so the server can read it.
+pub fn give_to_server_user(path: &Path) -> Result<()> {
+    own(path, run_as()?)
+}
+
 fn own(path: &Path, who: Option<(u32, u32)>) -> Result<()> {
     if let Some((uid, gid)) = who {
         chown(path, Some(uid), Some(gid)).with_context(|| format!("chown {}", path.display()))?;
@@ -139,6 +148,25 @@ impl EmbeddedPostgres {
     /// Starts a cluster. `Durable` keeps it in `data_root/pgdata` (creating it on first use);
     /// `Disposable` makes a fresh one in a temporary directory that is removed afterwards.
     pub fn start(mode: Mode, data_root: Option<&Path>) -> Result<EmbeddedPostgres> {
+        Self::start_with(mode, data_root, PORT, Vec::new())
+    }
+
+    /// A disposable cluster that also listens on `127.0.0.1:port`, with `settings` (such as
+    /// `ssl`, `ssl_cert_file`) on top of the defaults: how tests stand up a PostgreSQL that a
+    /// client reaches over TCP and TLS. Files it reads must be the server user's
+    /// (`give_to_server_user`).
+    pub fn start_on_tcp(port: u16, settings: &[(&str, &str)]) -> Result<EmbeddedPostgres> {
+        let mut tcp = vec![("listen_addresses".to_string(), "127.0.0.1".to_string())];
+        tcp.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Self::start_with(Mode::Disposable, None, port, tcp)
+    }
+
+    fn start_with(
+        mode: Mode,
+        data_root: Option<&Path>,
+        port: u16,
+        tcp: Vec<(String, String)>,
+    ) -> Result<EmbeddedPostgres> {
         let bindir = find_bindir().ok_or_else(|| {
             anyhow!("no DATABASE_URL and no PostgreSQL server binaries found (set PG_BINDIR, or install Debian's postgresql package)")
         })?;
@@ -185,6 +213,8 @@ impl EmbeddedPostgres {
             log_path: root.join("postgres.log"),
             data_dir,
             socket_dir,
+            port,
+            tcp,
             postgres: None,
             watchdog: Some(watchdog),
         };
@@ -205,12 +235,17 @@ impl EmbeddedPostgres {
             .arg(&self.socket_dir)
             .args([
                 "-p",
-                &PORT.to_string(),
+                &self.port.to_string(),
                 "-c",
                 "listen_addresses=",
                 "-c",
                 "max_connections=200",
             ])
+            .args(
+                self.tcp
+                    .iter()
+                    .flat_map(|(k, v)| ["-c".to_string(), format!("{k}={v}")]),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -261,15 +296,18 @@ impl EmbeddedPostgres {
     pub fn connect_options(&self, database: &str) -> PgConnectOptions {
         PgConnectOptions::new()
             .socket(&self.socket_dir)
-            .port(PORT)
+            .port(self.port)
             .username(SUPERUSER)
             .database(database)
+            // A Unix socket carries no TLS: asking for it would only cost a round trip.
+            .ssl_mode(sqlx::postgres::PgSslMode::Disable)
     }
 
     /// A `postgres://` URL for `database`, for other processes (e.g. `roomd serve` in tests).
     pub fn url(&self, database: &str) -> String {
         format!(
-            "postgres://{SUPERUSER}@localhost:{PORT}/{database}?host={}",
+            "postgres://{SUPERUSER}@localhost:{}/{database}?host={}",
+            self.port,
             self.socket_dir.display()
         )
     }

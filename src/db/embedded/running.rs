@@ -23,6 +23,7 @@ pub fn find_running(data_root: &Path) -> Option<PgConnectOptions> {
                 .port(port)
                 .username(SUPERUSER)
                 .database("postgres")
+                .ssl_mode(sqlx::postgres::PgSslMode::Disable)
         })
 }
 
