@@ -7,10 +7,12 @@ use super::room_ref::RoomRef;
 use crate::db::callbacks::{self, EventRow};
 use crate::db::rooms::RoomRow;
 use crate::domain::sid::{self, CallbackEventSid};
+use crate::http::respond::ListPage;
+use crate::http::respond::{get, resource};
 use crate::http::state::AppState;
 use crate::twilio::error::code;
 use crate::twilio::form::Params;
-use crate::twilio::paging::{self, ListBody, PageRequest, PageResult};
+use crate::twilio::paging::PageRequest;
 use crate::twilio::time;
 use crate::twilio::urls::{PublicUrl, ResourceUrl};
 use crate::twilio::ApiError;
@@ -71,17 +73,12 @@ impl<'a> CallbackResource<'a> {
 const CALLBACK_JSON_BYTES: usize = 1200;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/v1/Rooms/{room}/Callbacks")
-            .route(super::respond::get().to(list))
-            .default_service(web::to(super::respond::method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/Rooms/{room}/Callbacks/{event}")
-            .route(super::respond::get().to(fetch))
-            .route(web::post().to(update))
-            .default_service(web::to(super::respond::method_not_allowed)),
-    );
+    cfg.service(resource("/v1/Rooms/{room}/Callbacks").route(get().to(list)))
+        .service(
+            resource("/v1/Rooms/{room}/Callbacks/{event}")
+                .route(get().to(fetch))
+                .route(web::post().to(update)),
+        );
 }
 
 /// The `{event}` segment, an EV SID; anything else names no event (404).
@@ -127,26 +124,15 @@ async fn list(
         Ok::<_, crate::db::DbError>((r.sid.clone(), found))
     })
     .await?;
-    let result = PageResult::of(&page, &found.rows, found.more_beyond);
-    let meta = paging::meta(
-        &state.public_url,
-        &format!("/v1/Rooms/{room_sid}/Callbacks"),
-        "callbacks",
-        &[],
-        &page,
-        result,
-    );
-    let items: Vec<CallbackResource> = found
-        .rows
-        .iter()
-        .map(|r| CallbackResource::new(r, &state.public_url))
-        .collect();
-    let capacity = (items.len() + 1) * CALLBACK_JSON_BYTES;
-    Ok(json(
-        HttpResponse::Ok(),
-        &ListBody { items, meta },
-        capacity,
-    ))
+    let list = ListPage {
+        path: &format!("/v1/Rooms/{room_sid}/Callbacks"),
+        key: "callbacks",
+        filters: &[],
+        item_bytes: CALLBACK_JSON_BYTES,
+    };
+    Ok(list.respond(&state.public_url, &page, &found, |r| {
+        CallbackResource::new(r, &state.public_url)
+    }))
 }
 
 /// `GET .../Callbacks/{Sid}`.

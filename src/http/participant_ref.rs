@@ -6,12 +6,24 @@ use super::room_ref::RoomRef;
 use crate::auth::access_token::TokenError;
 use crate::auth::authenticator::Authenticated;
 use crate::auth::signing_keys::token_error;
+use crate::db::error::BreaksConnection;
+use crate::db::list::Page;
 use crate::db::participants::{self, ChangeError, ParticipantKey, ParticipantRow, Refusal};
+use crate::db::tracks::TrackRow;
+use crate::db::DbError;
+use crate::db::WorkerPool;
 use crate::domain::participant::Identity;
+use crate::domain::sid;
 use crate::domain::sid::ParticipantSid;
+use crate::http::respond::ListPage;
+use crate::http::state::AppState;
 use crate::twilio::error::code;
+use crate::twilio::form::Params;
+use crate::twilio::paging::PageRequest;
+use crate::twilio::urls::PublicUrl;
 use crate::twilio::ApiError;
 use actix_web::HttpRequest;
+use actix_web::HttpResponse;
 
 /// The `{participant}` segment: a PA SID (any status), else an identity (connected only). A
 /// segment no participant could be named is a 404 before any database work.
@@ -47,6 +59,68 @@ impl ParticipantRef {
         Ok(found.ok_or(Refusal::ParticipantNotFound))
     }
 
+    /// Runs `work` on one connection with the participant this names; the refusal (no such room
+    /// or participant, or `work`'s own) for the route to word.
+    pub async fn with<T, E>(
+        &self,
+        pool: &WorkerPool,
+        room: &RoomRef,
+        work: impl AsyncFnOnce(
+            &mut sqlx::PgConnection,
+            &ParticipantRow,
+        ) -> Result<Result<T, Refusal>, E>,
+    ) -> Result<Result<(ParticipantRow, T), Refusal>, E>
+    where
+        E: From<sqlx::Error> + BreaksConnection,
+    {
+        pool.run(async |c| {
+            let p = match self.find_in(c, room).await? {
+                Ok(p) => p,
+                Err(r) => return Ok(Err(r)),
+            };
+            Ok(work(c, &p).await?.map(|t| (p, t)))
+        })
+        .await
+    }
+
+    /// One page of the tracks `read` finds for this participant (published, or subscribed),
+    /// listed at `list.leaf` under it, each row rendered by `render`.
+    pub async fn list_tracks<L: TrackList>(
+        &self,
+        req: &HttpRequest,
+        room: &RoomRef,
+        state: &AppState,
+        read: impl AsyncFnOnce(
+            &mut sqlx::PgConnection,
+            &ParticipantRow,
+            &PageRequest,
+        ) -> Result<Page<TrackRow>, DbError>,
+    ) -> Result<HttpResponse, ApiError> {
+        let params = Params::parse(req.query_string().as_bytes())?;
+        let page = PageRequest::from_params(&params, sid::TRACK)?;
+        let found = self
+            .with(&state.pool, room, async |c, p| -> Result<_, DbError> {
+                Ok(Ok(read(c, p, &page).await?))
+            })
+            .await?;
+        let (p, found) = found.map_err(|r| refused(r, room, Some(&self.segment)))?;
+        let path = format!(
+            "/v1/Rooms/{}/Participants/{}/{}",
+            p.room_sid,
+            p.sid,
+            L::LEAF
+        );
+        let list = ListPage {
+            path: &path,
+            key: L::KEY,
+            filters: &[],
+            item_bytes: L::ITEM_BYTES,
+        };
+        Ok(list.respond(&state.public_url, &page, &found, |r| {
+            L::render(r, &p, &state.public_url)
+        }))
+    }
+
     pub fn keys(&self) -> Vec<ParticipantKey<'_>> {
         self.sid
             .as_deref()
@@ -55,6 +129,21 @@ impl ParticipantRef {
             .chain(std::iter::once(ParticipantKey::Identity(&self.segment)))
             .collect()
     }
+}
+
+/// One of a participant's track lists: its path under the participant, its key, and how a row
+/// is written.
+pub trait TrackList {
+    const LEAF: &'static str;
+    const KEY: &'static str;
+    /// About what one item's JSON takes, to size the body once.
+    const ITEM_BYTES: usize;
+    type Resource<'a>: serde::Serialize;
+    fn render<'a>(
+        row: &'a TrackRow,
+        of: &'a ParticipantRow,
+        base: &'a PublicUrl,
+    ) -> Self::Resource<'a>;
 }
 
 /// The API error for a refused change.

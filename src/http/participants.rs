@@ -15,10 +15,12 @@ use crate::db::participants::{
 use crate::domain::create_room::CreateRoom;
 use crate::domain::participant::{Identity, ParticipantStatus};
 use crate::domain::sid::{self};
+use crate::http::respond::ListPage;
+use crate::http::respond::{get, resource};
 use crate::http::state::AppState;
 use crate::telemetry::metrics::JoinOutcome;
 use crate::twilio::form::Params;
-use crate::twilio::paging::{self, ListBody, PageRequest, PageResult};
+use crate::twilio::paging::PageRequest;
 use crate::twilio::time;
 use crate::twilio::urls::{PublicUrl, ResourceUrl};
 use crate::twilio::ApiError;
@@ -100,21 +102,18 @@ const PARTICIPANT_JSON_BYTES: usize = 900;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/v1/Rooms/{room}/Participants")
-            .route(super::respond::get().to(list))
-            .route(web::post().to(join))
-            .default_service(web::to(super::respond::method_not_allowed)),
+        resource("/v1/Rooms/{room}/Participants")
+            .route(get().to(list))
+            .route(web::post().to(join)),
     )
     .service(
-        web::resource("/v1/Rooms/{room}/Participants/{participant}")
-            .route(super::respond::get().to(fetch))
-            .route(web::post().to(update))
-            .default_service(web::to(super::respond::method_not_allowed)),
+        resource("/v1/Rooms/{room}/Participants/{participant}")
+            .route(get().to(fetch))
+            .route(web::post().to(update)),
     )
     .service(
-        web::resource("/v1/Rooms/{room}/Participants/{participant}/Anonymize")
-            .route(web::post().to(anonymize))
-            .default_service(web::to(super::respond::method_not_allowed)),
+        resource("/v1/Rooms/{room}/Participants/{participant}/Anonymize")
+            .route(web::post().to(anonymize)),
     );
 }
 
@@ -272,19 +271,18 @@ async fn anonymize(
 ) -> Result<HttpResponse, ApiError> {
     let participant = ParticipantRef::from(&req, &room)?;
     let account = &room.account.sid;
-    let found = state
-        .pool
-        .run(async |c| -> Result<_, crate::db::DbError> {
-            let p = match participant.find_in(c, &room).await? {
-                Ok(p) => p,
-                Err(r) => return Ok(Err(r)),
-            };
-            let done = participants::anonymize(c, account, &p.room_sid, &p.sid).await?;
-            Ok(done.ok_or(Refusal::ParticipantNotFound))
-        })
+    let found = participant
+        .with(
+            &state.pool,
+            &room,
+            async |c, p| -> Result<_, crate::db::DbError> {
+                let done = participants::anonymize(c, account, &p.room_sid, &p.sid).await?;
+                Ok(done.ok_or(Refusal::ParticipantNotFound))
+            },
+        )
         .await?;
     match found {
-        Ok(row) => Ok(json(
+        Ok((_, row)) => Ok(json(
             HttpResponse::Ok(),
             &ParticipantResource::anonymized(&row, &state.public_url),
             PARTICIPANT_JSON_BYTES,
@@ -355,24 +353,13 @@ async fn list(
     let Some((room_sid, found)) = found else {
         return Err(room.not_found(""));
     };
-    let Page { rows, more_beyond } = found;
-    let result = PageResult::of(&page, &rows, more_beyond);
-    let meta = paging::meta(
-        &state.public_url,
-        &format!("/v1/Rooms/{room_sid}/Participants"),
-        "participants",
-        &echo,
-        &page,
-        result,
-    );
-    let items: Vec<ParticipantResource> = rows
-        .iter()
-        .map(|r| ParticipantResource::new(r, &state.public_url))
-        .collect();
-    let capacity = (items.len() + 1) * PARTICIPANT_JSON_BYTES;
-    Ok(json(
-        HttpResponse::Ok(),
-        &ListBody { items, meta },
-        capacity,
-    ))
+    let list = ListPage {
+        path: &format!("/v1/Rooms/{room_sid}/Participants"),
+        key: "participants",
+        filters: &echo,
+        item_bytes: PARTICIPANT_JSON_BYTES,
+    };
+    Ok(list.respond(&state.public_url, &page, &found, |r| {
+        ParticipantResource::new(r, &state.public_url)
+    }))
 }

@@ -3,7 +3,7 @@
 //! when read (`db::tracks::list_subscribed`).
 
 use super::extract::{path_segment, Form};
-use super::participant_ref::{refused, ParticipantRef};
+use super::participant_ref::{refused, ParticipantRef, TrackList};
 use super::respond::json;
 use super::room_ref::RoomRef;
 use crate::db::participants::ParticipantRow;
@@ -12,12 +12,13 @@ use crate::db::subscribe_rules;
 use crate::db::tracks::{self, TrackRow};
 use crate::domain::room::RoomStatus;
 use crate::domain::rules::{self, Grammar};
-use crate::domain::sid::{self, TrackSid};
+use crate::domain::sid::TrackSid;
+use crate::http::respond::{get, resource};
 use crate::http::state::AppState;
 use crate::twilio::error::code;
 use crate::twilio::form::Params;
-use crate::twilio::paging::{self, ListBody, PageRequest, PageResult};
 use crate::twilio::time;
+use crate::twilio::urls::PublicUrl;
 use crate::twilio::urls::ResourceUrl;
 use crate::twilio::ApiError;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -27,26 +28,22 @@ use serde_json::Value;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/v1/Rooms/{room}/Participants/{participant}/SubscribeRules")
-            .route(super::respond::get().to(get_subscribe_rules))
-            .route(web::post().to(set_subscribe_rules))
-            .default_service(web::to(super::respond::method_not_allowed)),
+        resource("/v1/Rooms/{room}/Participants/{participant}/SubscribeRules")
+            .route(get().to(get_subscribe_rules))
+            .route(web::post().to(set_subscribe_rules)),
     )
     .service(
-        web::resource("/v1/Rooms/{room}/Participants/{participant}/SubscribedTracks")
-            .route(super::respond::get().to(list_subscribed))
-            .default_service(web::to(super::respond::method_not_allowed)),
+        resource("/v1/Rooms/{room}/Participants/{participant}/SubscribedTracks")
+            .route(get().to(list_subscribed)),
     )
     .service(
-        web::resource("/v1/Rooms/{room}/Participants/{participant}/SubscribedTracks/{track}")
-            .route(super::respond::get().to(fetch_subscribed))
-            .default_service(web::to(super::respond::method_not_allowed)),
+        resource("/v1/Rooms/{room}/Participants/{participant}/SubscribedTracks/{track}")
+            .route(get().to(fetch_subscribed)),
     )
     .service(
-        web::resource("/v1/Rooms/{room}/RecordingRules")
-            .route(super::respond::get().to(get_recording_rules))
-            .route(web::post().to(set_recording_rules))
-            .default_service(web::to(super::respond::method_not_allowed)),
+        resource("/v1/Rooms/{room}/RecordingRules")
+            .route(get().to(get_recording_rules))
+            .route(web::post().to(set_recording_rules)),
     );
 }
 
@@ -55,10 +52,12 @@ fn rules_param(params: &Params, grammar: &Grammar) -> Result<Value, ApiError> {
     rules::parse(params.required("Rules")?, grammar)
 }
 
-/// Twilio's subscribe-rules resource (not a list: no `meta`).
+/// Twilio's rules resources (not lists: no `meta`): a participant's subscribe rules, or (without
+/// `participant_sid`) a room's recording rules.
 #[derive(Serialize)]
-struct SubscribeRulesResource<'a> {
-    participant_sid: &'a str,
+struct RulesResource<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    participant_sid: Option<&'a str>,
     room_sid: &'a str,
     rules: Value,
     #[serde(serialize_with = "time::serialize")]
@@ -67,22 +66,25 @@ struct SubscribeRulesResource<'a> {
     date_updated: DateTime<Utc>,
 }
 
+impl RulesResource<'_> {
+    fn respond(self) -> HttpResponse {
+        json(HttpResponse::Ok(), &self, 1024)
+    }
+}
+
 fn subscribe_rules_body(
     p: &ParticipantRow,
     rules: &Value,
     updated: Option<DateTime<Utc>>,
 ) -> HttpResponse {
-    json(
-        HttpResponse::Ok(),
-        &SubscribeRulesResource {
-            participant_sid: &p.sid,
-            room_sid: &p.room_sid,
-            rules: rules::with_every_key(rules),
-            date_created: p.date_created,
-            date_updated: updated.unwrap_or(p.date_created),
-        },
-        1024,
-    )
+    RulesResource {
+        participant_sid: Some(&p.sid),
+        room_sid: &p.room_sid,
+        rules: rules::with_every_key(rules),
+        date_created: p.date_created,
+        date_updated: updated.unwrap_or(p.date_created),
+    }
+    .respond()
 }
 
 /// `GET .../Participants/{Participant}/SubscribeRules`: the rules (default: include all).
@@ -92,18 +94,12 @@ async fn get_subscribe_rules(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let who = ParticipantRef::from(&req, &room)?;
-    let found = state
-        .pool
-        .run(async |c| -> Result<_, sqlx::Error> {
-            let p = match who.find_in(c, &room).await? {
-                Ok(p) => p,
-                Err(r) => return Ok(Err(r)),
-            };
-            let (rules, updated) = subscribe_rules::subscribe_rules(&mut *c, &p.sid).await?;
-            Ok(Ok((p, rules, updated)))
+    let found = who
+        .with(&state.pool, &room, async |c, p| -> Result<_, sqlx::Error> {
+            Ok(Ok(subscribe_rules::subscribe_rules(&mut *c, &p.sid).await?))
         })
         .await?;
-    let (p, rules, updated) = found.map_err(|r| refused(r, &room, Some(&who.segment)))?;
+    let (p, (rules, updated)) = found.map_err(|r| refused(r, &room, Some(&who.segment)))?;
     Ok(subscribe_rules_body(&p, &rules, updated))
 }
 
@@ -118,15 +114,12 @@ async fn set_subscribe_rules(
     let who = ParticipantRef::from(&req, &room)?;
     let params = form.params().await?;
     let rules = rules_param(&params, &rules::SUBSCRIBE)?;
-    let found = state
-        .pool
-        .run(async |c| -> Result<_, sqlx::Error> {
-            let p = match who.find_in(c, &room).await? {
-                Ok(p) => p,
-                Err(r) => return Ok(Err(r)),
-            };
-            let updated = subscribe_rules::set_subscribe_rules(&mut *c, &p.sid, &rules).await?;
-            Ok(Ok((p, updated)))
+    let found = who
+        .with(&state.pool, &room, async |c, p| -> Result<_, sqlx::Error> {
+            Ok(Ok(subscribe_rules::set_subscribe_rules(
+                &mut *c, &p.sid, &rules,
+            )
+            .await?))
         })
         .await?;
     let (p, updated) = found.map_err(|r| refused(r, &room, Some(&who.segment)))?;
@@ -189,45 +182,29 @@ async fn list_subscribed(
     room: RoomRef,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = ParticipantRef::from(&req, &room)?;
-    let params = Params::parse(req.query_string().as_bytes())?;
-    let page = PageRequest::from_params(&params, sid::TRACK)?;
-    let found = state
-        .pool
-        .run(async |c| -> Result<_, crate::db::DbError> {
-            let p = match who.find_in(c, &room).await? {
-                Ok(p) => p,
-                Err(r) => return Ok(Err(r)),
-            };
+    ParticipantRef::from(&req, &room)?
+        .list_tracks::<Subscribed>(&req, &room, &state, async |c, p, page| {
             let (rules, _) = subscribe_rules::subscribe_rules(&mut *c, &p.sid).await?;
-            let found = tracks::list_subscribed(c, &p, &rules, &page).await?;
-            Ok(Ok((p, found)))
+            tracks::list_subscribed(c, p, &rules, page).await
         })
-        .await?;
-    let (p, found) = found.map_err(|r| refused(r, &room, Some(&who.segment)))?;
-    let result = PageResult::of(&page, &found.rows, found.more_beyond);
-    let meta = paging::meta(
-        &state.public_url,
-        &format!(
-            "/v1/Rooms/{}/Participants/{}/SubscribedTracks",
-            p.room_sid, p.sid
-        ),
-        "subscribed_tracks",
-        &[],
-        &page,
-        result,
-    );
-    let items: Vec<SubscribedTrackResource> = found
-        .rows
-        .iter()
-        .map(|r| SubscribedTrackResource::new(r, &p.sid, &state.public_url))
-        .collect();
-    let capacity = (items.len() + 1) * SUBSCRIBED_JSON_BYTES;
-    Ok(json(
-        HttpResponse::Ok(),
-        &ListBody { items, meta },
-        capacity,
-    ))
+        .await
+}
+
+/// `SubscribedTracks`, as a participant's track list.
+struct Subscribed;
+
+impl TrackList for Subscribed {
+    const LEAF: &'static str = "SubscribedTracks";
+    const KEY: &'static str = "subscribed_tracks";
+    const ITEM_BYTES: usize = SUBSCRIBED_JSON_BYTES;
+    type Resource<'a> = SubscribedTrackResource<'a>;
+    fn render<'a>(
+        row: &'a TrackRow,
+        of: &'a ParticipantRow,
+        base: &'a PublicUrl,
+    ) -> SubscribedTrackResource<'a> {
+        SubscribedTrackResource::new(row, &of.sid, base)
+    }
 }
 
 /// `GET .../Participants/{Participant}/SubscribedTracks/{TrackSid}`.
@@ -245,16 +222,10 @@ async fn fetch_subscribed(
         ))
     };
     let track_sid = TrackSid::parse(&segment).ok_or_else(not_found)?;
-    let found = state
-        .pool
-        .run(async |c| -> Result<_, sqlx::Error> {
-            let p = match who.find_in(c, &room).await? {
-                Ok(p) => p,
-                Err(r) => return Ok(Err(r)),
-            };
+    let found = who
+        .with(&state.pool, &room, async |c, p| -> Result<_, sqlx::Error> {
             let (rules, _) = subscribe_rules::subscribe_rules(&mut *c, &p.sid).await?;
-            let t = tracks::find_subscribed(c, &p, &rules, &track_sid).await?;
-            Ok(Ok((p, t)))
+            Ok(Ok(tracks::find_subscribed(c, p, &rules, &track_sid).await?))
         })
         .await?;
     let (p, track) = found.map_err(|r| refused(r, &room, Some(&who.segment)))?;
@@ -264,17 +235,6 @@ async fn fetch_subscribed(
         &SubscribedTrackResource::new(&track, &p.sid, &state.public_url),
         SUBSCRIBED_JSON_BYTES,
     ))
-}
-
-/// Twilio's recording-rules resource: unused keys left out of each rule.
-#[derive(Serialize)]
-struct RecordingRulesResource<'a> {
-    room_sid: &'a str,
-    rules: &'a Value,
-    #[serde(serialize_with = "time::serialize")]
-    date_created: DateTime<Utc>,
-    #[serde(serialize_with = "time::serialize")]
-    date_updated: DateTime<Utc>,
 }
 
 /// `GET /v1/Rooms/{Room}/RecordingRules`.
@@ -293,16 +253,14 @@ async fn get_recording_rules(
         })
         .await?;
     let (r, rules, updated) = found.ok_or_else(|| room.not_found("/RecordingRules"))?;
-    Ok(json(
-        HttpResponse::Ok(),
-        &RecordingRulesResource {
-            room_sid: &r.sid,
-            rules: &rules,
-            date_created: r.date_created,
-            date_updated: updated.unwrap_or(r.date_created),
-        },
-        1024,
-    ))
+    Ok(RulesResource {
+        participant_sid: None,
+        room_sid: &r.sid,
+        rules,
+        date_created: r.date_created,
+        date_updated: updated.unwrap_or(r.date_created),
+    }
+    .respond())
 }
 
 /// `POST /v1/Rooms/{Room}/RecordingRules` with `Rules` (JSON): replaces them all (in-progress
@@ -330,14 +288,12 @@ async fn set_recording_rules(
     let (r, updated) = found.ok_or_else(|| room.not_found("/RecordingRules"))?;
     let updated =
         updated.ok_or_else(|| ApiError::bad_request(code::ROOM_COMPLETED, "Room completed"))?;
-    Ok(json(
-        HttpResponse::Ok(),
-        &RecordingRulesResource {
-            room_sid: &r.sid,
-            rules: &rules,
-            date_created: r.date_created,
-            date_updated: updated,
-        },
-        1024,
-    ))
+    Ok(RulesResource {
+        participant_sid: None,
+        room_sid: &r.sid,
+        rules,
+        date_created: r.date_created,
+        date_updated: updated,
+    }
+    .respond())
 }

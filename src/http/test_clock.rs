@@ -4,6 +4,7 @@ use super::extract::Form;
 use super::respond::json;
 use crate::auth::authenticator::Account;
 use crate::db::test_clocks::{self, Advance, Advanced};
+use crate::http::respond::{get, resource};
 use crate::http::state::AppState;
 use crate::twilio::time;
 use crate::twilio::ApiError;
@@ -18,10 +19,9 @@ const PATH: &str = "/TestClock";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/v1/TestClock")
-            .route(super::respond::get().to(fetch))
-            .route(web::post().to(advance))
-            .default_service(web::to(super::respond::method_not_allowed)),
+        resource("/v1/TestClock")
+            .route(get().to(fetch))
+            .route(web::post().to(advance)),
     );
 }
 

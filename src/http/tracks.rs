@@ -3,19 +3,20 @@
 //! disable, unpublish), which a signaling or media server calls as tracks come and go.
 
 use super::extract::{path_segment, Form};
-use super::participant_ref::{change_error, refused, ParticipantRef};
+use super::participant_ref::{change_error, ParticipantRef, TrackList};
 use super::respond::json;
 use super::room_ref::RoomRef;
 use crate::auth::authenticator::{Authenticated, Caller};
+use crate::db::participants::ParticipantRow;
 use crate::db::participants::{Own, ParticipantKey, Refusal};
 use crate::db::rooms::RoomKey;
 use crate::db::tracks::{self, Publisher, TrackKey, TrackRow};
-use crate::domain::sid::{self, TrackSid};
+use crate::domain::sid::TrackSid;
 use crate::domain::track::{TrackKind, TrackName};
+use crate::http::respond::{get, resource};
 use crate::http::state::AppState;
 use crate::twilio::error::code;
-use crate::twilio::form::{parse_bool, Params};
-use crate::twilio::paging::{self, ListBody, PageRequest, PageResult};
+use crate::twilio::form::parse_bool;
 use crate::twilio::time;
 use crate::twilio::urls::{PublicUrl, ResourceUrl};
 use crate::twilio::ApiError;
@@ -69,17 +70,15 @@ const TRACK_JSON_BYTES: usize = 400;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/v1/Rooms/{room}/Participants/{participant}/PublishedTracks")
-            .route(super::respond::get().to(list))
-            .route(web::post().to(publish))
-            .default_service(web::to(super::respond::method_not_allowed)),
+        resource("/v1/Rooms/{room}/Participants/{participant}/PublishedTracks")
+            .route(get().to(list))
+            .route(web::post().to(publish)),
     )
     .service(
-        web::resource("/v1/Rooms/{room}/Participants/{participant}/PublishedTracks/{track}")
-            .route(super::respond::get().to(fetch))
+        resource("/v1/Rooms/{room}/Participants/{participant}/PublishedTracks/{track}")
+            .route(get().to(fetch))
             .route(web::post().to(update))
-            .route(web::delete().to(unpublish))
-            .default_service(web::to(super::respond::method_not_allowed)),
+            .route(web::delete().to(unpublish)),
     );
 }
 
@@ -253,19 +252,14 @@ async fn fetch(
 ) -> Result<HttpResponse, ApiError> {
     let participant = ParticipantRef::from(&req, &room)?;
     let track = TrackRef::from(&req, &room, &participant)?;
-    let found = state
-        .pool
-        .run(async |c| -> Result<_, sqlx::Error> {
-            let p = match participant.find_in(c, &room).await? {
-                Ok(p) => p,
-                Err(r) => return Ok(Err(r)),
-            };
+    let found = participant
+        .with(&state.pool, &room, async |c, p| -> Result<_, sqlx::Error> {
             let t = tracks::find(c, &room.account.sid, &p.sid, &track.keys()).await?;
             Ok(t.ok_or(Refusal::TrackNotFound))
         })
         .await?;
     match found {
-        Ok(row) => Ok(json(
+        Ok((_, row)) => Ok(json(
             HttpResponse::Ok(),
             &TrackResource::new(&row, &state.public_url),
             TRACK_JSON_BYTES,
@@ -280,42 +274,27 @@ async fn list(
     room: RoomRef,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let participant = ParticipantRef::from(&req, &room)?;
-    let params = Params::parse(req.query_string().as_bytes())?;
-    let page = PageRequest::from_params(&params, sid::TRACK)?;
-    let found = state
-        .pool
-        .run(async |c| -> Result<_, crate::db::DbError> {
-            let p = match participant.find_in(c, &room).await? {
-                Ok(p) => p,
-                Err(r) => return Ok(Err(r)),
-            };
-            let page = tracks::list(c, &room.account.sid, &p.sid, &page).await?;
-            Ok(Ok((p, page)))
+    let account = &room.account.sid;
+    ParticipantRef::from(&req, &room)?
+        .list_tracks::<Published>(&req, &room, &state, async |c, p, page| {
+            tracks::list(c, account, &p.sid, page).await
         })
-        .await?;
-    let (p, found) = found.map_err(|r| refused(r, &room, Some(&participant.segment)))?;
-    let result = PageResult::of(&page, &found.rows, found.more_beyond);
-    let meta = paging::meta(
-        &state.public_url,
-        &format!(
-            "/v1/Rooms/{}/Participants/{}/PublishedTracks",
-            p.room_sid, p.sid
-        ),
-        "published_tracks",
-        &[],
-        &page,
-        result,
-    );
-    let items: Vec<TrackResource> = found
-        .rows
-        .iter()
-        .map(|r| TrackResource::new(r, &state.public_url))
-        .collect();
-    let capacity = (items.len() + 1) * TRACK_JSON_BYTES;
-    Ok(json(
-        HttpResponse::Ok(),
-        &ListBody { items, meta },
-        capacity,
-    ))
+        .await
+}
+
+/// `PublishedTracks`, as a participant's track list.
+struct Published;
+
+impl TrackList for Published {
+    const LEAF: &'static str = "PublishedTracks";
+    const KEY: &'static str = "published_tracks";
+    const ITEM_BYTES: usize = TRACK_JSON_BYTES;
+    type Resource<'a> = TrackResource<'a>;
+    fn render<'a>(
+        row: &'a TrackRow,
+        _: &'a ParticipantRow,
+        base: &'a PublicUrl,
+    ) -> TrackResource<'a> {
+        TrackResource::new(row, base)
+    }
 }

@@ -6,10 +6,10 @@ use crate::db::list::Page;
 use crate::db::room_list::{self, RoomFilter};
 use crate::domain::room::{RoomStatus, UniqueName};
 use crate::domain::sid;
-use crate::http::respond::json;
+use crate::http::respond::ListPage;
 use crate::http::state::AppState;
 use crate::twilio::form::Params;
-use crate::twilio::paging::{self, ListBody, PageRequest, PageResult};
+use crate::twilio::paging::PageRequest;
 use crate::twilio::time;
 use crate::twilio::ApiError;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -86,24 +86,13 @@ pub async fn list(
         },
     };
 
-    let result = PageResult::of(&page, &found.rows, found.more_beyond);
-    let meta = paging::meta(
-        &state.public_url,
-        "/v1/Rooms",
-        "rooms",
-        &echo,
-        &page,
-        result,
-    );
-    let items: Vec<RoomResource> = found
-        .rows
-        .iter()
-        .map(|r| RoomResource::new(r, &state.public_url))
-        .collect();
-    let capacity = (items.len() + 1) * ROOM_JSON_BYTES;
-    Ok(json(
-        HttpResponse::Ok(),
-        &ListBody { items, meta },
-        capacity,
-    ))
+    let list = ListPage {
+        path: "/v1/Rooms",
+        key: "rooms",
+        filters: &echo,
+        item_bytes: ROOM_JSON_BYTES,
+    };
+    Ok(list.respond(&state.public_url, &page, &found, |r| {
+        RoomResource::new(r, &state.public_url)
+    }))
 }

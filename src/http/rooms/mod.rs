@@ -3,6 +3,7 @@
 pub mod list;
 pub mod resource;
 
+use crate::http::respond::{get, resource};
 use resource::{RoomResource, ROOM_JSON_BYTES};
 
 use super::room_ref::RoomRef;
@@ -19,16 +20,14 @@ use actix_web::{web, HttpResponse};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/v1/Rooms")
+        resource("/v1/Rooms")
             .route(web::post().to(create))
-            .route(crate::http::respond::get().to(list::list))
-            .default_service(web::to(crate::http::respond::method_not_allowed)),
+            .route(get().to(list::list)),
     )
     .service(
-        web::resource("/v1/Rooms/{room}")
-            .route(crate::http::respond::get().to(fetch))
-            .route(web::post().to(update))
-            .default_service(web::to(crate::http::respond::method_not_allowed)),
+        resource("/v1/Rooms/{room}")
+            .route(get().to(fetch))
+            .route(web::post().to(update)),
     );
 }
 
