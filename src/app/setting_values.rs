@@ -101,6 +101,7 @@ pub fn database_url(url: &str) -> Result<DbOptions, String> {
     }
     // The parser's message never repeats the URL, so a password cannot leak through it.
     PgConnectOptions::from_str(url)
+        .map(crate::db::connect::without_tls_on_sockets)
         .map(DbOptions::new)
         .map_err(|e| e.to_string())
 }
@@ -159,6 +160,24 @@ mod tests {
         ] {
             assert!(bootstrap_account(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn sslmode_applies_to_tcp_only_as_in_libpq() {
+        use sqlx::postgres::PgSslMode;
+        let mode = |url: &str| parse_database_url(url).unwrap().get_ssl_mode();
+        assert!(matches!(
+            mode("postgres://u@localhost/db?host=/run/postgresql&sslmode=require"),
+            PgSslMode::Disable
+        ));
+        assert!(matches!(
+            mode("postgres://u@localhost/db?sslmode=verify-full"),
+            PgSslMode::VerifyFull
+        ));
+        assert!(matches!(
+            mode("postgres://u@localhost/db"),
+            PgSslMode::Prefer
+        ));
     }
 
     #[test]

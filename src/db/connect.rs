@@ -2,7 +2,7 @@
 //! whose `Debug` hides the password, sqlx pools for work off the request path, and waiting for a
 //! database that starts after roomd.
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{Connection, PgPool};
 use std::time::Duration;
 
@@ -54,6 +54,17 @@ impl DbOptions {
 impl std::fmt::Debug for DbOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("DbOptions([redacted])")
+    }
+}
+
+/// `options` without TLS when they reach PostgreSQL over a Unix socket, which carries none: as
+/// libpq does, `sslmode` then applies only to TCP. Otherwise sqlx would ask for TLS on every new
+/// socket connection (a wasted round trip), and refuse `sslmode=require` outright.
+pub fn without_tls_on_sockets(options: PgConnectOptions) -> PgConnectOptions {
+    if options.get_socket().is_some() || options.get_host().starts_with('/') {
+        options.ssl_mode(PgSslMode::Disable)
+    } else {
+        options
     }
 }
 

@@ -220,13 +220,13 @@ impl EmbeddedPostgres {
 
     /// Options for connecting as the superuser to `database`.
     pub fn connect_options(&self, database: &str) -> PgConnectOptions {
-        PgConnectOptions::new()
-            .socket(&self.socket_dir)
-            .port(self.port)
-            .username(SUPERUSER)
-            .database(database)
-            // A Unix socket carries no TLS: asking for it would only cost a round trip.
-            .ssl_mode(sqlx::postgres::PgSslMode::Disable)
+        crate::db::connect::without_tls_on_sockets(
+            PgConnectOptions::new()
+                .socket(&self.socket_dir)
+                .port(self.port)
+                .username(SUPERUSER)
+                .database(database),
+        )
     }
 
     /// A `postgres://` URL for `database`, for other processes (e.g. `roomd serve` in tests).

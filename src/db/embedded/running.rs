@@ -18,12 +18,13 @@ pub fn find_running(data_root: &Path) -> Option<PgConnectOptions> {
         .join(format!(".s.PGSQL.{port}"))
         .exists()
         .then(|| {
-            PgConnectOptions::new()
-                .socket(socket_dir)
-                .port(port)
-                .username(SUPERUSER)
-                .database("postgres")
-                .ssl_mode(sqlx::postgres::PgSslMode::Disable)
+            crate::db::connect::without_tls_on_sockets(
+                PgConnectOptions::new()
+                    .socket(socket_dir)
+                    .port(port)
+                    .username(SUPERUSER)
+                    .database("postgres"),
+            )
         })
 }
 
