@@ -7,6 +7,7 @@ pub mod auth;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod media;
 pub mod telemetry;
 pub mod twilio;
 pub mod workers;

@@ -394,7 +394,11 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("telemetry", &["db", "domain", "twilio"]),
     ("auth", &["db", "domain", "telemetry", "twilio"]),
     ("workers", &["auth", "db", "domain", "telemetry", "twilio"]),
-    ("http", &["auth", "db", "domain", "telemetry", "twilio"]),
+    ("media", &["auth", "db", "domain", "telemetry", "twilio"]),
+    (
+        "http",
+        &["auth", "db", "domain", "media", "telemetry", "twilio"],
+    ),
 ];
 
 #[test]

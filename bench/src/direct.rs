@@ -234,6 +234,7 @@ pub(crate) async fn direct_run(
                         identity: &identity,
                         grant: None,
                         new_room: &new_room,
+                        media: None,
                     };
                     pool.run(async |c| {
                         in_transaction(c, async |c| {

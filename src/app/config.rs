@@ -3,8 +3,8 @@
 //! one line naming the variable (`app::cli::parse`). `Debug` never shows a password or token.
 
 use crate::app::setting_values::{
-    address, bootstrap_account, database_url, deny_list, flag, log_format, metrics_bind, number,
-    public_url, seconds, secret, BootstrapAccount, MetricsBind,
+    address, bootstrap_account, database_url, deny_list, flag, ip, log_format, media_mode,
+    metrics_bind, number, public_url, seconds, secret, BootstrapAccount, MediaMode, MetricsBind,
 };
 use crate::app::startup::AccountQuotas;
 use crate::auth::master_key::{KeySource, MasterKey};
@@ -152,6 +152,22 @@ pub struct Settings {
     #[arg(long, env = "ROOMD_LOG_FORMAT", value_name = "json|text", global = true,
           value_parser = log_format)]
     pub log_format: Option<LogFormat>,
+    /// The media plane: `auto` (the embedded Janus when a `janus` binary exists, else none),
+    /// `janus` (the embedded Janus; none is a start error) or `off`
+    #[arg(long, env = "ROOMD_MEDIA", value_name = "auto|janus|off", global = true,
+          default_value = "auto", value_parser = media_mode)]
+    pub media: MediaMode,
+    /// The one address the embedded Janus offers ICE candidates on [default: Janus's choice]
+    #[arg(long, env = "ROOMD_MEDIA_IP", value_name = "IP", global = true, value_parser = ip)]
+    pub media_ip: Option<std::net::IpAddr>,
+    /// Seconds a participant has to join its room's media before it is disconnected (0: no
+    /// limit, for participants that carry no media) (0..=3600)
+    #[arg(long, env = "ROOMD_MEDIA_CONNECT_TIMEOUT", value_name = "SECONDS", global = true,
+          default_value = "0", value_parser = seconds(0, 3600))]
+    pub media_connect_timeout: Duration,
+    /// The `janus` binary of the embedded Janus [default: janus on PATH]
+    #[arg(long, env = "ROOMD_JANUS_BINARY", value_name = "PATH", global = true)]
+    pub janus_binary: Option<PathBuf>,
 }
 
 /// Where the master key comes from (see `auth::master_key`); the key itself never prints.

@@ -56,7 +56,7 @@ pub async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> 
     let pool = db::pool(options.clone(), BACKGROUND_POOL_SIZE)
         .await
         .context("connecting to PostgreSQL")?;
-    let key = master_key(&pool, &settings).await?;
+    let key = std::sync::Arc::new(master_key(&pool, &settings).await?);
     bootstrap(&pool, &settings, &key).await?;
     let (metrics_bind, metrics_bind_optional) = settings.metrics_listener();
     let server = ServerSettings {
@@ -68,19 +68,20 @@ pub async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> 
         workers: settings.http_workers(),
         db_pool_size: settings.pool_size,
         body_timeout: settings.body_timeout,
-        master_key: std::sync::Arc::new(key),
+        master_key: key.clone(),
         callbacks: settings.callbacks()?,
         test_clocks: settings.test_clocks,
         account_requests_per_second: settings.account_requests_per_second,
         account_quotas: settings.account_quotas(),
     };
-    let app = Application::build(server, options).with_context(|| match metrics_bind {
-        Some(m) => format!(
-            "binding ROOMD_BIND={} or ROOMD_METRICS_BIND={m}",
-            settings.bind
-        ),
-        None => format!("binding ROOMD_BIND={}", settings.bind),
-    })?;
+    let mut app =
+        Application::build(server, options.clone()).with_context(|| match metrics_bind {
+            Some(m) => format!(
+                "binding ROOMD_BIND={} or ROOMD_METRICS_BIND={m}",
+                settings.bind
+            ),
+            None => format!("binding ROOMD_BIND={}", settings.bind),
+        })?;
     tracing::info!(
         address = %app.local_addr(),
         metrics_address = %app.metrics_addr().map_or("(main listener)".to_string(), |a| a.to_string()),
@@ -95,6 +96,22 @@ pub async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> 
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    let media = crate::app::media::attach(
+        &crate::app::media::MediaOptions::from_settings(&settings),
+        &options,
+        key.clone(),
+        app.local_addr(),
+    )
+    .await?;
+    let media_worker = media.as_ref().map(|m| {
+        app.attach_media(m.plane.clone());
+        tokio::spawn(crate::media::worker::run(
+            m.plane.pool.clone(),
+            m.plane.clone(),
+            crate::media::worker::WorkerSettings::default(),
+            stopped(stop_rx.clone()),
+        ))
+    });
     let sweeper = tokio::spawn(sweeper::run(
         pool.clone(),
         app.metrics(),
@@ -109,6 +126,12 @@ pub async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> 
         .await;
     let _ = stop_tx.send(true);
     let _ = sweeper.await;
+    if let Some(worker) = media_worker {
+        let _ = worker.await;
+    }
+    if let Some(media) = media {
+        media.detach().await;
+    }
     pool.close().await;
     tracing::info!("roomd stopped");
     result.context("serving HTTP")

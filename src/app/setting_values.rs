@@ -65,6 +65,32 @@ pub fn address(v: &str) -> Result<SocketAddr, String> {
         .map_err(|_| "not an address:port such as 127.0.0.1:8080".into())
 }
 
+pub fn ip(v: &str) -> Result<std::net::IpAddr, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| "not an IP address such as 127.0.1.1".into())
+}
+
+/// `ROOMD_MEDIA`: which media plane to attach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaMode {
+    /// The embedded Janus when a `janus` binary exists, else none (one log line says so).
+    Auto,
+    /// The embedded Janus; without a `janus` binary roomd does not start.
+    Janus,
+    /// None: the control plane only.
+    Off,
+}
+
+pub fn media_mode(v: &str) -> Result<MediaMode, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(MediaMode::Auto),
+        "janus" => Ok(MediaMode::Janus),
+        "off" => Ok(MediaMode::Off),
+        _ => Err("not auto, janus or off".into()),
+    }
+}
+
 pub fn secret(v: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(v.trim()))
 }

@@ -140,6 +140,7 @@ pub const DISPATCHER_APPLICATION_NAME: &str = "roomd callbacks";
 /// What the workers share.
 struct Shared {
     workers: usize,
+    media: Option<Arc<crate::media::MediaPlane>>,
     auth: AuthServices,
     public_url: PublicUrl,
     metrics: Arc<Metrics>,
@@ -156,6 +157,7 @@ impl Shared {
             metrics: self.metrics.clone(),
             pools: self.pools.clone(),
             body_timeout: self.body_timeout,
+            media: self.media.clone(),
         })
     }
 }
@@ -212,6 +214,7 @@ impl Application {
             },
             shared: Arc::new(Shared {
                 workers,
+                media: None,
                 pools: Arc::new(WorkerPools::new(
                     settings.account_quotas.on(database),
                     pool_size,
@@ -242,6 +245,14 @@ impl Application {
         self.metrics_listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
+    }
+
+    /// Attaches a media plane (before `run_until`): joins admit participants to media, and the
+    /// nodes' events are received.
+    pub fn attach_media(&mut self, plane: Arc<crate::media::MediaPlane>) {
+        Arc::get_mut(&mut self.shared)
+            .expect("attached before the application runs")
+            .media = Some(plane);
     }
 
     /// This application's metrics (shared with its sweeper).

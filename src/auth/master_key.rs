@@ -117,6 +117,16 @@ impl MasterKey {
         out
     }
 
+    /// A 32-byte key for `purpose`, derived from this one (HMAC-SHA256 as the PRF), so that
+    /// other secrets can be recomputed by every replica instead of stored.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.0.expose_secret())
+            .expect("HMAC takes a key of any length");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// The secret sealed for the row `sid`, if it was sealed under this key for that row.
     pub fn open(&self, sid: &str, sealed: &[u8]) -> Result<SecretSlice<u8>, DoesNotOpen> {
         let [VERSION, rest @ ..] = sealed else {

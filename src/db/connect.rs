@@ -132,3 +132,15 @@ pub async fn wait_for(options: &PgConnectOptions, timeout: Duration) -> anyhow::
         }
     }
 }
+
+/// Runs `work` in a transaction on one of `pool`'s connections: committed when it returns `Ok`,
+/// rolled back (the transaction dropped) when it returns `Err` (for work off the request path).
+pub async fn transaction<T>(
+    pool: &PgPool,
+    work: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, sqlx::Error>,
+) -> Result<T, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let value = work(&mut tx).await?;
+    tx.commit().await?;
+    Ok(value)
+}

@@ -10,6 +10,9 @@ pub mod embedded;
 pub mod error;
 pub mod find;
 pub mod list;
+pub mod media_commands;
+pub mod media_events;
+pub mod media_nodes;
 pub mod migrate;
 pub mod participant_deadlines;
 pub mod participant_join;
@@ -24,6 +27,6 @@ pub mod test_clocks;
 pub mod tracks;
 pub mod worker_pool;
 
-pub use connect::{lazy_pool, pool, wait_for, DbOptions};
+pub use connect::{lazy_pool, pool, transaction, wait_for, DbOptions};
 pub use error::{DbError, OnConstraint};
 pub use worker_pool::{PoolLimits, WorkerPool, WorkerPools};

@@ -20,6 +20,8 @@ pub struct Joined {
     pub room: RoomRow,
     /// The room did not exist: the join created it (Twilio's client-side room creation).
     pub room_created: bool,
+    /// The media node the participant is admitted to (when a media plane is attached).
+    pub media_node: Option<String>,
     /// The older participant with the same identity, disconnected by this join.
     pub replaced: Option<ParticipantRow>,
 }
@@ -35,6 +37,16 @@ pub struct Join<'a> {
     pub grant: Option<&'a str>,
     /// The settings of a room the join creates.
     pub new_room: &'a CreateRoom,
+    /// With a media plane: the process placing the room (its own embedded node or an
+    /// external one), and the seconds the participant has to join its media (`None`: no limit).
+    pub media: Option<MediaJoin<'a>>,
+}
+
+/// What a join with a media plane asks for besides.
+#[derive(Clone, Copy)]
+pub struct MediaJoin<'a> {
+    pub owner: &'a str,
+    pub connect_timeout: Option<f64>,
 }
 
 /// Joins a room, in the caller's transaction: locks the room (creating it for a name that no
@@ -84,6 +96,14 @@ pub async fn join(conn: &mut PgConnection, join: &Join<'_>) -> Result<Joined, Ch
     if !quota_left {
         return Err(Refusal::ParticipantsQuota.into());
     }
+    let media_node = match join.media {
+        Some(media) => Some(
+            super::media_nodes::place_room(&mut *conn, &room.sid, media.owner)
+                .await?
+                .ok_or(Refusal::NoMediaNode)?,
+        ),
+        None => None,
+    };
     static ENTER: LazyLock<String> = LazyLock::new(|| {
         format!(
             "WITH placed AS ( \
@@ -92,9 +112,11 @@ pub async fn join(conn: &mut PgConnection, join: &Join<'_>) -> Result<Joined, Ch
                 WHERE r.sid = $1 AND r.participants_connected < r.max_participants \
                 RETURNING {room}, r.max_participant_duration), \
              joined AS ( \
-                INSERT INTO participants (sid, account_sid, room_sid, identity, status, deadline) \
+                INSERT INTO participants (sid, account_sid, room_sid, identity, status, deadline, \
+                    media_node, media_deadline) \
                 SELECT $2, account_sid, sid, $3, 'connected', \
-                    roomd_now() + make_interval(secs => max_participant_duration) FROM placed \
+                    roomd_now() + make_interval(secs => max_participant_duration), \
+                    $4, roomd_now() + make_interval(secs => $5::float8) FROM placed \
                 RETURNING {COLUMNS}), \
              {events} \
              SELECT {COLUMNS} FROM joined",
@@ -116,6 +138,8 @@ pub async fn join(conn: &mut PgConnection, join: &Join<'_>) -> Result<Joined, Ch
         .bind(&room.sid)
         .bind(crate::domain::sid::ParticipantSid::generate().as_str())
         .bind(&**join.identity)
+        .bind(&media_node)
+        .bind(join.media.and_then(|m| m.connect_timeout))
         .fetch_optional(&mut *conn)
         .await?;
     let participant = participant.ok_or(Refusal::RoomFull)?;
@@ -124,6 +148,7 @@ pub async fn join(conn: &mut PgConnection, join: &Join<'_>) -> Result<Joined, Ch
         room,
         room_created,
         replaced,
+        media_node,
     })
 }
 

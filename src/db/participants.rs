@@ -82,6 +82,10 @@ pub enum Refusal {
     MaxTracksPerParticipant,
     /// 53300: an audio-only room takes no video track.
     VideoInAudioOnlyRoom,
+    /// 53300: a track the media server reports is changed by its client, not over REST.
+    MediaTrack,
+    /// A media plane is attached but none of its nodes answers (503).
+    NoMediaNode,
 }
 
 /// A participant change's error: a refusal (nothing was written; the transaction rolls back), or
@@ -126,15 +130,19 @@ pub enum EndReason {
     MaxDuration,
     /// The room ended.
     RoomEnded,
+    /// Its media session ended without a goodbye: hung up, timed out, never joined in time, or
+    /// its Janus node restarted or stopped answering.
+    MediaLost,
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 5] = [
+    pub const ALL: [EndReason; 6] = [
         EndReason::Left,
         EndReason::Kicked,
         EndReason::DuplicateIdentity,
         EndReason::MaxDuration,
         EndReason::RoomEnded,
+        EndReason::MediaLost,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -144,6 +152,7 @@ impl EndReason {
             EndReason::DuplicateIdentity => "duplicate_identity",
             EndReason::MaxDuration => "max_duration",
             EndReason::RoomEnded => "room_ended",
+            EndReason::MediaLost => "media_lost",
         }
     }
 }

@@ -291,6 +291,16 @@ pub async fn find_for_update(
     Ok(None)
 }
 
+/// Locks a room by SID alone (for a media node's events, which name no account).
+pub async fn lock_by_sid(
+    conn: &mut PgConnection,
+    sid: &str,
+) -> Result<Option<RoomRow>, sqlx::Error> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {COLUMNS} FROM rooms WHERE sid = $1 FOR UPDATE"));
+    sqlx::query_as(&SQL).bind(sid).fetch_optional(conn).await
+}
+
 /// What ending a room by REST found.
 pub enum Completion {
     Completed(Box<RoomRow>),

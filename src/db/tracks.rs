@@ -27,6 +27,8 @@ pub struct TrackRow {
     pub enabled: bool,
     pub date_created: DateTime<Utc>,
     pub date_updated: DateTime<Utc>,
+    /// The stream's mid, for a track the media server reports (`None`: the publish extension's).
+    pub media_mid: Option<String>,
 }
 
 impl crate::twilio::paging::HasSid for TrackRow {
@@ -35,8 +37,9 @@ impl crate::twilio::paging::HasSid for TrackRow {
     }
 }
 
-const COLUMNS: &str =
-    "sid, account_sid, room_sid, participant_sid, name, kind, enabled, date_created, date_updated";
+pub(super) const COLUMNS: &str =
+    "sid, account_sid, room_sid, participant_sid, name, kind, enabled, \
+    date_created, date_updated, media_mid";
 
 /// How a path names a track: its SID, or its name among its participant's tracks.
 #[derive(Debug, Clone, Copy)]
@@ -140,16 +143,42 @@ pub async fn publish(
     {
         return Err(Refusal::TrackNameDuplicated.into());
     }
-    static PUBLISH: LazyLock<String> = LazyLock::new(|| {
-        format!(
+    static PUBLISH: LazyLock<String> = LazyLock::new(publish_sql);
+    let track: Option<TrackRow> = sqlx::query_as(&PUBLISH)
+        .bind(&room.sid)
+        .bind(sid.as_str())
+        .bind(&participant.sid)
+        .bind(name)
+        .bind(kind.as_str())
+        .bind(enabled)
+        .bind(None::<&str>)
+        .fetch_optional(&mut *conn)
+        .await
+        .on_constraint(
+            "published_tracks_participant_name",
+            code::TRACK_NAME_DUPLICATED,
+            "Track name is duplicated",
+        )
+        .map_err(|e| match e {
+            DbError::Sql(e) => ChangeError::Sql(e),
+            DbError::Refused { .. } => ChangeError::Refused(Refusal::TrackNameDuplicated),
+        })?;
+    track.ok_or(Refusal::MaxTracks.into())
+}
+
+/// Publishes a track under the room's bound (the room is locked): $1 room, $2 track SID,
+/// $3 participant, $4 name, $5 kind, $6 enabled, $7 media mid; no row when the room's
+/// `max_concurrent_published_tracks` are published. Writes the `track-added` event.
+pub(super) fn publish_sql() -> String {
+    format!(
             "WITH placed AS ( \
                 UPDATE rooms r SET tracks_published = r.tracks_published + 1 \
                 WHERE r.sid = $1 AND (r.max_concurrent_published_tracks = 0 \
                     OR r.tracks_published < r.max_concurrent_published_tracks) \
                 RETURNING {room}), \
              published AS ( \
-                INSERT INTO published_tracks (sid, account_sid, room_sid, participant_sid, name, kind, enabled) \
-                SELECT $2, account_sid, sid, $3, $4, $5, $6 FROM placed \
+                INSERT INTO published_tracks (sid, account_sid, room_sid, participant_sid, name, kind, enabled, media_mid) \
+                SELECT $2, account_sid, sid, $3, $4, $5, $6, $7 FROM placed \
                 RETURNING {COLUMNS}), \
              {events} \
              SELECT {COLUMNS} FROM published",
@@ -167,26 +196,6 @@ pub async fn publish(
                 filter: "",
             }]),
         )
-    });
-    let track: Option<TrackRow> = sqlx::query_as(&PUBLISH)
-        .bind(&room.sid)
-        .bind(sid.as_str())
-        .bind(&participant.sid)
-        .bind(name)
-        .bind(kind.as_str())
-        .bind(enabled)
-        .fetch_optional(&mut *conn)
-        .await
-        .on_constraint(
-            "published_tracks_participant_name",
-            code::TRACK_NAME_DUPLICATED,
-            "Track name is duplicated",
-        )
-        .map_err(|e| match e {
-            DbError::Sql(e) => ChangeError::Sql(e),
-            DbError::Refused { .. } => ChangeError::Refused(Refusal::TrackNameDuplicated),
-        })?;
-    track.ok_or(Refusal::MaxTracks.into())
 }
 
 /// Enables or disables a published track (200 with the track); a change writes its
@@ -198,9 +207,7 @@ pub async fn set_enabled(
     enabled: bool,
 ) -> Result<TrackRow, ChangeError> {
     let (_, participant) = lock_publisher(conn, who).await?;
-    let found = find(conn, who.account_sid, &participant.sid, track)
-        .await?
-        .ok_or(Refusal::TrackNotFound)?;
+    let found = rest_track(conn, who, &participant.sid, track).await?;
     static TOGGLE: LazyLock<String> = LazyLock::new(|| {
         format!(
             "WITH t AS ( \
@@ -232,6 +239,22 @@ pub async fn set_enabled(
     Ok(updated)
 }
 
+/// The track a path names, if REST may change it: not one the media server reports.
+async fn rest_track(
+    conn: &mut PgConnection,
+    who: &Publisher<'_>,
+    participant_sid: &str,
+    track: &[TrackKey<'_>],
+) -> Result<TrackRow, ChangeError> {
+    let found = find(conn, who.account_sid, participant_sid, track)
+        .await?
+        .ok_or(Refusal::TrackNotFound)?;
+    if found.media_mid.is_some() {
+        return Err(Refusal::MediaTrack.into());
+    }
+    Ok(found)
+}
+
 /// Unpublishes a track, gives its place back, and writes its `track-removed` event.
 pub async fn unpublish(
     conn: &mut PgConnection,
@@ -239,36 +262,39 @@ pub async fn unpublish(
     track: &[TrackKey<'_>],
 ) -> Result<TrackRow, ChangeError> {
     let (_, participant) = lock_publisher(conn, who).await?;
-    let found = find(conn, who.account_sid, &participant.sid, track)
-        .await?
-        .ok_or(Refusal::TrackNotFound)?;
-    static UNPUBLISH: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "WITH gone AS (DELETE FROM published_tracks WHERE sid = $1 RETURNING {COLUMNS}), \
-             freed AS (UPDATE rooms r SET tracks_published = r.tracks_published - 1 \
-                FROM gone WHERE r.sid = gone.room_sid RETURNING {room}), \
-             {events} \
-             SELECT {COLUMNS} FROM gone",
-            room = callbacks::room_columns("r"),
-            events = callbacks::enqueue(&[EventSource {
-                event: "'track-removed'",
-                room: "r",
-                room_status: "in-progress",
-                participant: Some(("p", "connected")),
-                track: Some("t"),
-                extra: "",
-                at: "roomd_now()",
-                from: "FROM gone t JOIN freed r ON r.sid = t.room_sid \
-                       JOIN participants p ON p.sid = t.participant_sid",
-                filter: "",
-            }]),
-        )
-    });
+    let found = rest_track(conn, who, &participant.sid, track).await?;
+    static UNPUBLISH: LazyLock<String> = LazyLock::new(|| unpublish_sql("sid = $1"));
     let gone = sqlx::query_as(&UNPUBLISH)
         .bind(&found.sid)
         .fetch_one(&mut *conn)
         .await?;
     Ok(gone)
+}
+
+/// Deletes the tracks `condition` (over `published_tracks`) selects, gives their places back,
+/// and writes their `track-removed` events. The room is locked.
+pub(super) fn unpublish_sql(condition: &str) -> String {
+    format!(
+        "WITH gone AS (DELETE FROM published_tracks WHERE {condition} RETURNING {COLUMNS}), \
+             freed AS (UPDATE rooms r SET tracks_published = r.tracks_published - g.n \
+                FROM (SELECT room_sid, count(*)::integer AS n FROM gone GROUP BY room_sid) g \
+                WHERE r.sid = g.room_sid RETURNING {room}), \
+             {events} \
+             SELECT {COLUMNS} FROM gone",
+        room = callbacks::room_columns("r"),
+        events = callbacks::enqueue(&[EventSource {
+            event: "'track-removed'",
+            room: "r",
+            room_status: "in-progress",
+            participant: Some(("p", "connected")),
+            track: Some("t"),
+            extra: "",
+            at: "roomd_now()",
+            from: "FROM gone t JOIN freed r ON r.sid = t.room_sid \
+                       JOIN participants p ON p.sid = t.participant_sid",
+            filter: "",
+        }]),
+    )
 }
 
 const LISTING: Listing = Listing {

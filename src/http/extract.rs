@@ -16,44 +16,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// a client that trickles its body, or declares more than it sends, gets 408 and its connection
 /// closed instead of holding it. A body with another Content-Type is refused; an empty body needs
 /// none (curl -X POST sends none).
-pub async fn read_form(req: &HttpRequest, mut payload: web::Payload) -> Result<Params, ApiError> {
-    let timeout = req
-        .app_data::<web::Data<crate::http::state::AppState>>()
-        .map_or(crate::http::state::DEFAULT_BODY_TIMEOUT, |s| s.body_timeout);
-    let read = async {
-        let payload = &mut payload;
-        let mut body = web::BytesMut::new();
-        while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|e| {
-                ApiError::invalid_parameter(format!("Could not read the request body: {e}"))
-            })?;
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    code::INVALID_PARAMETER,
-                    format!("Request body is larger than {} KiB", MAX_BODY_BYTES / 1024),
-                ));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
-    };
-    let read = tokio::time::timeout(timeout, read)
-        .await
-        .unwrap_or_else(|_| {
-            Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                code::INVALID_PARAMETER,
-                format!(
-                    "The request body did not arrive within {} s",
-                    timeout.as_secs()
-                ),
-            ))
-        });
-    let body = match read {
-        Ok(body) => body,
-        Err(e) => return Err(e),
-    };
+pub async fn read_form(req: &HttpRequest, payload: web::Payload) -> Result<Params, ApiError> {
+    let body = read_body(req, payload, MAX_BODY_BYTES).await?;
     if !body.is_empty() {
         let content_type = req
             .headers()
@@ -70,6 +34,47 @@ pub async fn read_form(req: &HttpRequest, mut payload: web::Payload) -> Result<P
         }
     }
     Params::parse(&body)
+}
+
+/// Reads a body of at most `max` bytes within the body timeout (413 and 408 otherwise).
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    max: usize,
+) -> Result<web::BytesMut, ApiError> {
+    let timeout = req
+        .app_data::<web::Data<crate::http::state::AppState>>()
+        .map_or(crate::http::state::DEFAULT_BODY_TIMEOUT, |s| s.body_timeout);
+    let read = async {
+        let payload = &mut payload;
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::invalid_parameter(format!("Could not read the request body: {e}"))
+            })?;
+            if body.len() + chunk.len() > max {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    code::INVALID_PARAMETER,
+                    format!("Request body is larger than {} KiB", max / 1024),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                code::INVALID_PARAMETER,
+                format!(
+                    "The request body did not arrive within {} s",
+                    timeout.as_secs()
+                ),
+            ))
+        })
 }
 
 /// A form-encoded request body, not yet read. actix-web polls a handler's extractors together,

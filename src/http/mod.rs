@@ -7,6 +7,7 @@
 pub mod callbacks;
 pub mod extract;
 pub mod health;
+pub mod media_events;
 pub mod participant_ref;
 pub mod participants;
 pub mod respond;
@@ -28,7 +29,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
         .configure(tracks::configure)
         .configure(rules::configure)
         .configure(callbacks::configure)
-        .configure(test_clock::configure);
+        .configure(test_clock::configure)
+        .configure(media_events::configure);
     if with_metrics {
         cfg.route("/metrics", respond::get().to(health::metrics));
     }

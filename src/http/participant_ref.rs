@@ -195,6 +195,13 @@ pub(crate) fn refused(
             code::TRACK_INVALID,
             "An audio-only Room takes no video tracks",
         ),
+        Refusal::MediaTrack => ApiError::bad_request(
+            code::TRACK_INVALID,
+            "This track is carried by the media server: its participant's client unpublishes or mutes it",
+        ),
+        Refusal::NoMediaNode => ApiError::Unavailable(anyhow::anyhow!(
+            "no media node answers: the participant cannot be admitted to media"
+        )),
     }
 }
 

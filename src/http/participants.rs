@@ -8,7 +8,7 @@ use super::room_ref::RoomRef;
 use super::rooms::list::{date_filter, EchoedFilters};
 use crate::auth::authenticator::{Authenticated, Caller};
 use crate::db::list::Page;
-use crate::db::participant_join::{self, Join};
+use crate::db::participant_join::{self, Join, MediaJoin};
 use crate::db::participants::{
     self, ChangeError, EndReason, Own, ParticipantFilter, ParticipantRow, Refusal,
 };
@@ -18,6 +18,7 @@ use crate::domain::sid::{self};
 use crate::http::respond::ListPage;
 use crate::http::respond::{get, resource};
 use crate::http::state::AppState;
+use crate::media::MediaGrant;
 use crate::telemetry::metrics::JoinOutcome;
 use crate::twilio::form::Params;
 use crate::twilio::paging::PageRequest;
@@ -50,6 +51,9 @@ pub struct ParticipantResource<'a> {
     duration: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     links: Option<ParticipantLinks<'a>>,
+    /// roomd's join with a media plane: where and how its client joins the room's media.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    media: Option<&'a MediaGrant>,
 }
 
 #[derive(Serialize)]
@@ -93,6 +97,7 @@ impl<'a> ParticipantResource<'a> {
             url,
             duration: row.duration,
             links: None,
+            media: None,
         }
     }
 }
@@ -144,6 +149,10 @@ async fn join(
         identity: &identity,
         grant,
         new_room: &DEFAULT_ROOM,
+        media: state.media.as_ref().map(|plane| MediaJoin {
+            owner: &plane.owner,
+            connect_timeout: plane.connect_timeout.map(|t| t.as_secs_f64()),
+        }),
     };
     let joined = state
         .pool
@@ -192,11 +201,22 @@ async fn join(
         JoinOutcome::Joined
     });
     let p = &joined.participant;
-    tracing::info!(participant_sid = %p.sid, room_sid = %p.room_sid, account_sid = %p.account_sid, "participant joined");
+    let media = match (&state.media, &joined.media_node) {
+        (Some(plane), Some(node)) => Some(
+            plane
+                .admit_joined(node, &joined)
+                .await
+                .map_err(ApiError::Unavailable)?,
+        ),
+        _ => None,
+    };
+    tracing::info!(participant_sid = %p.sid, room_sid = %p.room_sid, account_sid = %p.account_sid, media_node = joined.media_node.as_deref(), "participant joined");
+    let mut resource = ParticipantResource::new(p, &state.public_url);
+    resource.media = media.as_ref();
     Ok(json(
         HttpResponse::Created(),
-        &ParticipantResource::new(p, &state.public_url),
-        PARTICIPANT_JSON_BYTES,
+        &resource,
+        PARTICIPANT_JSON_BYTES + 300,
     ))
 }
 

@@ -2,6 +2,7 @@
 //! own pool). Authentication is a service of its own (`auth::authenticator`), registered beside.
 
 use crate::db::{WorkerPool, WorkerPools};
+use crate::media::MediaPlane;
 use crate::telemetry::metrics::Metrics;
 use crate::twilio::urls::PublicUrl;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ pub struct AppState {
     pub pools: Arc<WorkerPools>,
     /// How long a request body may take to arrive (`ROOMD_BODY_TIMEOUT`).
     pub body_timeout: Duration,
+    /// The media plane, when one is attached.
+    pub media: Option<Arc<MediaPlane>>,
 }
 
 /// `ROOMD_BODY_TIMEOUT`'s default.

@@ -768,6 +768,7 @@ async fn a_completion_that_waited_for_a_join_disconnects_the_participant_who_joi
         identity: &identity,
         grant: None,
         new_room: &new_room,
+        media: None,
     };
     roomd::db::participant_join::join(&mut tx, &join)
         .await

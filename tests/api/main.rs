@@ -10,6 +10,7 @@ mod fuzz_params;
 mod hardening;
 mod helpers;
 mod limits;
+mod media;
 mod observability;
 mod participants;
 mod receiver;
