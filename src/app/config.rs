@@ -4,7 +4,8 @@
 
 use crate::app::setting_values::{
     address, bootstrap_account, database_url, deny_list, flag, ip, log_format, media_mode,
-    metrics_bind, number, public_url, seconds, secret, BootstrapAccount, MediaMode, MetricsBind,
+    metrics_bind, number, origins, public_url, seconds, secret, BootstrapAccount, MediaMode,
+    MetricsBind, Origins,
 };
 use crate::app::startup::AccountQuotas;
 use crate::auth::master_key::{KeySource, MasterKey};
@@ -165,6 +166,11 @@ pub struct Settings {
     #[arg(long, env = "ROOMD_MEDIA_CONNECT_TIMEOUT", value_name = "SECONDS", global = true,
           default_value = "0", value_parser = seconds(0, 3600))]
     pub media_connect_timeout: Duration,
+    /// Origins (scheme://host[:port], comma-separated) whose pages may join and leave rooms from
+    /// the browser (CORS on the join extension) [default: none]
+    #[arg(long, env = "ROOMD_CORS_ORIGINS", value_name = "ORIGINS", global = true,
+          value_parser = origins)]
+    pub cors_origins: Option<Origins>,
     /// The `janus` binary of the embedded Janus [default: janus on PATH]
     #[arg(long, env = "ROOMD_JANUS_BINARY", value_name = "PATH", global = true)]
     pub janus_binary: Option<PathBuf>,
@@ -345,5 +351,33 @@ mod tests {
             (Some("0.0.0.0:9100".parse().unwrap()), false)
         );
         assert!(parse(&["--metrics-bind", "public"]).is_err());
+    }
+
+    #[test]
+    fn cors_origins_are_origins_and_media_modes_are_three() {
+        let s = parse(&[
+            "--cors-origins",
+            "http://127.0.0.1:5173, https://app.example.com",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.cors_origins.unwrap().0,
+            ["http://127.0.0.1:5173", "https://app.example.com"]
+        );
+        for bad in [
+            "https://app.example.com/page",
+            "ftp://files.example.com",
+            "example.com",
+        ] {
+            assert!(parse(&["--cors-origins", bad]).is_err(), "{bad}");
+        }
+        assert_eq!(parse(&[]).unwrap().media, MediaMode::Auto);
+        assert_eq!(parse(&["--media", "OFF"]).unwrap().media, MediaMode::Off);
+        assert!(parse(&["--media", "livekit"]).is_err());
+        assert!(parse(&["--media-ip", "127.0.1.1"])
+            .unwrap()
+            .media_ip
+            .is_some());
+        assert!(parse(&["--media-ip", "localhost"]).is_err());
     }
 }

@@ -73,6 +73,11 @@ pub async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> 
         test_clocks: settings.test_clocks,
         account_requests_per_second: settings.account_requests_per_second,
         account_quotas: settings.account_quotas(),
+        cors_origins: settings
+            .cors_origins
+            .clone()
+            .map(|o| o.0)
+            .unwrap_or_default(),
     };
     let mut app =
         Application::build(server, options.clone()).with_context(|| match metrics_bind {

@@ -91,6 +91,26 @@ pub fn media_mode(v: &str) -> Result<MediaMode, String> {
     }
 }
 
+/// `ROOMD_CORS_ORIGINS`: origins, each `scheme://host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origins(pub Vec<String>);
+
+pub fn origins(v: &str) -> Result<Origins, String> {
+    let mut list = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let url = url::Url::parse(item)
+            .map_err(|_| format!("{item:?} is not an origin such as https://app.example.com"))?;
+        let origin = url.origin().ascii_serialization();
+        if !matches!(url.scheme(), "http" | "https")
+            || origin.trim_end_matches('/') != item.trim_end_matches('/')
+        {
+            return Err(format!("{item:?} is not an origin such as https://app.example.com (scheme, host and port only)"));
+        }
+        list.push(origin);
+    }
+    Ok(Origins(list))
+}
+
 pub fn secret(v: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(v.trim()))
 }

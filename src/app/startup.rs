@@ -55,6 +55,8 @@ pub struct ServerSettings {
     /// own quota says otherwise (0: unlimited): `ROOMD_ACCOUNT_MAX_ROOMS_IN_PROGRESS`,
     /// `ROOMD_ACCOUNT_MAX_PARTICIPANTS_CONNECTED`. They travel with the serving connections.
     pub account_quotas: AccountQuotas,
+    /// Origins whose pages may join and leave from a browser (`ROOMD_CORS_ORIGINS`).
+    pub cors_origins: Vec<String>,
 }
 
 /// The default quotas of accounts (see `ServerSettings::account_quotas`).
@@ -108,6 +110,7 @@ impl ServerSettings {
             test_clocks: true,
             account_requests_per_second: crate::auth::request_rate::DEFAULT_REQUESTS_PER_SECOND,
             account_quotas: AccountQuotas::default(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -140,6 +143,7 @@ pub const DISPATCHER_APPLICATION_NAME: &str = "roomd callbacks";
 /// What the workers share.
 struct Shared {
     workers: usize,
+    cors_origins: Vec<String>,
     media: Option<Arc<crate::media::MediaPlane>>,
     auth: AuthServices,
     public_url: PublicUrl,
@@ -214,6 +218,7 @@ impl Application {
             },
             shared: Arc::new(Shared {
                 workers,
+                cors_origins: settings.cors_origins,
                 media: None,
                 pools: Arc::new(WorkerPools::new(
                     settings.account_quotas.on(database),
@@ -308,7 +313,7 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(observe))
                 .wrap(tracing_actix_web::TracingLogger::<RoomdRootSpan>::new())
                 .wrap(actix_web::middleware::from_fn(close_on_unread_body))
-                .configure(|cfg| http::configure(cfg, !separate_metrics))
+                .configure(|cfg| http::configure(cfg, !separate_metrics, &app.cors_origins))
                 .default_service(web::to(http::respond::not_found))
         })
         .listen(listener)?

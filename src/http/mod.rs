@@ -21,11 +21,12 @@ pub mod unread_body;
 
 use actix_web::web;
 
-/// Every route; `/metrics` too unless it has a listener of its own (`ROOMD_METRICS_BIND`).
-pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
+/// Every route; `/metrics` too unless it has a listener of its own (`ROOMD_METRICS_BIND`);
+/// `cors_origins` may join and leave from a browser page.
+pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool, cors_origins: &[String]) {
     cfg.route("/healthz", respond::get().to(health::healthz))
         .configure(rooms::configure)
-        .configure(participants::configure)
+        .configure(|cfg| participants::configure(cfg, cors_origins))
         .configure(tracks::configure)
         .configure(rules::configure)
         .configure(callbacks::configure)

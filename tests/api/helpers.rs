@@ -172,6 +172,7 @@ pub struct Options {
     pub test_clocks: bool,
     pub account_requests_per_second: u32,
     pub account_quotas: roomd::app::startup::AccountQuotas,
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for Options {
@@ -189,6 +190,7 @@ impl Default for Options {
             test_clocks: true,
             account_requests_per_second: roomd::auth::request_rate::DEFAULT_REQUESTS_PER_SECOND,
             account_quotas: roomd::app::startup::AccountQuotas::default(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -248,6 +250,7 @@ pub fn start_server(
         test_clocks: options.test_clocks,
         account_requests_per_second: options.account_requests_per_second,
         account_quotas: options.account_quotas,
+        cors_origins: options.cors_origins,
         ..ServerSettings::local()
     };
     let app = Application::build(settings, database.clone()).unwrap();

@@ -426,3 +426,105 @@ async fn an_identity_shaped_like_a_participant_sid_is_refused_so_anonymize_never
     assert_eq!(anonymized.status, 200, "{}", anonymized.body);
     assert_eq!(anonymized.body["identity"], alice.as_str());
 }
+
+#[tokio::test]
+async fn a_listed_origins_page_may_join_and_leave_from_the_browser_and_no_other_may() {
+    let page = "http://127.0.0.1:5173";
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        cors_origins: vec![page.to_string()],
+        ..Default::default()
+    })
+    .await;
+    let key = create_api_key(&app.pool, &app.account.sid).await;
+    let token = key.token("alice", None);
+    let preflight = |origin: &'static str, path: &'static str| {
+        app.client
+            .request(Method::OPTIONS, app.url(path))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let allowed = preflight(page, "/v1/Rooms/daily/Participants")
+        .await
+        .unwrap();
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    let h = allowed.headers();
+    assert_eq!(h["access-control-allow-origin"], page);
+    let methods = h["access-control-allow-methods"].to_str().unwrap();
+    assert!(methods.contains("POST"), "{methods}");
+    let headers = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(headers.contains("authorization"), "{headers}");
+    let leave = preflight(page, "/v1/Rooms/daily/Participants/alice")
+        .await
+        .unwrap();
+    assert_eq!(leave.headers()["access-control-allow-origin"], page);
+    // Another origin gets no CORS grant (its browser keeps the answer from its page).
+    let other = preflight("https://evil.example", "/v1/Rooms/daily/Participants")
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    // Nor does any other resource.
+    let rooms = preflight(page, "/v1/Rooms").await.unwrap();
+    assert!(rooms.headers().get("access-control-allow-origin").is_none());
+
+    let joined = app
+        .client
+        .post(app.url("/v1/Rooms/daily/Participants"))
+        .header("Origin", page)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(joined.status(), 201);
+    assert_eq!(joined.headers()["access-control-allow-origin"], page);
+    let left = app
+        .client
+        .post(app.url("/v1/Rooms/daily/Participants/alice"))
+        .header("Origin", page)
+        .bearer_auth(&token)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("Status=disconnected")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(left.status(), 202);
+    assert_eq!(left.headers()["access-control-allow-origin"], page);
+}
+
+#[tokio::test]
+async fn without_listed_origins_nothing_answers_cors() {
+    let app = spawn_app().await;
+    let r = app
+        .client
+        .request(Method::OPTIONS, app.url("/v1/Rooms/daily/Participants"))
+        .header("Origin", "http://127.0.0.1:5173")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(r.status(), 405);
+    // A request that carries an Origin is served as ever.
+    let joined = app
+        .client
+        .post(app.url("/v1/Rooms/daily/Participants"))
+        .header("Origin", "http://127.0.0.1:5173")
+        .basic_auth(&app.account.sid, Some(&app.account.token))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("Identity=bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(joined.status(), 201);
+    assert!(joined
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+}
