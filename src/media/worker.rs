@@ -80,9 +80,13 @@ pub async fn run(
         }
         let wake = async {
             match listener.as_mut() {
-                Some(l) => {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), l.recv()).await;
-                }
+                Some(l) => match tokio::time::timeout(Duration::from_secs(1), l.recv()).await {
+                    // A notification, or a second without one.
+                    Ok(Ok(_)) | Err(_) => {}
+                    // The listening connection failed (and could not reconnect at once): poll
+                    // at the safety net's pace until it comes back.
+                    Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(500)).await,
+                },
                 None => tokio::time::sleep(Duration::from_millis(500)).await,
             }
         };

@@ -253,24 +253,78 @@ pub fn start_server(
         cors_origins: options.cors_origins,
         ..ServerSettings::local()
     };
-    let app = Application::build(settings, database.clone()).unwrap();
+    let mut app = Application::build(settings, database.clone()).unwrap();
     let address = format!("http://{}", app.local_addr());
     let metrics_address = app.metrics_addr().map(|a| format!("http://{a}"));
     let metrics = app.metrics();
-    let task = tokio::spawn(app.run_until(async move {
-        match stop {
-            Some(stop) => {
-                let _ = stop.await;
-            }
-            None => std::future::pending().await,
+    let database = database.clone();
+    let task = tokio::spawn(async move {
+        // ROOMD_TEST_MEDIA=janus: every server runs with its embedded Janus attached (.ci/run
+        // runs the API tests once so), to show that the media plane changes nothing else.
+        let media = match std::env::var("ROOMD_TEST_MEDIA").as_deref() {
+            Ok("janus") => attach_test_media(&mut app, &database).await,
+            _ => None,
+        };
+        let served = app
+            .run_until(async move {
+                match stop {
+                    Some(stop) => {
+                        let _ = stop.await;
+                    }
+                    None => std::future::pending().await,
+                }
+            })
+            .await;
+        if let Some((media, stop_worker, worker)) = media {
+            let _ = stop_worker.send(true);
+            let _ = worker.await;
+            media.detach().await;
         }
-    }));
+        served
+    });
     Server {
         address,
         metrics_address,
         metrics,
         task,
     }
+}
+
+/// Attaches an embedded Janus (and its worker) to `app`, as `roomd serve` does; with what stops
+/// the worker.
+pub async fn attach_test_media(
+    app: &mut Application,
+    database: &sqlx::postgres::PgConnectOptions,
+) -> Option<(
+    roomd::app::media::AttachedMedia,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let options = roomd::app::media::MediaOptions {
+        mode: roomd::app::setting_values::MediaMode::Janus,
+        janus_binary: None,
+        media_ip: None,
+        connect_timeout: Duration::ZERO,
+        data_dir: std::env::temp_dir().join(format!(
+            "roomd-test-media-{}",
+            &roomd::domain::sid::random_hex32()[..8]
+        )),
+    };
+    let key = std::sync::Arc::new(test_master_key());
+    let media = roomd::app::media::attach(&options, database, key, app.local_addr())
+        .await
+        .expect("ROOMD_TEST_MEDIA=janus: the embedded Janus starts")?;
+    app.attach_media(media.plane.clone());
+    let (stop, mut stopping) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(roomd::media::worker::run(
+        media.plane.pool.clone(),
+        media.plane.clone(),
+        roomd::media::worker::WorkerSettings::default(),
+        async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        },
+    ));
+    Some((media, stop, worker))
 }
 
 /// An account as `roomd accounts create` makes one: its token hashed, and sealed under the
