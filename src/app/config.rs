@@ -3,9 +3,9 @@
 //! one line naming the variable (`app::cli::parse`). `Debug` never shows a password or token.
 
 use crate::app::setting_values::{
-    address, bootstrap_account, database_url, deny_list, flag, ip, log_format, media_mode,
-    metrics_bind, number, origins, public_url, seconds, secret, BootstrapAccount, MediaMode,
-    MetricsBind, Origins,
+    address, bootstrap_account, database_url, deny_list, flag, ip, janus_nodes, log_format,
+    media_mode, metrics_bind, number, origins, public_url, seconds, secret, BootstrapAccount,
+    JanusNodes, MediaMode, MetricsBind, Origins,
 };
 use crate::app::startup::AccountQuotas;
 use crate::auth::master_key::{KeySource, MasterKey};
@@ -171,6 +171,21 @@ pub struct Settings {
     #[arg(long, env = "ROOMD_CORS_ORIGINS", value_name = "ORIGINS", global = true,
           value_parser = origins)]
     pub cors_origins: Option<Origins>,
+    /// External Janus nodes instead of the embedded one: `NAME ADMIN_URL CLIENT_URL`, nodes
+    /// separated by commas (each room lives on one, the one with the fewest rooms when it first
+    /// needs media)
+    #[arg(long, env = "ROOMD_JANUS_NODES", value_name = "NODES", global = true,
+          value_parser = janus_nodes)]
+    pub janus_nodes: Option<JanusNodes>,
+    /// The Admin API secret of the external nodes (their `admin_secret`); also the password their
+    /// event handlers post with
+    #[arg(long, env = "ROOMD_JANUS_ADMIN_SECRET", value_name = "SECRET", global = true,
+          hide_env_values = true, value_parser = secret)]
+    pub janus_admin_secret: Option<SecretString>,
+    /// The VideoRoom `admin_key` of the external nodes (only roomd creates rooms)
+    #[arg(long, env = "ROOMD_JANUS_ROOM_ADMIN_KEY", value_name = "KEY", global = true,
+          hide_env_values = true, value_parser = secret)]
+    pub janus_room_admin_key: Option<SecretString>,
     /// The `janus` binary of the embedded Janus [default: janus on PATH]
     #[arg(long, env = "ROOMD_JANUS_BINARY", value_name = "PATH", global = true)]
     pub janus_binary: Option<PathBuf>,
@@ -195,6 +210,11 @@ impl Settings {
     pub fn check(&self) -> Result<()> {
         self.master_key_setting()?;
         self.callbacks()?;
+        if self.janus_nodes.as_ref().is_some_and(|n| !n.0.is_empty())
+            && (self.janus_admin_secret.is_none() || self.janus_room_admin_key.is_none())
+        {
+            bail!("invalid ROOMD_JANUS_NODES: external nodes need ROOMD_JANUS_ADMIN_SECRET and ROOMD_JANUS_ROOM_ADMIN_KEY");
+        }
         Ok(())
     }
 

@@ -1,6 +1,7 @@
-//! Attaching the media plane at `roomd serve`: the embedded Janus started (or none, as
-//! `ROOMD_MEDIA` says), registered as this process's node, its restarts announced to the media
-//! worker; at exit, its participants disconnected and the node removed before Janus stops.
+//! Attaching the media plane at `roomd serve`: the external Janus nodes registered
+//! (`ROOMD_JANUS_NODES`), or else the embedded Janus started (or none, as `ROOMD_MEDIA` says),
+//! registered as this process's node, its restarts announced to the media worker; at exit, its
+//! participants disconnected and the node removed before Janus stops.
 
 use crate::app::setting_values::MediaMode;
 use crate::auth::master_key::MasterKey;
@@ -16,8 +17,9 @@ use std::sync::Arc;
 /// The media plane of this process, while it runs.
 pub struct AttachedMedia {
     pub plane: Arc<MediaPlane>,
-    pub janus: EmbeddedJanus,
-    watcher: tokio::task::JoinHandle<()>,
+    /// The embedded Janus (none with external nodes).
+    pub janus: Option<EmbeddedJanus>,
+    watcher: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// What the media connections are named in `pg_stat_activity`.
@@ -33,6 +35,16 @@ pub struct MediaOptions {
     pub connect_timeout: std::time::Duration,
     /// The embedded Janus's folder goes under it.
     pub data_dir: std::path::PathBuf,
+    /// External nodes, used instead of an embedded Janus.
+    pub external: Option<ExternalNodes>,
+}
+
+/// `ROOMD_JANUS_NODES` with the secrets they share.
+#[derive(Debug, Clone)]
+pub struct ExternalNodes {
+    pub nodes: Vec<crate::app::setting_values::JanusNode>,
+    pub admin_secret: SecretString,
+    pub room_admin_key: SecretString,
 }
 
 impl MediaOptions {
@@ -43,6 +55,20 @@ impl MediaOptions {
             media_ip: settings.media_ip,
             connect_timeout: settings.media_connect_timeout,
             data_dir: settings.data_dir.clone(),
+            external: match (
+                &settings.janus_nodes,
+                &settings.janus_admin_secret,
+                &settings.janus_room_admin_key,
+            ) {
+                (Some(nodes), Some(secret), Some(key)) if !nodes.0.is_empty() => {
+                    Some(ExternalNodes {
+                        nodes: nodes.0.clone(),
+                        admin_secret: secret.clone(),
+                        room_admin_key: key.clone(),
+                    })
+                }
+                _ => None,
+            },
         }
     }
 }
@@ -59,6 +85,37 @@ pub async fn attach(
         tracing::info!("media plane off (ROOMD_MEDIA=off): rooms carry no media");
         return Ok(None);
     }
+    let timeout = (!settings.connect_timeout.is_zero()).then_some(settings.connect_timeout);
+    let new_plane = || {
+        let pool =
+            crate::db::lazy_pool(database.clone().application_name(MEDIA_APPLICATION_NAME), 3);
+        Arc::new(MediaPlane::new(pool, master_key.clone(), timeout))
+    };
+    if let Some(external) = &settings.external {
+        let plane = new_plane();
+        for node in &external.nodes {
+            plane
+                .register(
+                    &node.name,
+                    &node.admin_url,
+                    &node.client_url,
+                    external.admin_secret.clone(),
+                    external.room_admin_key.clone(),
+                    false,
+                )
+                .await
+                .with_context(|| format!("registering the media node {}", node.name))?;
+        }
+        tracing::info!(
+            nodes = external.nodes.len(),
+            "media plane: external Janus nodes (ROOMD_JANUS_NODES)"
+        );
+        return Ok(Some(AttachedMedia {
+            plane,
+            janus: None,
+            watcher: None,
+        }));
+    }
     let binary = match settings.janus_binary.clone().or_else(embedded::find_binary) {
         Some(binary) => binary,
         None if settings.mode == MediaMode::Janus => {
@@ -69,9 +126,7 @@ pub async fn attach(
             return Ok(None);
         }
     };
-    let pool = crate::db::lazy_pool(database.clone().application_name(MEDIA_APPLICATION_NAME), 3);
-    let timeout = (!settings.connect_timeout.is_zero()).then_some(settings.connect_timeout);
-    let plane = Arc::new(MediaPlane::new(pool, master_key, timeout));
+    let plane = new_plane();
     let name = plane.owner.clone();
     let admin_secret: SecretString = crate::domain::sid::random_hex32().into();
     let room_admin_key: SecretString = crate::domain::sid::random_hex32().into();
@@ -92,7 +147,7 @@ pub async fn attach(
         name: name.clone(),
         media_ip: settings.media_ip,
         events_url: format!("http://{host}:{}/v1/Media/Nodes/{name}/Events", api.port()),
-        events_password: plane.secrets.events_password(&name),
+        events_password: admin_secret.clone(),
         admin_secret: admin_secret.clone(),
         room_admin_key: room_admin_key.clone(),
     };
@@ -128,31 +183,38 @@ pub async fn attach(
     });
     Ok(Some(AttachedMedia {
         plane,
-        janus,
-        watcher,
+        janus: Some(janus),
+        watcher: Some(watcher),
     }))
 }
 
 impl AttachedMedia {
-    /// At exit: the node's participants are disconnected (their media ends with Janus), the
-    /// node removed, Janus stopped.
+    /// At exit, for the embedded Janus: the node's participants are disconnected (their media
+    /// ends with Janus), the node removed, Janus stopped. External nodes stay as they are (other
+    /// replicas use them).
     pub async fn detach(self) {
-        let name = self.plane.owner.clone();
-        match crate::db::media_nodes::mark_down(&self.plane.pool, &name).await {
-            Ok(gone) if gone > 0 => tracing::info!(
-                participants = gone,
-                "media participants disconnected at exit"
-            ),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "disconnecting the media participants at exit failed")
+        if let Some(janus) = self.janus {
+            let name = self.plane.owner.clone();
+            match crate::db::media_nodes::mark_down(&self.plane.pool, &name).await {
+                Ok(gone) if gone > 0 => {
+                    tracing::info!(
+                        participants = gone,
+                        "media participants disconnected at exit"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "disconnecting the media participants at exit failed")
+                }
             }
+            if let Err(e) = crate::db::media_nodes::remove(&self.plane.pool, &name).await {
+                tracing::warn!(error = %e, "removing the embedded Janus's node failed");
+            }
+            janus.stop().await;
         }
-        if let Err(e) = crate::db::media_nodes::remove(&self.plane.pool, &name).await {
-            tracing::warn!(error = %e, "removing the embedded Janus's node failed");
+        if let Some(watcher) = self.watcher {
+            watcher.abort();
         }
-        self.watcher.abort();
-        self.janus.stop().await;
         self.plane.pool.close().await;
     }
 }

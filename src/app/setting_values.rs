@@ -91,6 +91,59 @@ pub fn media_mode(v: &str) -> Result<MediaMode, String> {
     }
 }
 
+/// One external Janus node (`ROOMD_JANUS_NODES`): its name, its Admin API, and the URL its
+/// clients (janus.js) use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JanusNode {
+    pub name: String,
+    pub admin_url: String,
+    pub client_url: String,
+}
+
+/// `ROOMD_JANUS_NODES`: `NAME ADMIN_URL CLIENT_URL`, nodes separated by commas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JanusNodes(pub Vec<JanusNode>);
+
+pub fn janus_nodes(v: &str) -> Result<JanusNodes, String> {
+    let mut nodes: Vec<JanusNode> = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let fields: Vec<&str> = item.split_whitespace().collect();
+        let [name, admin, client] = fields[..] else {
+            return Err(format!(
+                "{item:?} is not `NAME ADMIN_URL CLIENT_URL` (e.g. `media1 http://10.0.0.5:7088/admin wss://media1.example.com/`)"
+            ));
+        };
+        let valid_name = crate::db::media_nodes::NodeRow::valid_name(name).is_some();
+        if !valid_name || nodes.iter().any(|n| n.name == name) {
+            return Err(format!(
+                "{name:?} is not a node name (1..64 of A-Z a-z 0-9 . _ -, each once)"
+            ));
+        }
+        let scheme = |url: &str, allowed: &[&str]| {
+            url::Url::parse(url)
+                .ok()
+                .filter(|u| allowed.contains(&u.scheme()) && u.host().is_some())
+                .is_some()
+        };
+        if !scheme(admin, &["http", "https"]) {
+            return Err(format!(
+                "{admin:?} is not an http(s) URL of a Janus Admin API"
+            ));
+        }
+        if !scheme(client, &["http", "https", "ws", "wss"]) {
+            return Err(format!(
+                "{client:?} is not a ws(s) or http(s) URL for janus.js"
+            ));
+        }
+        nodes.push(JanusNode {
+            name: name.to_string(),
+            admin_url: admin.to_string(),
+            client_url: client.to_string(),
+        });
+    }
+    Ok(JanusNodes(nodes))
+}
+
 /// `ROOMD_CORS_ORIGINS`: origins, each `scheme://host[:port]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origins(pub Vec<String>);

@@ -20,6 +20,17 @@ pub struct NodeRow {
 
 const COLUMNS: &str = "name, admin_url, client_url, admin_secret, room_admin_key, owner, up";
 
+impl NodeRow {
+    /// `name` if it is a node name (what `media_nodes_name_format` allows).
+    pub fn valid_name(name: &str) -> Option<&str> {
+        ((1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
+        .then_some(name)
+    }
+}
+
 /// Registers a node, or updates one of that name (an external node at each start).
 pub async fn upsert(pool: &PgPool, node: &NodeRow) -> Result<(), sqlx::Error> {
     sqlx::query(

@@ -1,6 +1,6 @@
 //! `POST /v1/Media/Nodes/{Node}/Events` (a roomd extension, for Janus only): a media node's
-//! event handler posts its events here, HTTP Basic as the node's name with the password roomd
-//! derives for it. The events change the database (in order, each idempotent), then roomd
+//! event handler posts its events here, HTTP Basic as the node's name with the node's admin
+//! secret. The events change the database (in order, each idempotent), then roomd
 //! answers 200 and tells Janus what they call for.
 
 use super::extract::read_body;
@@ -29,7 +29,7 @@ async fn events(
         return Err(super::respond::resource_not_found(req.path()));
     };
     let node = node.into_inner();
-    if !authenticated(&req, &node, &plane) {
+    if !authenticated(&req, &node, &plane).await {
         return Err(ApiError::Unauthorized);
     }
     let body = read_body(&req, payload, MAX_EVENTS_BYTES).await?;
@@ -54,8 +54,8 @@ async fn events(
     Ok(HttpResponse::Ok().finish())
 }
 
-/// Basic auth as `node` with its events password.
-fn authenticated(req: &HttpRequest, node: &str, plane: &crate::media::MediaPlane) -> bool {
+/// Basic auth as `node` with its events password (a node roomd does not know: refused).
+async fn authenticated(req: &HttpRequest, node: &str, plane: &crate::media::MediaPlane) -> bool {
     let Some(encoded) = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -70,7 +70,14 @@ fn authenticated(req: &HttpRequest, node: &str, plane: &crate::media::MediaPlane
     let Ok(decoded) = std::str::from_utf8(&decoded) else {
         return false;
     };
-    decoded.split_once(':').is_some_and(|(user, password)| {
-        user == node && plane.secrets.events_password_matches(node, password)
-    })
+    let Some((user, password)) = decoded.split_once(':') else {
+        return false;
+    };
+    if user != node || crate::db::media_nodes::NodeRow::valid_name(node).is_none() {
+        return false;
+    }
+    plane
+        .known_node(node)
+        .await
+        .is_some_and(|n| n.events_password_matches(password))
 }

@@ -135,6 +135,11 @@ impl EmbeddedJanus {
         Err(last.expect("tried at least once"))
     }
 
+    /// Its folder (configuration).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Stops Janus (SIGTERM, then SIGKILL after 3 s) and removes its folder.
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);

@@ -30,6 +30,20 @@ pub struct Node {
     pub name: String,
     pub admin: JanusAdmin,
     pub client_url: String,
+    /// What its event handler posts with (its admin secret: both sides know it already).
+    events_password: SecretString,
+}
+
+impl Node {
+    /// Whether `given` is the node's event-handler password (compared in constant time).
+    pub fn events_password_matches(&self, given: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.events_password
+            .expose_secret()
+            .as_bytes()
+            .ct_eq(given.as_bytes())
+            .into()
+    }
 }
 
 /// What a participant admitted to media is given: where janus.js connects, the token it uses
@@ -61,6 +75,9 @@ pub struct MediaPlane {
     pub connect_timeout: Option<Duration>,
     /// Signalled when a node restarted (its `started` event): the worker converges it at once.
     pub restarted: tokio::sync::Notify,
+    /// When a name not in `nodes` was last looked up (at most one such lookup a second: the
+    /// events endpoint must not let anyone make roomd query the database at will).
+    last_miss: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for MediaPlane {
@@ -86,6 +103,7 @@ impl MediaPlane {
             nodes: RwLock::new(HashMap::new()),
             connect_timeout,
             restarted: tokio::sync::Notify::new(),
+            last_miss: std::sync::Mutex::new(None),
         }
     }
 
@@ -146,16 +164,34 @@ impl MediaPlane {
                 .into_owned()
                 .into())
         };
+        let admin_secret = open(&row.admin_secret)?;
         Ok(Node {
             name: row.name.clone(),
             admin: JanusAdmin::new(
                 self.http.clone(),
                 row.admin_url.clone(),
-                open(&row.admin_secret)?,
+                admin_secret.clone(),
                 open(&row.room_admin_key)?,
             ),
             client_url: row.client_url.clone(),
+            events_password: admin_secret,
         })
+    }
+
+    /// A node's client for the events endpoint: from the cache, or (at most once a second for
+    /// names not cached) from the database.
+    pub async fn known_node(&self, name: &str) -> Option<Arc<Node>> {
+        if let Some(node) = self.nodes.read().expect("not poisoned").get(name) {
+            return Some(node.clone());
+        }
+        {
+            let mut last = self.last_miss.lock().expect("not poisoned");
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return None;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        self.node(name).await.ok()
     }
 
     pub fn forget(&self, name: &str) {

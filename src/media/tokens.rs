@@ -1,6 +1,6 @@
 //! The secrets roomd gives Janus, derived from the master key so that every replica computes the
 //! same ones and none is stored: a participant's media token (its Janus session token and its
-//! room join token), a room's secret, and a node's event-handler password.
+//! room join token) and a room's secret.
 //!
 //! A media token is `<participant SID>.<MAC>`: the SID says whose it is (Janus reports the token
 //! of every handle and every join), the MAC (HMAC-SHA256 under a key derived from the master
@@ -66,18 +66,6 @@ impl MediaSecrets {
     pub fn room_secret(&self, room_sid: &str) -> SecretString {
         self.mac("room", room_sid).into()
     }
-
-    /// Whether `given` is the events password of `node` (compared in constant time).
-    pub fn events_password_matches(&self, node: &str, given: &str) -> bool {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(given)
-            .is_ok_and(|mac| self.hmac("events", node).verify_slice(&mac).is_ok())
-    }
-
-    /// The password a node's event handler sends (user: the node's name).
-    pub fn events_password(&self, node: &str) -> SecretString {
-        self.mac("events", node).into()
-    }
 }
 
 #[cfg(test)]
@@ -111,7 +99,8 @@ mod tests {
         );
         assert_ne!(
             a.room_secret(room).expose_secret(),
-            a.events_password(room).expose_secret()
+            a.token("PA0123456789abcdef0123456789abcdef")
+                .expose_secret()
         );
     }
 }

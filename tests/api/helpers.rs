@@ -309,6 +309,7 @@ pub async fn attach_test_media(
             "roomd-test-media-{}",
             &roomd::domain::sid::random_hex32()[..8]
         )),
+        external: None,
     };
     let key = std::sync::Arc::new(test_master_key());
     let media = roomd::app::media::attach(&options, database, key, app.local_addr())

@@ -47,6 +47,7 @@ async fn spawn_media_app(connect_timeout: Duration) -> Option<MediaApp> {
         media_ip: None,
         connect_timeout,
         data_dir,
+        external: None,
     };
     let media = attach(&options, &db.options, key, application.local_addr())
         .await
@@ -68,7 +69,10 @@ async fn spawn_media_app(connect_timeout: Duration) -> Option<MediaApp> {
     let account = create_account(&pool, "media").await;
     let node = media.plane.owner.clone();
     let admin = media.plane.node(&node).await.unwrap().admin.clone();
-    let janus_api = format!("http://127.0.0.1:{}/janus", media.janus.ports.http);
+    let janus_api = format!(
+        "http://127.0.0.1:{}/janus",
+        media.janus.as_ref().unwrap().ports.http
+    );
     Some(MediaApp {
         app: TestApp {
             address,
@@ -355,10 +359,19 @@ async fn a_token_used_to_join_as_another_participant_is_kicked() {
     );
 }
 
+/// The embedded node's event-handler password (its admin secret), from its configuration.
+fn events_password(m: &MediaApp) -> String {
+    let janus = m.media.janus.as_ref().unwrap();
+    let config =
+        std::fs::read_to_string(janus.dir().join("janus.eventhandler.sampleevh.jcfg")).unwrap();
+    let line = config.lines().find(|l| l.contains("backend_pwd")).unwrap();
+    line.split('"').nth(1).unwrap().to_string()
+}
+
 /// Posts events to roomd as the node's event handler does.
 async fn post_events(m: &MediaApp, events: Value, password: Option<&str>) -> reqwest::Response {
-    let secret = m.media.plane.secrets.events_password(&m.node);
-    let password = password.unwrap_or(secrecy::ExposeSecret::expose_secret(&secret));
+    let secret = events_password(m);
+    let password = password.unwrap_or(&secret);
     m.app
         .client
         .post(m.app.url(&format!("/v1/Media/Nodes/{}/Events", m.node)))
@@ -509,12 +522,12 @@ async fn the_events_endpoint_takes_only_its_nodes_credentials_and_janus_json() {
     let body: Value = wrong.json().await.unwrap();
     assert_eq!(body["code"], 20003);
     // Another node's name with this node's password: refused too.
-    let secret = m.media.plane.secrets.events_password(&m.node);
+    let secret = events_password(&m);
     let other = m
         .app
         .client
         .post(m.app.url("/v1/Media/Nodes/other/Events"))
-        .basic_auth("other", Some(secrecy::ExposeSecret::expose_secret(&secret)))
+        .basic_auth("other", Some(&secret))
         .body("[]")
         .send()
         .await
@@ -524,7 +537,7 @@ async fn the_events_endpoint_takes_only_its_nodes_credentials_and_janus_json() {
         .app
         .client
         .post(&url)
-        .basic_auth(&m.node, Some(secrecy::ExposeSecret::expose_secret(&secret)))
+        .basic_auth(&m.node, Some(&secret))
         .body("{not json")
         .send()
         .await
@@ -593,7 +606,13 @@ async fn a_janus_killed_is_restarted_and_roomd_converges() {
         .unwrap()
     })
     .await;
-    let pid = m.media.janus.pid.load(std::sync::atomic::Ordering::Relaxed);
+    let pid = m
+        .media
+        .janus
+        .as_ref()
+        .unwrap()
+        .pid
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert!(pid > 0);
     // SAFETY: kill(2) on the embedded Janus's PID.
     unsafe {
@@ -622,7 +641,178 @@ async fn a_janus_killed_is_restarted_and_roomd_converges() {
         "{answer}"
     );
     assert_ne!(
-        m.media.janus.pid.load(std::sync::atomic::Ordering::Relaxed),
+        m.media
+            .janus
+            .as_ref()
+            .unwrap()
+            .pid
+            .load(std::sync::atomic::Ordering::Relaxed),
         pid
     );
+}
+
+/// A Janus of the test's own, run as an external node would be: its event handler posts to
+/// `api` as `name` with `secret`.
+async fn external_janus(
+    api: std::net::SocketAddr,
+    name: &str,
+    secret: &str,
+    key: &str,
+) -> roomd::media::embedded::EmbeddedJanus {
+    use roomd::media::embedded::{find_binary, EmbeddedJanus, EmbeddedSpec};
+    let spec = EmbeddedSpec {
+        binary: find_binary().unwrap(),
+        dir: std::env::temp_dir().join(format!(
+            "roomd-external-{name}-{}",
+            &roomd::domain::sid::random_hex32()[..8]
+        )),
+        name: name.to_string(),
+        media_ip: None,
+        events_url: format!("http://{api}/v1/Media/Nodes/{name}/Events"),
+        events_password: secret.to_string().into(),
+        admin_secret: secret.to_string().into(),
+        room_admin_key: key.to_string().into(),
+    };
+    let (secret, key) = (secret.to_string(), key.to_string());
+    EmbeddedJanus::start(spec, move |ports| {
+        JanusAdmin::new(
+            JanusAdmin::client(),
+            ports.admin_url(),
+            secret.clone().into(),
+            key.clone().into(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn rooms_are_placed_on_the_external_node_with_fewest_rooms_and_placed_anew_when_it_stops_answering(
+) {
+    if roomd::media::embedded::find_binary().is_none() {
+        eprintln!("SKIPPED: no janus binary (apt-get install janus)");
+        return;
+    }
+    let db = fresh_database().await;
+    let pool = roomd::db::pool(db.options.clone(), 10).await.unwrap();
+    let key = Arc::new(test_master_key());
+    let mut application = Application::build(
+        ServerSettings {
+            master_key: key.clone(),
+            ..ServerSettings::local()
+        },
+        db.options.clone(),
+    )
+    .unwrap();
+    let api = application.local_addr();
+    let (secret, room_key) = ("external-admin-secret", "external-room-key");
+    let a = external_janus(api, "media-a", secret, room_key).await;
+    let b = external_janus(api, "media-b", secret, room_key).await;
+    let node = |name: &str, j: &roomd::media::embedded::EmbeddedJanus| {
+        roomd::app::setting_values::JanusNode {
+            name: name.to_string(),
+            admin_url: j.ports.admin_url(),
+            client_url: j.ports.client_url(),
+        }
+    };
+    let options = MediaOptions {
+        mode: MediaMode::Auto,
+        janus_binary: None,
+        media_ip: None,
+        connect_timeout: Duration::ZERO,
+        data_dir: std::env::temp_dir(),
+        external: Some(roomd::app::media::ExternalNodes {
+            nodes: vec![node("media-a", &a), node("media-b", &b)],
+            admin_secret: secret.to_string().into(),
+            room_admin_key: room_key.to_string().into(),
+        }),
+    };
+    let media = attach(&options, &db.options, key, api)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        media.janus.is_none(),
+        "no embedded Janus beside external nodes"
+    );
+    application.attach_media(media.plane.clone());
+    tokio::spawn(roomd::media::worker::run(
+        media.plane.pool.clone(),
+        media.plane.clone(),
+        roomd::media::worker::WorkerSettings {
+            reconcile_every: Duration::from_millis(500),
+            down_after: 3,
+        },
+        std::future::pending(),
+    ));
+    tokio::spawn(application.run_until(std::future::pending()));
+    let app = TestApp {
+        address: format!("http://{api}"),
+        database_url: db.url.clone(),
+        account: create_account(&pool, "external").await,
+        pool,
+        metrics_address: None,
+        metrics: Arc::new(roomd::telemetry::metrics::Metrics::new()),
+        client: reqwest::Client::new(),
+        _db: db,
+    };
+
+    // Two rooms: one on each node (the fewest rooms; a tie goes by name).
+    let first = app.join("First", "alice").await;
+    let second = app.join("Second", "bob").await;
+    assert_eq!(first["media"]["url"], a.ports.client_url());
+    assert_eq!(second["media"]["url"], b.ports.client_url());
+    // A second participant of a room goes where its room is.
+    let carol = app.join("First", "carol").await;
+    assert_eq!(carol["media"]["url"], a.ports.client_url());
+    // The external node's events are taken (its event handler posts with the admin secret).
+    let janus_api = format!("http://127.0.0.1:{}/janus", a.ports.http);
+    let client = JanusClient::open(&janus_api, first["media"]["token"].as_str().unwrap())
+        .await
+        .unwrap();
+    client
+        .join(
+            first["room_sid"].as_str().unwrap(),
+            first["sid"].as_str().unwrap(),
+        )
+        .await;
+    let alice_sid = first["sid"].as_str().unwrap().to_string();
+    eventually("alice's join recorded from media-a's events", async || {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT media_joined_at IS NOT NULL FROM participants WHERE sid = $1",
+        )
+        .bind(&alice_sid)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+    })
+    .await;
+
+    // media-a stops answering: its participants are disconnected, its room placed anew.
+    a.stop().await;
+    let room = first["room_sid"].as_str().unwrap().to_string();
+    eventually("media-a's participants disconnected", async || {
+        participant_status(&app, &room, &alice_sid).await["status"] == "disconnected"
+            && participant_status(&app, &room, carol["sid"].as_str().unwrap()).await["status"]
+                == "disconnected"
+    })
+    .await;
+    assert_eq!(
+        end_reason(&app, &alice_sid).await.as_deref(),
+        Some("media_lost")
+    );
+    let again = app.join("First", "dave").await;
+    assert_eq!(again["room_sid"], first["room_sid"]);
+    assert_eq!(again["media"]["url"], b.ports.client_url());
+    let bob_status = participant_status(
+        &app,
+        second["room_sid"].as_str().unwrap(),
+        second["sid"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(
+        bob_status["status"], "connected",
+        "media-b's participants stay"
+    );
+    b.stop().await;
 }
