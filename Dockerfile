@@ -1,5 +1,6 @@
-# roomd container image: build with the Rust toolchain, run as a non-root user in a slim Debian
-# image that holds only the binary and CA certificates.
+# roomd container images: build with the Rust toolchain, run as a non-root user in a slim Debian
+# image that holds only the binary and CA certificates (target `roomd`, the default), or that
+# plus Debian's Janus, run as an external media node by `roomd janus-node` (target `janus`).
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that a source change does not rebuild them.
@@ -16,13 +17,26 @@ COPY tests/api tests/api
 # Touch the sources so cargo sees them as newer than the placeholder build.
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked -p roomd && cp target/release/roomd /usr/local/bin/roomd
 
-FROM debian:bookworm-slim
+FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin roomd \
     && mkdir -p /var/lib/roomd && chown roomd:roomd /var/lib/roomd && chmod 0700 /var/lib/roomd
 COPY --from=build /usr/local/bin/roomd /usr/local/bin/roomd
+
+# Janus from Debian's package, configured and supervised by `roomd janus-node` (see the compose
+# file's `janus` service). Only the VideoRoom plugin and the HTTP/WebSocket transports run.
+FROM runtime AS janus
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends janus \
+    && rm -rf /var/lib/apt/lists/*
+USER roomd
+EXPOSE 8088 7088 8188
+ENTRYPOINT ["roomd"]
+CMD ["janus-node"]
+
+FROM runtime AS roomd
 USER roomd
 # The master key file (master.key) lives here unless ROOMD_MASTER_KEY(_FILE) is set: keep it on a
 # volume, since secrets sealed under it cannot be opened with another.

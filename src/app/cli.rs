@@ -31,6 +31,11 @@ pub enum Command {
     Keys(KeysCommand),
     /// Exit 0 when the roomd at ROOMD_BIND answers /healthz with 200 (for container healthchecks).
     Healthcheck,
+    /// Run Janus as an external media node of roomd (the compose file's `janus` service): its
+    /// configuration written from these options and ROOMD_JANUS_ADMIN_SECRET /
+    /// ROOMD_JANUS_ROOM_ADMIN_KEY, restarted if it dies, until SIGTERM/SIGINT. List it in roomd's
+    /// ROOMD_JANUS_NODES under the same name.
+    JanusNode(crate::app::janus_node::JanusNodeArgs),
 }
 
 #[derive(Subcommand, Debug)]

@@ -14,6 +14,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Migrate => database::with_database(&settings, |_| async { Ok(()) }).await,
         Command::Healthcheck => serve::healthcheck(settings.bind),
+        Command::JanusNode(args) => crate::app::janus_node::run(&settings, args).await,
         Command::Accounts(cmd) => {
             database::with_pool(&settings, async |pool| {
                 account_commands::accounts(pool, &settings, cmd).await

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod database;
+pub mod janus_node;
 pub mod media;
 pub mod serve;
 pub mod setting_values;

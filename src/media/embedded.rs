@@ -33,6 +33,12 @@ pub struct EmbeddedSpec {
     pub name: String,
     /// The only address ICE candidates are offered on (`None`: Janus's own choice).
     pub media_ip: Option<IpAddr>,
+    /// The address its HTTP, Admin and WebSocket listeners bind (loopback when embedded).
+    pub listen: IpAddr,
+    /// Fixed ports (a standalone node), or `None` for free ones picked at start.
+    pub ports: Option<Ports>,
+    /// The public address announced in place of the host's (`nat_1_1_mapping`).
+    pub nat_1_1: Option<IpAddr>,
     /// Where its event handler posts, and as whom.
     pub events_url: String,
     pub events_password: SecretString,
@@ -95,7 +101,10 @@ impl EmbeddedJanus {
             .with_context(|| format!("creating {}", spec.dir.display()))?;
         let mut last = None;
         for _ in 0..3 {
-            let ports = Ports::pick().context("picking ports for Janus")?;
+            let ports = match spec.ports {
+                Some(ports) => ports,
+                None => Ports::pick().context("picking ports for Janus")?,
+            };
             write_config(&spec, &ports)?;
             let mut child = spawn(&spec)?;
             let admin = admin(&ports);
@@ -294,10 +303,19 @@ libjanus_textroom.so,libjanus_videocall.so,libjanus_voicemail.so";
 
 fn write_config(spec: &EmbeddedSpec, ports: &Ports) -> Result<()> {
     let dir = &spec.dir;
-    let nat = match spec.media_ip {
-        Some(ip) => format!("nat: {{\n\tice_enforce_list = \"{ip}\"\n}}\n"),
-        None => String::new(),
+    let mut nat = String::new();
+    if let Some(ip) = spec.media_ip {
+        nat.push_str(&format!("\tice_enforce_list = \"{ip}\"\n"));
+    }
+    if let Some(ip) = spec.nat_1_1 {
+        nat.push_str(&format!("\tnat_1_1_mapping = \"{ip}\"\n"));
+    }
+    let nat = if nat.is_empty() {
+        nat
+    } else {
+        format!("nat: {{\n{nat}}}\n")
     };
+    let listen = spec.listen;
     let files = [
         (
             "janus.jcfg",
@@ -328,16 +346,16 @@ fn write_config(spec: &EmbeddedSpec, ports: &Ports) -> Result<()> {
             "janus.transport.http.jcfg",
             format!(
                 "general: {{\n\tjson = \"plain\"\n\tbase_path = \"/janus\"\n\thttp = true\n\tport = {}\n\
-                 \tip = \"127.0.0.1\"\n\thttps = false\n}}\n\
+                 \tip = \"{listen}\"\n\thttps = false\n}}\n\
                  admin: {{\n\tadmin_base_path = \"/admin\"\n\tadmin_http = true\n\tadmin_port = {}\n\
-                 \tadmin_ip = \"127.0.0.1\"\n\tadmin_https = false\n}}\ncors: {{\n}}\n",
+                 \tadmin_ip = \"{listen}\"\n\tadmin_https = false\n}}\ncors: {{\n}}\n",
                 ports.http, ports.admin
             ),
         ),
         (
             "janus.transport.websockets.jcfg",
             format!(
-                "general: {{\n\tjson = \"plain\"\n\tws = true\n\tws_port = {}\n\tws_ip = \"127.0.0.1\"\n\twss = false\n}}\n\
+                "general: {{\n\tjson = \"plain\"\n\tws = true\n\tws_port = {}\n\tws_ip = \"{listen}\"\n\twss = false\n}}\n\
                  admin: {{\n\tadmin_ws = false\n\tadmin_wss = false\n}}\n",
                 ports.websocket
             ),

@@ -668,6 +668,9 @@ async fn external_janus(
         )),
         name: name.to_string(),
         media_ip: None,
+        listen: std::net::Ipv4Addr::LOCALHOST.into(),
+        ports: None,
+        nat_1_1: None,
         events_url: format!("http://{api}/v1/Media/Nodes/{name}/Events"),
         events_password: secret.to_string().into(),
         admin_secret: secret.to_string().into(),
@@ -815,4 +818,128 @@ async fn rooms_are_placed_on_the_external_node_with_fewest_rooms_and_placed_anew
         "media-b's participants stay"
     );
     b.stop().await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn roomd_janus_node_runs_janus_as_an_external_node_until_sigterm() {
+    if roomd::media::embedded::find_binary().is_none() {
+        eprintln!("SKIPPED: no janus binary (apt-get install janus)");
+        return;
+    }
+    let db = fresh_database().await;
+    let pool = roomd::db::pool(db.options.clone(), 10).await.unwrap();
+    let key = Arc::new(test_master_key());
+    let mut application = Application::build(
+        ServerSettings {
+            master_key: key.clone(),
+            ..ServerSettings::local()
+        },
+        db.options.clone(),
+    )
+    .unwrap();
+    let api = application.local_addr();
+    let (http, admin, ws) = (free_port(), free_port(), free_port());
+    let rtp = free_port();
+    let config_dir = std::env::temp_dir().join(format!(
+        "roomd-janus-node-{}",
+        &roomd::domain::sid::random_hex32()[..8]
+    ));
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_roomd"))
+        .arg("janus-node")
+        .env("ROOMD_JANUS_NODE_NAME", "media1")
+        .env("ROOMD_JANUS_EVENTS_TO", format!("http://{api}"))
+        .env("ROOMD_JANUS_LISTEN", "127.0.0.1")
+        .env("ROOMD_JANUS_RTP_PORTS", format!("{rtp}-{}", rtp + 20))
+        .env("ROOMD_JANUS_HTTP_PORT", http.to_string())
+        .env("ROOMD_JANUS_ADMIN_PORT", admin.to_string())
+        .env("ROOMD_JANUS_WS_PORT", ws.to_string())
+        .env("ROOMD_JANUS_CONFIG_DIR", &config_dir)
+        .env("ROOMD_JANUS_ADMIN_SECRET", "node-secret")
+        .env("ROOMD_JANUS_ROOM_ADMIN_KEY", "node-room-key")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let janus = JanusAdmin::new(
+        JanusAdmin::client(),
+        format!("http://127.0.0.1:{admin}/admin"),
+        "node-secret".to_string().into(),
+        "node-room-key".to_string().into(),
+    );
+    eventually("the node's Janus answers", async || {
+        janus.ping().await.is_ok()
+    })
+    .await;
+    let options = MediaOptions {
+        mode: MediaMode::Auto,
+        janus_binary: None,
+        media_ip: None,
+        connect_timeout: Duration::ZERO,
+        data_dir: std::env::temp_dir(),
+        external: Some(roomd::app::media::ExternalNodes {
+            nodes: vec![roomd::app::setting_values::JanusNode {
+                name: "media1".into(),
+                admin_url: format!("http://127.0.0.1:{admin}/admin"),
+                client_url: format!("ws://127.0.0.1:{ws}/"),
+            }],
+            admin_secret: "node-secret".to_string().into(),
+            room_admin_key: "node-room-key".to_string().into(),
+        }),
+    };
+    let media = attach(&options, &db.options, key, api)
+        .await
+        .unwrap()
+        .unwrap();
+    application.attach_media(media.plane.clone());
+    tokio::spawn(application.run_until(std::future::pending()));
+    let account = create_account(&pool, "node").await;
+    let app = TestApp {
+        address: format!("http://{api}"),
+        database_url: db.url.clone(),
+        account,
+        pool,
+        metrics_address: None,
+        metrics: Arc::new(roomd::telemetry::metrics::Metrics::new()),
+        client: reqwest::Client::new(),
+        _db: db,
+    };
+    let joined = app.join("Standup", "alice").await;
+    assert_eq!(joined["media"]["url"], format!("ws://127.0.0.1:{ws}/"));
+    let room = joined["room_sid"].as_str().unwrap().to_string();
+    assert!(janus.rooms().await.unwrap().contains(&room));
+    // Its events reach roomd (the node's event handler posts with the admin secret).
+    let client = JanusClient::open(
+        &format!("http://127.0.0.1:{http}/janus"),
+        joined["media"]["token"].as_str().unwrap(),
+    )
+    .await
+    .unwrap();
+    client.join(&room, joined["sid"].as_str().unwrap()).await;
+    let sid = joined["sid"].as_str().unwrap().to_string();
+    eventually("the join recorded from the node's events", async || {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT media_joined_at IS NOT NULL FROM participants WHERE sid = $1",
+        )
+        .bind(&sid)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+    })
+    .await;
+    // SIGTERM stops Janus with the node, and the node exits 0.
+    // SAFETY: kill(2) on the child's PID.
+    unsafe {
+        libc::kill(node.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = node.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(janus.ping().await.is_err(), "Janus stopped with its node");
+    assert!(!config_dir.exists(), "its configuration is removed");
 }
