@@ -97,6 +97,8 @@ async fn scenario(
         "complete" => completions,
         // Joins run a few times slower than completions.
         "join" => completions / 4 / JOINS_PER_ROOM as i64,
+        // Joins with the media plane's work (a Janus room, a token, the allowed list) each.
+        "join_media" => completions / 16 / JOINS_PER_ROOM as i64,
         _ => 0,
     };
     let (to_complete_api, to_complete_sql) = if fresh > 0 {
@@ -185,7 +187,7 @@ async fn scenario(
                 }),
             )
         }
-        "join" => {
+        "join" | "join_media" => {
             let (sids, tag) = (to_complete_api.clone(), run_tag.clone());
             (
                 201,
@@ -235,8 +237,10 @@ async fn scenario(
 
     // The same db functions roomd calls for this scenario, straight through an sqlx pool (the
     // baseline) and, at the main concurrency, through roomd's own worker pool.
+    // A join with media runs the same statements as one without: its baseline is the same.
+    let baseline = if name == "join_media" { "join" } else { name };
     let sql = direct_run(
-        name,
+        baseline,
         Direct::Sqlx(pool.clone()),
         data,
         concurrency,
@@ -255,7 +259,17 @@ async fn scenario(
             POOL_SIZE,
             PoolLimits::default(),
         );
-        Some(direct_run(name, Direct::Own(own), data, concurrency, secs, to_complete).await?)
+        Some(
+            direct_run(
+                baseline,
+                Direct::Own(own),
+                data,
+                concurrency,
+                secs,
+                to_complete,
+            )
+            .await?,
+        )
     } else {
         None
     };
@@ -331,7 +345,14 @@ async fn main() -> Result<()> {
     eprintln!("preloaded in {:.1} s", t.elapsed().as_secs_f64());
     let data = load_data(&pool).await?;
 
-    let server = start_roomd(&bin, &url, &key_b64).await?;
+    let server = start_roomd(&bin, &url, &key_b64, false).await?;
+    // The same binary with its embedded Janus, for `join_media` (where Janus is installed).
+    let media_server = if roomd::media::embedded::find_binary().is_some() {
+        Some(start_roomd(&bin, &url, &key_b64, true).await?)
+    } else {
+        eprintln!("no janus binary: join_media is left out");
+        None
+    };
     let cpu0 = own_cpu_seconds();
     let wall0 = Instant::now();
     let names = [
@@ -343,6 +364,7 @@ async fn main() -> Result<()> {
         "list_deep",
         "complete",
         "join",
+        "join_media",
         "list_participants",
         "subscribed_tracks",
     ];
@@ -363,7 +385,12 @@ async fn main() -> Result<()> {
                 continue;
             }
             let main = concurrency == args.concurrency;
-            let r = scenario(name, &server.addr, &pool, &data, concurrency, secs, main).await?;
+            let addr = match (name, &media_server) {
+                ("join_media", Some(m)) => &m.addr,
+                ("join_media", None) => continue,
+                _ => &server.addr,
+            };
+            let r = scenario(name, addr, &pool, &data, concurrency, secs, main).await?;
             eprintln!("{:>14} c={:<3} api {:>8.0}/s p50 {:>6.2} ms p99 {:>6.2} ms | sql {:>8.0}/s | ratio {:.2} | own pool {} | api errors {}",
                 r.name, r.concurrency, r.api_ops_per_s, r.p50_ms, r.p99_ms, r.sql_ops_per_s, r.ratio,
                 r.own_pool_sql_ops_per_s.map_or("-".into(), |o| format!("{o:.0}/s")), r.api_errors);
@@ -395,6 +422,7 @@ async fn main() -> Result<()> {
         / std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
     let peak = peak_rss_mb(server.child.id());
     drop(server);
+    drop(media_server);
 
     // The sweeper: up to 100,000 rooms (10% of the preload) made due, then ended in batches.
     // (Set-up, not measured: exempt from the statement timeout every roomd connection carries.
@@ -441,7 +469,17 @@ async fn main() -> Result<()> {
             .find(|r| r.name == n && r.concurrency == args.concurrency)
             .map_or(0.0, |r| r.p50_ms)
     };
+    let join_media_vs_join = (p50("join_media") > 0.0).then(|| {
+        let ops = |n: &str| {
+            results
+                .iter()
+                .find(|r| r.name == n && r.concurrency == args.concurrency)
+                .map_or(0.0, |r| r.api_ops_per_s)
+        };
+        ratio(ops("join_media"), ops("join"))
+    });
     let report = Report {
+        join_media_vs_join,
         deep_page_ratio: if p50("list") > 0.0 {
             p50("list_deep") / p50("list")
         } else {

@@ -27,6 +27,9 @@ pub(crate) struct Report {
     pub(crate) claims: Option<super::claims::ClaimCost>,
     pub(crate) sweeper_rooms_per_s: f64,
     pub(crate) deep_page_ratio: f64,
+    /// join_media's API throughput over join's (same concurrency): what the media plane's
+    /// work (a Janus room, a token, the room's allowed list) costs a join.
+    pub(crate) join_media_vs_join: Option<f64>,
     pub(crate) argon2_verifications_steady: f64,
     pub(crate) requests_steady: f64,
     pub(crate) peak_rss_mb: f64,
@@ -86,6 +89,12 @@ pub(crate) fn print_table(r: &Report, swept: usize) {
         "argon2 verifications in the steady state: {} over {:.0} requests",
         r.argon2_verifications_steady, r.requests_steady
     );
+    if let Some(v) = r.join_media_vs_join {
+        println!(
+            "join_media ops/s / join ops/s (at {} conns): {v:.2}",
+            r.concurrency
+        );
+    }
     println!("roomd peak RSS: {:.1} MB", r.peak_rss_mb);
     println!(
         "load generator CPU share (of all cores): {:.0}%",

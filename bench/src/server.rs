@@ -47,9 +47,20 @@ pub(crate) fn free_port() -> Result<u16> {
         .port())
 }
 
-pub(crate) async fn start_roomd(bin: &PathBuf, url: &str, master_key: &str) -> Result<Server> {
+/// A `roomd serve` on the benchmark's database; with `media`, with its embedded Janus
+/// (`ROOMD_MEDIA=janus`), else without any (`ROOMD_MEDIA=off`).
+pub(crate) async fn start_roomd(
+    bin: &PathBuf,
+    url: &str,
+    master_key: &str,
+    media: bool,
+) -> Result<Server> {
     let port = free_port()?;
-    let work = std::env::temp_dir().join(format!("roomd-bench-{}", std::process::id()));
+    let work = std::env::temp_dir().join(format!(
+        "roomd-bench-{}-{}",
+        std::process::id(),
+        if media { "media" } else { "api" }
+    ));
     std::fs::create_dir_all(&work)?;
     let child = Command::new(bin)
         .arg("serve")
@@ -58,6 +69,8 @@ pub(crate) async fn start_roomd(bin: &PathBuf, url: &str, master_key: &str) -> R
         .env("ROOMD_METRICS_BIND", "main")
         .env("ROOMD_DB_POOL_SIZE", POOL_SIZE.to_string())
         .env("ROOMD_MASTER_KEY", master_key)
+        .env("ROOMD_MEDIA", if media { "janus" } else { "off" })
+        .env("ROOMD_DATA_DIR", &work)
         // The load is one account's, far past the default per-account rate: the benchmark
         // measures the service, not the limit (the limit's check still runs on every request).
         .env("ROOMD_ACCOUNT_REQUESTS_PER_SECOND", "1000000")

@@ -216,10 +216,21 @@ impl MediaPlane {
             video_codecs: &room.video_codecs,
             allowed: vec![token.expose_secret().to_string()],
         };
-        let (created, added) =
-            tokio::join!(node.admin.ensure_room(&spec), node.admin.add_token(&token));
-        created?;
+        // Most joins find their room on the node already: admit the token to it first, and
+        // create the room (with the token) only when Janus says it has none.
+        let (allowed, added) = tokio::join!(
+            node.admin.allowed(&room.sid, &secret, "add", &spec.allowed),
+            node.admin.add_token(&token)
+        );
         added?;
+        match allowed {
+            Ok(()) => {}
+            Err(JanusError::Refused {
+                code: janus::plugin_code::NO_SUCH_ROOM,
+                ..
+            }) => node.admin.ensure_room(&spec).await?,
+            Err(e) => return Err(e),
+        }
         Ok(MediaGrant {
             url: node.client_url.clone(),
             token,
