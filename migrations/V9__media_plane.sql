@@ -54,6 +54,8 @@ CREATE TABLE media_handles (
     handle_id       bigint      NOT NULL,
     session_id      bigint      NOT NULL,
     participant_sid text        NOT NULL,
+    -- The handle its publisher joined the room with (a hang-up there ends its media).
+    publisher       boolean     NOT NULL DEFAULT false,
     date_created    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (node, handle_id)
 );

@@ -143,7 +143,9 @@ pub async fn attach(
     };
     let spec = EmbeddedSpec {
         binary,
-        dir: settings.data_dir.join("janus").join(&name),
+        // Absolute: Janus is given it on its command line, which `ps` shows.
+        dir: std::path::absolute(settings.data_dir.join("janus").join(&name))
+            .context("ROOMD_DATA_DIR")?,
         name: name.clone(),
         media_ip: settings.media_ip,
         listen: std::net::Ipv4Addr::LOCALHOST.into(),

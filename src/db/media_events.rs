@@ -65,14 +65,26 @@ pub async fn handle_detached(
         .map(drop)
 }
 
-/// A participant's publisher joined its room on the node: its media deadline is met. `false`:
-/// it is not connected there (Janus must kick it).
+/// A participant's publisher joined its room on the node (with `handle`, when the event names
+/// it): its media deadline is met. `false`: it is not connected there (Janus must kick it).
 pub async fn joined(
     conn: &mut PgConnection,
     node: &str,
     room_sid: &str,
     participant_sid: &str,
+    handle: Option<i64>,
 ) -> Result<bool, sqlx::Error> {
+    if let Some(handle) = handle {
+        sqlx::query(
+            "UPDATE media_handles SET publisher = true \
+             WHERE node = $1 AND handle_id = $2 AND participant_sid = $3",
+        )
+        .bind(node)
+        .bind(handle)
+        .bind(participant_sid)
+        .execute(&mut *conn)
+        .await?;
+    }
     let found: Option<String> = sqlx::query_scalar(
         "UPDATE participants SET media_joined_at = COALESCE(media_joined_at, roomd_now()), \
             media_deadline = NULL \
@@ -99,6 +111,19 @@ pub async fn media_up(conn: &mut PgConnection, node: &str, handle: i64) -> Resul
     .execute(conn)
     .await
     .map(drop)
+}
+
+/// A handle's PeerConnection was hung up: when it was a publisher's, that participant's media
+/// ended (`media_lost`).
+pub async fn hung_up(conn: &mut PgConnection, node: &str, handle: i64) -> Result<u64, sqlx::Error> {
+    let key = format!("{node}/{handle}");
+    disconnect_media_participants(
+        conn,
+        "p.sid IN (SELECT h.participant_sid FROM media_handles h \
+            WHERE h.publisher AND h.node || '/' || h.handle_id = $1)",
+        &key,
+    )
+    .await
 }
 
 /// One stream of a `published` event.

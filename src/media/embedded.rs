@@ -97,8 +97,13 @@ pub struct EmbeddedJanus {
 impl EmbeddedJanus {
     /// Starts Janus and waits (up to 20 s) until its Admin API answers.
     pub async fn start(spec: EmbeddedSpec, admin: impl Fn(&Ports) -> JanusAdmin) -> Result<Self> {
+        if let Some(parent) = spec.dir.parent() {
+            remove_abandoned(parent);
+        }
         std::fs::create_dir_all(&spec.dir)
             .with_context(|| format!("creating {}", spec.dir.display()))?;
+        std::fs::write(spec.dir.join(OWNER_FILE), std::process::id().to_string())
+            .with_context(|| format!("writing {}", spec.dir.display()))?;
         let mut last = None;
         for _ in 0..3 {
             let ports = match spec.ports {
@@ -162,6 +167,32 @@ impl EmbeddedJanus {
 impl Drop for EmbeddedJanus {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+    }
+}
+
+/// The file in an embedded Janus's folder naming the roomd process that owns it.
+const OWNER_FILE: &str = "roomd.pid";
+
+/// Removes the folders beside ours that a roomd which died without stopping its Janus left
+/// (their owner process is gone); those of live processes stay.
+fn remove_abandoned(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let owner = std::fs::read_to_string(dir.join(OWNER_FILE))
+            .ok()
+            .and_then(|p| p.trim().parse::<libc::pid_t>().ok());
+        // SAFETY: kill(2) with signal 0 only asks whether the process exists.
+        let gone = owner.is_some_and(|pid| {
+            pid > 0
+                && unsafe { libc::kill(pid, 0) } != 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        });
+        if gone {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }
 

@@ -46,11 +46,15 @@ enum Event<'a> {
     WebrtcUp {
         handle: u64,
     },
+    HungUp {
+        handle: u64,
+    },
     Joined {
         room: &'a str,
         id: &'a str,
         token: Option<&'a str>,
         session: Option<u64>,
+        handle: Option<u64>,
     },
     Published {
         room: &'a str,
@@ -90,9 +94,10 @@ fn parse(event: &Value) -> Event<'_> {
             (Some("detached"), _, Some(handle)) => Event::Detached { handle },
             _ => Event::Other,
         },
-        Some(16) if body["connection"] == "webrtcup" => match handle {
-            Some(handle) => Event::WebrtcUp { handle },
-            None => Event::Other,
+        Some(16) => match (body["connection"].as_str(), handle) {
+            (Some("webrtcup"), Some(handle)) => Event::WebrtcUp { handle },
+            (Some("hangup"), Some(handle)) => Event::HungUp { handle },
+            _ => Event::Other,
         },
         Some(64) if body["plugin"] == super::janus::VIDEOROOM => {
             let data = &body["data"];
@@ -105,6 +110,7 @@ fn parse(event: &Value) -> Event<'_> {
                     id,
                     token: data["token"].as_str(),
                     session,
+                    handle,
                 },
                 Some("published") => Event::Published {
                     room,
@@ -192,11 +198,18 @@ async fn apply_one(
             })
             .await?;
         }
+        Event::HungUp { handle } => {
+            transaction(pool, async |c| {
+                media_events::hung_up(c, node, db(handle)).await
+            })
+            .await?;
+        }
         Event::Joined {
             room,
             id,
             token,
             session,
+            handle,
         } => {
             let owner = token.and_then(|t| plane.secrets.participant_of(t));
             if owner != Some(id) {
@@ -223,7 +236,7 @@ async fn apply_one(
                 return Ok(());
             }
             let here = transaction(pool, async |c| {
-                media_events::joined(c, node, room, id).await
+                media_events::joined(c, node, room, id, handle.map(db)).await
             })
             .await?;
             if !here {
@@ -320,7 +333,8 @@ mod tests {
                 room: "RMx",
                 id: "PAy",
                 token: Some("t"),
-                session: Some(5)
+                session: Some(5),
+                handle: Some(6)
             }
         );
         let left = json!({"type": 64, "event": {"plugin": "janus.plugin.videoroom",
@@ -345,6 +359,8 @@ mod tests {
         let up =
             json!({"type": 16, "subtype": 6, "handle_id": 9, "event": {"connection": "webrtcup"}});
         assert_eq!(parse(&up), Event::WebrtcUp { handle: 9 });
+        let hangup = json!({"type": 16, "subtype": 6, "handle_id": 9, "event": {"connection": "hangup", "reason": "Close PC"}});
+        assert_eq!(parse(&hangup), Event::HungUp { handle: 9 });
         let timeout = json!({"type": 1, "session_id": 3, "event": {"name": "timeout"}});
         assert_eq!(parse(&timeout), Event::SessionGone { session: 3 });
         let started = json!({"type": 256, "subtype": 1, "event": {"status": "started"}});

@@ -943,3 +943,30 @@ async fn roomd_janus_node_runs_janus_as_an_external_node_until_sigterm() {
     assert!(janus.ping().await.is_err(), "Janus stopped with its node");
     assert!(!config_dir.exists(), "its configuration is removed");
 }
+
+#[tokio::test]
+async fn a_hang_up_of_a_publishers_peer_connection_disconnects_it_and_a_subscribers_does_not() {
+    let Some(m) = spawn_media_app(Duration::ZERO).await else {
+        return;
+    };
+    let alice = m.app.join("Standup", "alice").await;
+    let (room, id) = (alice["room_sid"].as_str().unwrap(), alice["sid"].as_str().unwrap());
+    let token = alice["media"]["token"].as_str().unwrap();
+    let attached = |handle: u64| {
+        json!({"type": 2, "session_id": 11, "handle_id": handle,
+               "event": {"name": "attached", "plugin": "janus.plugin.videoroom", "token": token}})
+    };
+    let joined = json!({"type": 64, "session_id": 11, "handle_id": 12, "event": {
+        "plugin": "janus.plugin.videoroom",
+        "data": {"event": "joined", "room": room, "id": id, "token": token}}});
+    let hangup = |handle: u64| {
+        json!({"type": 16, "subtype": 6, "session_id": 11, "handle_id": handle,
+               "event": {"connection": "hangup", "reason": "Close PC"}})
+    };
+    let batch = json!([attached(12), attached(13), joined, hangup(13)]);
+    assert_eq!(post_events(&m, batch, None).await.status(), 200);
+    assert_eq!(participant_status(&m.app, room, id).await["status"], "connected");
+    assert_eq!(post_events(&m, json!([hangup(12)]), None).await.status(), 200);
+    assert_eq!(participant_status(&m.app, room, id).await["status"], "disconnected");
+    assert_eq!(end_reason(&m.app, id).await.as_deref(), Some("media_lost"));
+}

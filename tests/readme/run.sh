@@ -2,7 +2,7 @@
 # Runs the README's quick start as a new user would: its run command (taken from README.md, not a
 # copy) with no DATABASE_URL and no roomd settings, then its first-account, curl, twilio-python and
 # twilio-node blocks against that server, then SIGTERM. Fails when any of them stops working, when
-# the server does not exit 0, or when it leaves a PostgreSQL running.
+# the server does not exit 0, or when it leaves a PostgreSQL or a Janus running.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="$PWD"
@@ -122,6 +122,12 @@ echo "$out"
 [ "$(grep -c '"status":"disconnected"' <<<"$out")" -eq 2 ] || fail "alice and bob did not both leave"
 grep -q '"participants":\[{' <<<"$out" || fail "the participant list was empty"
 ok "the join-curl block (token from the join-token-python block)"
+# With Janus installed (CI installs it), the quick start's server runs its embedded Janus and a
+# join hands out the participant's media.
+if command -v janus >/dev/null 2>&1; then
+  grep -q '"media":{"url":"ws://127.0.0.1:[0-9]*/","token":"PA' <<<"$out" || fail "janus is installed but the joins answered no media"
+  ok "the joins answered their media (the embedded Janus runs)"
+fi
 snippet join-python >"$work/join.py"
 out="$("$venv/bin/python" "$work/join.py" 2>&1)" || fail "the join-python snippet failed: $out"
 echo "$out"
@@ -190,6 +196,9 @@ for cmdline in /proc/[0-9]*/cmdline; do
   if tr '\0' ' ' <"$cmdline" 2>/dev/null | grep -q -- "$data_dir/pgdata"; then
     fail "a PostgreSQL is still running on $data_dir: $(tr '\0' ' ' <"$cmdline")"
   fi
+  if tr '\0' ' ' <"$cmdline" 2>/dev/null | grep -q -- "$data_dir/janus"; then
+    fail "a Janus is still running on $data_dir: $(tr '\0' ' ' <"$cmdline")"
+  fi
 done
-ok "SIGTERM: the server exited 0 and left no PostgreSQL running"
+ok "SIGTERM: the server exited 0 and left no PostgreSQL and no Janus running"
 echo "readme: $passed passed, 0 failed"
