@@ -5,6 +5,7 @@
 //! never build SQL.
 
 pub mod callbacks;
+pub mod cors;
 pub mod extract;
 pub mod health;
 pub mod media_events;

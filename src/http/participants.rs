@@ -112,38 +112,18 @@ pub fn configure(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
         resource("/v1/Rooms/{room}/Participants")
             .route(get().to(list))
             .route(web::post().to(join))
-            .wrap(cors(cors_origins)),
+            .wrap(super::cors::join_and_leave(cors_origins)),
     )
     .service(
         resource("/v1/Rooms/{room}/Participants/{participant}")
             .route(get().to(fetch))
             .route(web::post().to(update))
-            .wrap(cors(cors_origins)),
+            .wrap(super::cors::join_and_leave(cors_origins)),
     )
     .service(
         resource("/v1/Rooms/{room}/Participants/{participant}/Anonymize")
             .route(web::post().to(anonymize)),
     );
-}
-
-/// CORS for the join and leave: the listed origins, `POST` with `Authorization` (the Access
-/// Token) and a form body; preflights cached for 10 minutes. A request from another origin is
-/// served as before, without CORS headers (its browser keeps the answer from the page); no
-/// origin listed: no CORS at all.
-fn cors(origins: &[String]) -> actix_web::middleware::Condition<actix_cors::Cors> {
-    let cors = origins
-        .iter()
-        .fold(actix_cors::Cors::default(), |cors, origin| {
-            cors.allowed_origin(origin)
-        })
-        .allowed_methods(["GET", "POST"])
-        .allowed_headers([
-            actix_web::http::header::AUTHORIZATION,
-            actix_web::http::header::CONTENT_TYPE,
-        ])
-        .block_on_origin_mismatch(false)
-        .max_age(600);
-    actix_web::middleware::Condition::new(!origins.is_empty(), cors)
 }
 
 /// The settings of a room a join creates: `POST /v1/Rooms`'s defaults.

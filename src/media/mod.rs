@@ -8,6 +8,7 @@
 pub mod embedded;
 pub mod events;
 pub mod janus;
+pub mod janus_config;
 pub mod janus_sessions;
 pub mod tokens;
 pub mod worker;

@@ -950,7 +950,10 @@ async fn a_hang_up_of_a_publishers_peer_connection_disconnects_it_and_a_subscrib
         return;
     };
     let alice = m.app.join("Standup", "alice").await;
-    let (room, id) = (alice["room_sid"].as_str().unwrap(), alice["sid"].as_str().unwrap());
+    let (room, id) = (
+        alice["room_sid"].as_str().unwrap(),
+        alice["sid"].as_str().unwrap(),
+    );
     let token = alice["media"]["token"].as_str().unwrap();
     let attached = |handle: u64| {
         json!({"type": 2, "session_id": 11, "handle_id": handle,
@@ -965,8 +968,17 @@ async fn a_hang_up_of_a_publishers_peer_connection_disconnects_it_and_a_subscrib
     };
     let batch = json!([attached(12), attached(13), joined, hangup(13)]);
     assert_eq!(post_events(&m, batch, None).await.status(), 200);
-    assert_eq!(participant_status(&m.app, room, id).await["status"], "connected");
-    assert_eq!(post_events(&m, json!([hangup(12)]), None).await.status(), 200);
-    assert_eq!(participant_status(&m.app, room, id).await["status"], "disconnected");
+    assert_eq!(
+        participant_status(&m.app, room, id).await["status"],
+        "connected"
+    );
+    assert_eq!(
+        post_events(&m, json!([hangup(12)]), None).await.status(),
+        200
+    );
+    assert_eq!(
+        participant_status(&m.app, room, id).await["status"],
+        "disconnected"
+    );
     assert_eq!(end_reason(&m.app, id).await.as_deref(), Some("media_lost"));
 }
