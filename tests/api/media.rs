@@ -982,3 +982,78 @@ async fn a_hang_up_of_a_publishers_peer_connection_disconnects_it_and_a_subscrib
     );
     assert_eq!(end_reason(&m.app, id).await.as_deref(), Some("media_lost"));
 }
+
+#[tokio::test]
+async fn a_takeover_and_the_max_duration_sweep_end_the_media_of_those_they_disconnect() {
+    let Some(m) = spawn_media_app(Duration::ZERO).await else {
+        return;
+    };
+    let first = m.app.join("Standup", "alice").await;
+    let room = first["room_sid"].as_str().unwrap().to_string();
+    let first_token = first["media"]["token"].as_str().unwrap().to_string();
+    let first_session = JanusClient::open(&m.janus_api, &first_token).await.unwrap();
+    first_session
+        .join(&room, first["sid"].as_str().unwrap())
+        .await;
+    eventually("the first alice's handle recorded", async || {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM media_handles")
+            .fetch_one(&m.app.pool)
+            .await
+            .unwrap()
+            == 1
+    })
+    .await;
+    // A second join as alice takes the identity over: the first one's media ends.
+    let second = m.app.join("Standup", "alice").await;
+    eventually("the replaced alice's session ended", async || {
+        !first_session.alive().await
+    })
+    .await;
+    assert!(!m.admin.tokens().await.unwrap().contains(&first_token));
+    assert_eq!(
+        end_reason(&m.app, first["sid"].as_str().unwrap())
+            .await
+            .as_deref(),
+        Some("duplicate_identity")
+    );
+    let second_token = second["media"]["token"].as_str().unwrap();
+    assert!(m
+        .admin
+        .tokens()
+        .await
+        .unwrap()
+        .contains(&second_token.to_string()));
+
+    // The sweeper ends a participant past its room's MaxParticipantDuration: its media too.
+    let session = JanusClient::open(&m.janus_api, second_token).await.unwrap();
+    session.join(&room, second["sid"].as_str().unwrap()).await;
+    eventually("the second alice's handle recorded", async || {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM media_handles WHERE participant_sid = $1",
+        )
+        .bind(second["sid"].as_str().unwrap())
+        .fetch_one(&m.app.pool)
+        .await
+        .unwrap()
+            == 1
+    })
+    .await;
+    sqlx::query("UPDATE participants SET deadline = now() - interval '1 second' WHERE sid = $1")
+        .bind(second["sid"].as_str().unwrap())
+        .execute(&m.app.pool)
+        .await
+        .unwrap();
+    roomd::workers::sweeper::sweep_once(&m.app.pool, None)
+        .await
+        .unwrap();
+    eventually("the swept alice's session ended", async || {
+        !session.alive().await
+    })
+    .await;
+    assert_eq!(
+        end_reason(&m.app, second["sid"].as_str().unwrap())
+            .await
+            .as_deref(),
+        Some("max_duration")
+    );
+}
