@@ -365,6 +365,13 @@ pub struct Served {
 /// Starts `roomd serve` with `envs` on a random port and waits until it says where it listens.
 pub async fn serve(envs: Vec<(&'static str, String)>) -> Served {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_roomd"));
+    // A data directory of its own (the embedded Janus's folder goes there), unless `envs`
+    // names one: never ./roomd-data in the clone.
+    let data_dir = std::env::temp_dir().join(format!(
+        "roomd-cli-test-{}",
+        &roomd::domain::sid::random_hex32()[..8]
+    ));
+    cmd.env("ROOMD_DATA_DIR", &data_dir);
     cmd.arg("serve")
         .env_remove("DATABASE_URL")
         .env("ROOMD_BIND", "127.0.0.1:0")

@@ -79,6 +79,14 @@ async fn while_the_database_is_down_requests_get_503_and_roomd_recovers_when_it_
 
 fn roomd_output(envs: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_roomd"));
+    // Never ./roomd-data in the clone (the embedded Janus's folder would go there).
+    cmd.env(
+        "ROOMD_DATA_DIR",
+        std::env::temp_dir().join(format!(
+            "roomd-resilience-{}",
+            &roomd::domain::sid::random_hex32()[..8]
+        )),
+    );
     cmd.arg("serve")
         .env("RUST_LOG", "error")
         .env("ROOMD_METRICS_BIND", "main")
