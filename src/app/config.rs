@@ -189,6 +189,15 @@ pub struct Settings {
     /// The `janus` binary of the embedded Janus [default: janus on PATH]
     #[arg(long, env = "ROOMD_JANUS_BINARY", value_name = "PATH", global = true)]
     pub janus_binary: Option<PathBuf>,
+    /// Where the media nodes write stream files and roomd keeps recordings: one folder shared
+    /// by every node and roomd process, at the same path in each [default: media in
+    /// ROOMD_DATA_DIR]
+    #[arg(long, env = "ROOMD_MEDIA_DIR", value_name = "DIR", global = true)]
+    pub media_dir: Option<PathBuf>,
+    /// Recording conversions this process runs at once (0: none here) (0..=16)
+    #[arg(long, env = "ROOMD_RECORDING_JOBS", value_name = "N", global = true,
+          default_value = "1", value_parser = number::<usize>(0, 16))]
+    pub recording_jobs: usize,
 }
 
 /// Where the master key comes from (see `auth::master_key`); the key itself never prints.

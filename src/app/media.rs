@@ -37,6 +37,8 @@ pub struct MediaOptions {
     pub data_dir: std::path::PathBuf,
     /// External nodes, used instead of an embedded Janus.
     pub external: Option<ExternalNodes>,
+    /// The media directory (stream files, recordings) [default: `media` in `data_dir`].
+    pub media_dir: Option<std::path::PathBuf>,
 }
 
 /// `ROOMD_JANUS_NODES` with the secrets they share.
@@ -55,6 +57,7 @@ impl MediaOptions {
             media_ip: settings.media_ip,
             connect_timeout: settings.media_connect_timeout,
             data_dir: settings.data_dir.clone(),
+            media_dir: settings.media_dir.clone(),
             external: match (
                 &settings.janus_nodes,
                 &settings.janus_admin_secret,
@@ -86,10 +89,24 @@ pub async fn attach(
         return Ok(None);
     }
     let timeout = (!settings.connect_timeout.is_zero()).then_some(settings.connect_timeout);
+    // Absolute: the nodes are told where to write by path.
+    let media_dir = std::path::absolute(
+        settings
+            .media_dir
+            .clone()
+            .unwrap_or_else(|| settings.data_dir.join("media")),
+    )
+    .context("ROOMD_MEDIA_DIR")?;
+    // Six connections: the media worker and the recording worker each hold one to LISTEN on.
     let new_plane = || {
         let pool =
-            crate::db::lazy_pool(database.clone().application_name(MEDIA_APPLICATION_NAME), 3);
-        Arc::new(MediaPlane::new(pool, master_key.clone(), timeout))
+            crate::db::lazy_pool(database.clone().application_name(MEDIA_APPLICATION_NAME), 6);
+        Arc::new(MediaPlane::new(
+            pool,
+            master_key.clone(),
+            timeout,
+            media_dir.clone(),
+        ))
     };
     if let Some(external) = &settings.external {
         let plane = new_plane();

@@ -117,6 +117,26 @@ pub async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> 
             stopped(stop_rx.clone()),
         ))
     });
+    // Recording conversions, where there is a media plane and the programs they need.
+    let recording_jobs = match (&media, crate::media::convert::Tools::find()) {
+        (Some(m), Some(tools)) if settings.recording_jobs > 0 => {
+            Some(tokio::spawn(crate::media::recording_jobs::run(
+                m.plane.clone(),
+                app.metrics(),
+                tools,
+                crate::media::recording_jobs::JobSettings {
+                    concurrency: settings.recording_jobs,
+                    ..Default::default()
+                },
+                stopped(stop_rx.clone()),
+            )))
+        }
+        (Some(_), None) => {
+            tracing::warn!("janus-pp-rec not found: recordings stay processing until a process with it converts them (apt-get install janus-tools ffmpeg)");
+            None
+        }
+        _ => None,
+    };
     let sweeper = tokio::spawn(sweeper::run(
         pool.clone(),
         app.metrics(),
@@ -133,6 +153,9 @@ pub async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> 
     let _ = sweeper.await;
     if let Some(worker) = media_worker {
         let _ = worker.await;
+    }
+    if let Some(jobs) = recording_jobs {
+        let _ = jobs.await;
     }
     if let Some(media) = media {
         media.detach().await;

@@ -15,7 +15,7 @@ pub(super) struct EventSource<'a> {
     /// The alias of a row with the room's `sid, account_sid, unique_name, type,
     /// status_callback, status_callback_method` (see `room_columns`).
     pub room: &'a str,
-    /// `RoomStatus` as the event reports it.
+    /// `RoomStatus` as the event reports it: a literal (`'in-progress'`) or an expression.
     pub room_status: &'a str,
     /// The alias of a row with the participant's `sid, identity`, and `ParticipantStatus`.
     pub participant: Option<(&'a str, &'a str)>,
@@ -44,7 +44,7 @@ pub(super) fn departures(room: &str, join_room: &str, then: Option<&EventSource<
             EventSource {
                 event: "'track-removed'",
                 room,
-                room_status: "in-progress",
+                room_status: "'in-progress'",
                 participant: Some(("g", "connected")),
                 track: Some("t"),
                 extra: "",
@@ -55,7 +55,7 @@ pub(super) fn departures(room: &str, join_room: &str, then: Option<&EventSource<
             EventSource {
                 event: "'participant-disconnected'",
                 room,
-                room_status: "in-progress",
+                room_status: "'in-progress'",
                 participant: Some(("g", "disconnected")),
                 track: None,
                 extra: "'ParticipantDuration', g.duration::text",
@@ -105,7 +105,7 @@ pub(super) fn enqueue_with(sources: &[EventSource<'_>], then: Option<&EventSourc
             let r = s.room;
             let mut params = format!(
                 "'AccountSid', {r}.account_sid, 'RoomSid', {r}.sid, 'RoomName', {r}.unique_name, \
-                 'RoomStatus', '{}', 'RoomType', {r}.type",
+                 'RoomStatus', {}, 'RoomType', {r}.type",
                 s.room_status
             );
             let mut tiebreak = format!("{r}.sid");

@@ -133,6 +133,9 @@ pub struct Stream<'a> {
     /// `audio`, `video` or `data`.
     pub kind: &'a str,
     pub description: Option<&'a str>,
+    /// Its codec (`opus`, `vp8`...) and index in the SDP: what a recording of it needs.
+    pub codec: Option<&'a str>,
+    pub mindex: Option<i32>,
 }
 
 /// A participant published streams: each new one (by mid) becomes a published track, named by
@@ -181,6 +184,8 @@ pub async fn published(
             .bind(stream.kind)
             .bind(true)
             .bind(stream.mid)
+            .bind(stream.codec)
+            .bind(stream.mindex)
             .fetch_optional(&mut *conn)
             .await?;
         if added.is_none() {

@@ -59,6 +59,18 @@ pub async fn find(db: impl PgExecutor<'_>, name: &str) -> Result<Option<NodeRow>
     sqlx::query_as(&SQL).bind(name).fetch_optional(db).await
 }
 
+/// The node a room in progress is placed on, if any.
+pub async fn node_of_room(
+    db: impl PgExecutor<'_>,
+    room_sid: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT media_node FROM rooms WHERE sid = $1 AND status = 'in-progress'")
+        .bind(room_sid)
+        .fetch_optional(db)
+        .await
+        .map(Option::flatten)
+}
+
 /// The nodes a process drives: the external ones and its own embedded one.
 pub async fn driven_by(pool: &PgPool, owner: &str) -> Result<Vec<NodeRow>, sqlx::Error> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
@@ -181,6 +193,8 @@ pub struct PlacedRoom {
     pub admitted: Vec<String>,
     /// Those of them whose publisher joined there.
     pub joined: Vec<String>,
+    /// Whether its recording rules record anything (the node then records the room).
+    pub records: bool,
 }
 
 /// The rooms in progress on a node.
@@ -188,7 +202,9 @@ pub async fn placed_rooms(pool: &PgPool, node: &str) -> Result<Vec<PlacedRoom>, 
     sqlx::query_as(
         "SELECT r.sid, r.video_codecs, r.max_participants, r.max_concurrent_published_tracks, \
             COALESCE(array_agg(p.sid) FILTER (WHERE p.sid IS NOT NULL), '{}') AS admitted, \
-            COALESCE(array_agg(p.sid) FILTER (WHERE p.media_joined_at IS NOT NULL), '{}') AS joined \
+            COALESCE(array_agg(p.sid) FILTER (WHERE p.media_joined_at IS NOT NULL), '{}') AS joined, \
+            EXISTS (SELECT 1 FROM jsonb_array_elements(room_recording_rules(r.recording_rules, \
+                r.record_participants_on_connect)) x WHERE x->>'type' = 'include') AS records \
          FROM rooms r LEFT JOIN participants p \
             ON p.room_sid = r.sid AND p.status = 'connected' AND p.media_node = r.media_node \
          WHERE r.media_node = $1 AND r.status = 'in-progress' \

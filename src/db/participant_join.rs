@@ -124,7 +124,7 @@ pub async fn join(conn: &mut PgConnection, join: &Join<'_>) -> Result<Joined, Ch
             events = callbacks::enqueue(&[EventSource {
                 event: "'participant-connected'",
                 room: "r",
-                room_status: "in-progress",
+                room_status: "'in-progress'",
                 participant: Some(("p", "connected")),
                 track: None,
                 extra: "",

@@ -1,4 +1,5 @@
-//! A room's recording rules, stored as JSON on its row.
+//! A room's recording rules, stored as JSON on its row (replaced by `recordings::set_rules`,
+//! which starts and ends the recordings they change).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
@@ -25,20 +26,4 @@ pub async fn recording_rules(
         }
     });
     Ok((rules, updated))
-}
-
-/// Replaces an in-progress room's recording rules; `None` when the room is not in progress.
-pub async fn set_recording_rules(
-    db: impl PgExecutor<'_>,
-    room_sid: &str,
-    rules: &serde_json::Value,
-) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE rooms SET recording_rules = $2, recording_rules_updated = roomd_now() \
-         WHERE sid = $1 AND status = 'in-progress' RETURNING recording_rules_updated",
-    )
-    .bind(room_sid)
-    .bind(rules)
-    .fetch_optional(db)
-    .await
 }

@@ -89,7 +89,7 @@ pub(super) static DISCONNECT_EVERYONE: LazyLock<String> = LazyLock::new(|| {
             Some(&EventSource {
                 event: "'room-ended'",
                 room: "e",
-                room_status: "completed",
+                room_status: "'completed'",
                 participant: None,
                 track: None,
                 extra: "'RoomDuration', e.duration::text",
@@ -173,7 +173,7 @@ fn insert_sql(on_conflict: &str) -> String {
         callbacks::enqueue(&[EventSource {
             event: "'room-created'",
             room: "r",
-            room_status: "in-progress",
+            room_status: "'in-progress'",
             participant: None,
             track: None,
             extra: "",

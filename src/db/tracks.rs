@@ -152,6 +152,8 @@ pub async fn publish(
         .bind(kind.as_str())
         .bind(enabled)
         .bind(None::<&str>)
+        .bind(None::<&str>)
+        .bind(None::<i32>)
         .fetch_optional(&mut *conn)
         .await
         .on_constraint(
@@ -167,39 +169,45 @@ pub async fn publish(
 }
 
 /// Publishes a track under the room's bound (the room is locked): $1 room, $2 track SID,
-/// $3 participant, $4 name, $5 kind, $6 enabled, $7 media mid; no row when the room's
-/// `max_concurrent_published_tracks` are published. Writes the `track-added` event.
+/// $3 participant, $4 name, $5 kind, $6 enabled, $7 media mid, $8 media codec, $9 media index;
+/// no row when the room's `max_concurrent_published_tracks` are published. Writes the
+/// `track-added` event, and for a media track the recording rules admit, opens its recording
+/// (`recording-started`).
 pub(super) fn publish_sql() -> String {
     format!(
             "WITH placed AS ( \
                 UPDATE rooms r SET tracks_published = r.tracks_published + 1 \
                 WHERE r.sid = $1 AND (r.max_concurrent_published_tracks = 0 \
                     OR r.tracks_published < r.max_concurrent_published_tracks) \
-                RETURNING {room}), \
+                RETURNING {room}, r.recording_rules, r.record_participants_on_connect), \
              published AS ( \
-                INSERT INTO published_tracks (sid, account_sid, room_sid, participant_sid, name, kind, enabled, media_mid) \
-                SELECT $2, account_sid, sid, $3, $4, $5, $6, $7 FROM placed \
-                RETURNING {COLUMNS}), \
+                INSERT INTO published_tracks (sid, account_sid, room_sid, participant_sid, name, kind, enabled, \
+                    media_mid, media_codec, media_mindex) \
+                SELECT $2, account_sid, sid, $3, $4, $5, $6, $7, $8, $9 FROM placed \
+                RETURNING {COLUMNS}, media_codec, media_mindex), \
+             {recording}, \
              {events} \
              SELECT {COLUMNS} FROM published",
             room = callbacks::room_columns("r"),
-            events = callbacks::enqueue(&[EventSource {
-                event: "'track-added'",
-                room: "r",
-                room_status: "in-progress",
-                participant: Some(("p", "connected")),
-                track: Some("t"),
-                extra: "",
-                at: "t.date_created",
-                from: "FROM published t JOIN placed r ON r.sid = t.room_sid \
-                       JOIN participants p ON p.sid = t.participant_sid",
-                filter: "",
-            }]),
+            recording = super::recordings::on_publish(),
+            events = callbacks::enqueue(&[
+                EventSource {
+                    event: "'track-added'",
+                    room: "r",
+                    room_status: "'in-progress'",
+                    participant: Some(("p", "connected")),
+                    track: Some("t"),
+                    extra: "",
+                    at: "t.date_created",
+                    from: "FROM published t JOIN placed r ON r.sid = t.room_sid \
+                           JOIN participants p ON p.sid = t.participant_sid",
+                    filter: "",
+                },
+                super::recordings::on_publish_event(),
+            ]),
         )
 }
 
-/// Enables or disables a published track (200 with the track); a change writes its
-/// `track-enabled` or `track-disabled` event.
 pub async fn set_enabled(
     conn: &mut PgConnection,
     who: &Publisher<'_>,
@@ -219,7 +227,7 @@ pub async fn set_enabled(
             events = callbacks::enqueue(&[EventSource {
                 event: "CASE WHEN t.enabled THEN 'track-enabled' ELSE 'track-disabled' END",
                 room: "r",
-                room_status: "in-progress",
+                room_status: "'in-progress'",
                 participant: Some(("p", "connected")),
                 track: Some("t"),
                 extra: "",
@@ -285,7 +293,7 @@ pub(super) fn unpublish_sql(condition: &str) -> String {
         events = callbacks::enqueue(&[EventSource {
             event: "'track-removed'",
             room: "r",
-            room_status: "in-progress",
+            room_status: "'in-progress'",
             participant: Some(("p", "connected")),
             track: Some("t"),
             extra: "",
@@ -327,23 +335,16 @@ pub async fn list<'q>(
 /// The tracks `subscriber` receives under `rules` (normal form): every track of every other
 /// participant in its room (published tracks exist only for connected participants) that an
 /// include rule matches and no exclude rule does (exclude wins). Computed from the rules when
-/// read: no row per subscription is stored.
+/// read (SQL function `track_rules_admit`, migration V10): no row per subscription is stored.
 fn push_subscribed<'q>(
     q: &mut sqlx::QueryBuilder<'q, sqlx::Postgres>,
     subscriber_sid: &'q str,
     rules: &'q serde_json::Value,
 ) {
-    const MATCHES: &str = "(r->'all' IS NOT NULL OR ( \
-        (r->>'publisher' IS NULL OR r->>'publisher' IN (publisher_identity, participant_sid)) \
-        AND (r->>'track' IS NULL OR r->>'track' IN (name, sid)) \
-        AND (r->>'kind' IS NULL OR r->>'kind' = kind)))";
     q.push(" AND participant_sid <> ").push_bind(subscriber_sid);
-    q.push(" AND EXISTS (SELECT 1 FROM jsonb_array_elements(")
+    q.push(" AND track_rules_admit(")
         .push_bind(rules)
-        .push(format!(") r WHERE r->>'type' = 'include' AND {MATCHES})"));
-    q.push(" AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(")
-        .push_bind(rules)
-        .push(format!(") r WHERE r->>'type' = 'exclude' AND {MATCHES})"));
+        .push(", publisher_identity, participant_sid, name, sid, kind)");
 }
 
 const SUBSCRIBED: Listing = Listing {

@@ -7,6 +7,7 @@ pub const ROOM: &str = "RM";
 pub const API_KEY: &str = "SK";
 pub const PARTICIPANT: &str = "PA";
 pub const TRACK: &str = "MT";
+pub const RECORDING: &str = "RT";
 /// A status callback event in the delivery log (a roomd extension).
 pub const CALLBACK_EVENT: &str = "EV";
 
@@ -115,6 +116,11 @@ sid_type!(
     /// A track's SID (`MT...`).
     TrackSid,
     TRACK
+);
+sid_type!(
+    /// A recording's SID (`RT...`).
+    RecordingSid,
+    RECORDING
 );
 sid_type!(
     /// A status callback event's SID (`EV...`).

@@ -11,6 +11,7 @@ pub mod health;
 pub mod media_events;
 pub mod participant_ref;
 pub mod participants;
+pub mod recordings;
 pub mod respond;
 pub mod room_ref;
 pub mod rooms;
@@ -18,6 +19,7 @@ pub mod rules;
 pub mod state;
 pub mod test_clock;
 pub mod tracks;
+pub mod transcriptions;
 pub mod unread_body;
 
 use actix_web::web;
@@ -32,7 +34,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool, cors_origins:
         .configure(rules::configure)
         .configure(callbacks::configure)
         .configure(test_clock::configure)
-        .configure(media_events::configure);
+        .configure(media_events::configure)
+        .configure(recordings::configure)
+        .configure(transcriptions::configure);
     if with_metrics {
         cfg.route("/metrics", respond::get().to(health::metrics));
     }

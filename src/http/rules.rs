@@ -7,9 +7,9 @@ use super::participant_ref::{refused, ParticipantRef, TrackList};
 use super::respond::json;
 use super::room_ref::RoomRef;
 use crate::db::participants::ParticipantRow;
-use crate::db::recording_rules;
 use crate::db::subscribe_rules;
 use crate::db::tracks::{self, TrackRow};
+use crate::db::{recording_rules, recordings};
 use crate::domain::room::RoomStatus;
 use crate::domain::rules::{self, Grammar};
 use crate::domain::sid::TrackSid;
@@ -274,20 +274,29 @@ async fn set_recording_rules(
     let rules = rules_param(&params, &rules::RECORDING)?;
     let found = state
         .pool
-        .run(async |c| -> Result<_, sqlx::Error> {
+        .transaction(async |c| -> Result<_, sqlx::Error> {
             let Some(r) = room.find(c).await? else {
                 return Ok(None);
             };
-            if r.status != RoomStatus::InProgress {
+            if r.status != RoomStatus::InProgress
+                || crate::db::rooms::lock_by_sid(&mut *c, &r.sid)
+                    .await?
+                    .is_none()
+            {
                 return Ok(Some((r, None)));
             }
-            let updated = recording_rules::set_recording_rules(&mut *c, &r.sid, &rules).await?;
+            let updated = recordings::set_rules(&mut *c, &r.sid, &rules).await?;
             Ok(Some((r, updated)))
         })
         .await?;
     let (r, updated) = found.ok_or_else(|| room.not_found("/RecordingRules"))?;
     let updated =
         updated.ok_or_else(|| ApiError::bad_request(code::ROOM_COMPLETED, "Room completed"))?;
+    if let Some(media) = &state.media {
+        // The node records the room while the rules include anything (convergence repairs a
+        // call that fails here).
+        media.set_recording(&r.sid).await;
+    }
     Ok(RulesResource {
         participant_sid: None,
         room_sid: &r.sid,

@@ -124,6 +124,8 @@ fn parse(event: &Value) -> Event<'_> {
                                 mid: s["mid"].as_str()?,
                                 kind: s["type"].as_str()?,
                                 description: s["description"].as_str(),
+                                codec: s["codec"].as_str(),
+                                mindex: s["mindex"].as_i64().and_then(|i| i32::try_from(i).ok()),
                             })
                         })
                         .collect(),

@@ -74,6 +74,9 @@ pub struct RoomSpec<'a> {
     pub video_codecs: &'a [String],
     /// Tokens admitted from the start.
     pub allowed: Vec<String>,
+    /// Whether Janus records the room's streams (into `rec_dir`, one file per stream).
+    pub record: bool,
+    pub rec_dir: String,
 }
 
 impl JanusAdmin {
@@ -210,6 +213,11 @@ impl JanusAdmin {
                 "audiocodec": "opus",
                 "videocodec": codecs,
                 "allowed": spec.allowed,
+                "record": spec.record,
+                "rec_dir": spec.rec_dir,
+                // Only roomd (with the room's secret) starts or stops a recording, or names
+                // its file.
+                "lock_record": true,
             }))
             .await;
         match created {
@@ -291,8 +299,37 @@ impl JanusAdmin {
 
     /// The rooms on the node.
     pub async fn rooms(&self) -> Result<Vec<String>, JanusError> {
+        Ok(self.rooms_recording().await?.into_keys().collect())
+    }
+
+    /// The node's rooms, each with whether it records.
+    pub async fn rooms_recording(
+        &self,
+    ) -> Result<std::collections::HashMap<String, bool>, JanusError> {
         let answer = self.videoroom(json!({"request": "list"})).await?;
-        Ok(strings(&answer["list"], "room"))
+        Ok(answer["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| Some((r["room"].as_str()?.to_string(), r["record"] == true)))
+            .collect())
+    }
+
+    /// Starts or stops recording every stream of a room.
+    pub async fn enable_recording(
+        &self,
+        room: &str,
+        secret: &SecretString,
+        record: bool,
+    ) -> Result<(), JanusError> {
+        self.videoroom(json!({
+            "request": "enable_recording",
+            "room": room,
+            "secret": secret.expose_secret(),
+            "record": record,
+        }))
+        .await
+        .map(drop)
     }
 
     /// The ids of a room's participants (publishers or not); `None` when the room is gone.

@@ -5,11 +5,15 @@
 //! with the database. `embedded` runs a Janus of roomd's own. Nothing here holds a database
 //! transaction open while it waits on Janus.
 
+pub mod convert;
 pub mod embedded;
 pub mod events;
 pub mod janus;
 pub mod janus_config;
 pub mod janus_sessions;
+pub mod mjr;
+pub mod recording;
+pub mod recording_jobs;
 pub mod tokens;
 pub mod worker;
 
@@ -74,6 +78,9 @@ pub struct MediaPlane {
     nodes: RwLock<HashMap<String, Arc<Node>>>,
     /// Seconds a participant has to join its room's media (`None`: no limit).
     pub connect_timeout: Option<Duration>,
+    /// Where the nodes write their rooms' stream files and roomd keeps converted recordings
+    /// (absolute; the same path on every node and process: one shared volume).
+    pub media_dir: std::path::PathBuf,
     /// Signalled when a node restarted (its `started` event): the worker converges it at once.
     pub restarted: tokio::sync::Notify,
     /// When a name not in `nodes` was last looked up (at most one such lookup a second: the
@@ -94,6 +101,7 @@ impl MediaPlane {
         pool: PgPool,
         master: Arc<MasterKey>,
         connect_timeout: Option<Duration>,
+        media_dir: std::path::PathBuf,
     ) -> MediaPlane {
         MediaPlane {
             pool,
@@ -103,6 +111,7 @@ impl MediaPlane {
             http: JanusAdmin::client(),
             nodes: RwLock::new(HashMap::new()),
             connect_timeout,
+            media_dir,
             restarted: tokio::sync::Notify::new(),
             last_miss: std::sync::Mutex::new(None),
         }
@@ -216,6 +225,8 @@ impl MediaPlane {
             publishers: publishers(room.max_participants, room.max_concurrent_published_tracks),
             video_codecs: &room.video_codecs,
             allowed: vec![token.expose_secret().to_string()],
+            record: false,
+            rec_dir: self.rec_dir(&room.sid),
         };
         // Most joins find their room on the node already: admit the token to it first, and
         // create the room (with the token) only when Janus says it has none.
@@ -229,7 +240,16 @@ impl MediaPlane {
             Err(JanusError::Refused {
                 code: janus::plugin_code::NO_SUCH_ROOM,
                 ..
-            }) => node.admin.ensure_room(&spec).await?,
+            }) => {
+                // A failed read leaves the room unrecorded until convergence repairs it.
+                let record = crate::db::recordings::room_records(&self.pool, &room.sid)
+                    .await
+                    .inspect_err(
+                        |e| tracing::warn!(error = %e, "reading whether a room records failed"),
+                    )
+                    .unwrap_or(false);
+                node.admin.ensure_room(&RoomSpec { record, ..spec }).await?
+            }
             Err(e) => return Err(e),
         }
         Ok(MediaGrant {

@@ -66,6 +66,27 @@ impl MediaSecrets {
     pub fn room_secret(&self, room_sid: &str) -> SecretString {
         self.mac("room", room_sid).into()
     }
+
+    /// The signature of a link to a recording's media until `expires` (Unix seconds).
+    pub fn media_signature(&self, recording_sid: &str, expires: i64) -> String {
+        self.mac("media link", &format!("{recording_sid}/{expires}"))
+    }
+
+    /// Whether `signature` is that of a link to the recording's media until `expires`
+    /// (compared in constant time).
+    pub fn media_signature_matches(
+        &self,
+        recording_sid: &str,
+        expires: i64,
+        signature: &str,
+    ) -> bool {
+        let Ok(mac) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature) else {
+            return false;
+        };
+        self.hmac("media link", &format!("{recording_sid}/{expires}"))
+            .verify_slice(&mac)
+            .is_ok()
+    }
 }
 
 #[cfg(test)]
@@ -86,6 +107,17 @@ mod tests {
         let elsewhere = MediaSecrets::new(&MasterKey::generate());
         assert_eq!(elsewhere.participant_of(token.expose_secret()), None);
         assert!(!format!("{secrets:?}").contains(&token.expose_secret()[35..]));
+    }
+
+    #[test]
+    fn a_media_link_signature_names_its_recording_and_expiry() {
+        let secrets = MediaSecrets::new(&MasterKey::generate());
+        let sid = "RT0123456789abcdef0123456789abcdef";
+        let sig = secrets.media_signature(sid, 1000);
+        assert!(secrets.media_signature_matches(sid, 1000, &sig));
+        assert!(!secrets.media_signature_matches(sid, 1001, &sig));
+        assert!(!secrets.media_signature_matches("RTffffffffffffffffffffffffffffffff", 1000, &sig));
+        assert!(!secrets.media_signature_matches(sid, 1000, "not base64!"));
     }
 
     #[test]

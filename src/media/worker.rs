@@ -262,7 +262,8 @@ async fn check_node(
 pub async fn reconcile(pool: &PgPool, plane: &MediaPlane, node: &Node) -> anyhow::Result<()> {
     let admin = &node.admin;
     let placed = media_nodes::placed_rooms(pool, &node.name).await?;
-    let on_janus: HashSet<String> = admin.rooms().await?.into_iter().collect();
+    let recording = admin.rooms_recording().await?;
+    let on_janus: HashSet<String> = recording.keys().cloned().collect();
     let held: HashSet<String> = admin.tokens().await?.into_iter().collect();
     let mut lost = Vec::new();
     let mut kick = Vec::new();
@@ -294,10 +295,17 @@ pub async fn reconcile(pool: &PgPool, plane: &MediaPlane, node: &Node) -> anyhow
                         .iter()
                         .map(|p| plane.secrets.token(p).expose_secret().to_string())
                         .collect(),
+                    record: room.records,
+                    rec_dir: plane.rec_dir(&room.sid),
                 };
                 admin.ensure_room(&spec).await?;
             }
             Some(ids) => {
+                if recording.get(&room.sid) != Some(&room.records) {
+                    admin
+                        .enable_recording(&room.sid, &secret, room.records)
+                        .await?;
+                }
                 let ids: HashSet<String> = ids.into_iter().collect();
                 lost.extend(room.joined.iter().filter(|p| !ids.contains(*p)).cloned());
                 for id in ids {

@@ -69,6 +69,12 @@ pub struct Metrics {
     pub callbacks_failed: IntCounterVec,
     /// From the event's commit to its delivery.
     pub callback_lag: Histogram,
+    /// Recording segments converted (`completed`) and given up (`failed`) by this process.
+    pub recordings_completed: IntCounter,
+    pub recordings_failed: IntCounter,
+    /// Bytes free in the media directory, and bytes of completed recordings (all accounts).
+    pub media_dir_free_bytes: IntGauge,
+    pub recordings_stored_bytes: IntGauge,
     pub auth_cache_hits: IntCounter,
     pub auth_cache_misses: IntCounter,
     pub argon2_verifications: IntCounter,
@@ -195,6 +201,22 @@ impl Metrics {
                 "roomd_sweeper_batch_duration_seconds",
                 "Duration of one sweeper batch",
                 &LATENCY_BUCKETS,
+            ),
+            recordings_completed: r.counter(
+                "roomd_recordings_completed_total",
+                "Recording segments converted by this process",
+            ),
+            recordings_failed: r.counter(
+                "roomd_recordings_failed_total",
+                "Recording segments this process gave up converting",
+            ),
+            media_dir_free_bytes: r.gauge(
+                "roomd_media_dir_free_bytes",
+                "Bytes free for roomd on the media directory's file system",
+            ),
+            recordings_stored_bytes: r.gauge(
+                "roomd_recordings_stored_bytes",
+                "Bytes of completed recordings (all accounts; the same on every replica)",
             ),
             callbacks_delivered: r.counter(
                 "roomd_callbacks_delivered_total",

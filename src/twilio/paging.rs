@@ -38,13 +38,23 @@ pub struct PageRequest {
 impl PageRequest {
     /// Reads `PageSize`, `Page` and `PageToken`; `sid_prefix` is the listed resource's prefix.
     pub fn from_params(params: &Params, sid_prefix: &str) -> Result<PageRequest, ApiError> {
+        Self::from_params_up_to(params, sid_prefix, MAX_PAGE_SIZE)
+    }
+
+    /// `from_params` for a list whose pages hold at most `max_page_size` items (Twilio's
+    /// `/v1/Recordings`: 100).
+    pub fn from_params_up_to(
+        params: &Params,
+        sid_prefix: &str,
+        max_page_size: u32,
+    ) -> Result<PageRequest, ApiError> {
         let page_size = match params.single("PageSize")? {
-            None => DEFAULT_PAGE_SIZE,
+            None => DEFAULT_PAGE_SIZE.min(max_page_size),
             Some(v) => match v.parse::<u32>() {
-                Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+                Ok(n) if (1..=max_page_size).contains(&n) => n,
                 _ => {
                     return Err(ApiError::invalid_parameter(format!(
-                        "PageSize must be an integer between 1 and {MAX_PAGE_SIZE}"
+                        "PageSize must be an integer between 1 and {max_page_size}"
                     )))
                 }
             },

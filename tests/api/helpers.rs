@@ -309,6 +309,7 @@ pub async fn attach_test_media(
             "roomd-test-media-{}",
             &roomd::domain::sid::random_hex32()[..8]
         )),
+        media_dir: None,
         external: None,
     };
     let key = std::sync::Arc::new(test_master_key());

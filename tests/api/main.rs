@@ -14,6 +14,7 @@ mod media;
 mod observability;
 mod participants;
 mod receiver;
+mod recordings;
 mod replicas;
 mod resilience;
 mod rooms_create;

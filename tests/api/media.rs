@@ -12,17 +12,17 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
-struct MediaApp {
-    app: TestApp,
-    media: AttachedMedia,
+pub(crate) struct MediaApp {
+    pub(crate) app: TestApp,
+    pub(crate) media: AttachedMedia,
     /// Janus's HTTP API, as a client reaches it.
-    janus_api: String,
-    admin: JanusAdmin,
-    node: String,
+    pub(crate) janus_api: String,
+    pub(crate) admin: JanusAdmin,
+    pub(crate) node: String,
 }
 
 /// A server with its embedded Janus, or `None` (printed) where `janus` is not installed.
-async fn spawn_media_app(connect_timeout: Duration) -> Option<MediaApp> {
+pub(crate) async fn spawn_media_app(connect_timeout: Duration) -> Option<MediaApp> {
     if roomd::media::embedded::find_binary().is_none() {
         eprintln!(
             "SKIPPED: no janus binary (apt-get install janus): the media plane is not tested here"
@@ -47,6 +47,7 @@ async fn spawn_media_app(connect_timeout: Duration) -> Option<MediaApp> {
         media_ip: None,
         connect_timeout,
         data_dir,
+        media_dir: None,
         external: None,
     };
     let media = attach(&options, &db.options, key, application.local_addr())
@@ -63,6 +64,16 @@ async fn spawn_media_app(connect_timeout: Duration) -> Option<MediaApp> {
         },
         std::future::pending(),
     ));
+    // Recording conversions, where janus-pp-rec is installed.
+    if let Some(tools) = roomd::media::convert::Tools::find() {
+        tokio::spawn(roomd::media::recording_jobs::run(
+            media.plane.clone(),
+            application.metrics(),
+            tools,
+            roomd::media::recording_jobs::JobSettings::default(),
+            std::future::pending(),
+        ));
+    }
     let address = format!("http://{}", application.local_addr());
     let metrics = application.metrics();
     tokio::spawn(application.run_until(std::future::pending()));
@@ -92,7 +103,7 @@ async fn spawn_media_app(connect_timeout: Duration) -> Option<MediaApp> {
 }
 
 /// Janus's client API, as janus.js speaks it (over HTTP).
-struct JanusClient {
+pub(crate) struct JanusClient {
     http: reqwest::Client,
     api: String,
     token: String,
@@ -116,7 +127,7 @@ async fn janus_post(http: &reqwest::Client, url: &str, mut body: Value, token: &
 impl JanusClient {
     /// A session and a VideoRoom handle opened with `token`; `Err` with Janus's answer when
     /// Janus refuses the token.
-    async fn open(api: &str, token: &str) -> Result<JanusClient, Value> {
+    pub(crate) async fn open(api: &str, token: &str) -> Result<JanusClient, Value> {
         let http = reqwest::Client::new();
         let created = janus_post(&http, api, json!({"janus": "create"}), token).await;
         let Some(session) = created["data"]["id"].as_u64() else {
@@ -142,7 +153,7 @@ impl JanusClient {
     }
 
     /// Joins `room` as publisher `id`; the plugin's answer.
-    async fn join(&self, room: &str, id: &str) -> Value {
+    pub(crate) async fn join(&self, room: &str, id: &str) -> Value {
         let url = format!("{}/{}/{}", self.api, self.session, self.handle);
         let body = json!({"janus": "message", "body": {
             "request": "join", "ptype": "publisher", "room": room, "id": id,
@@ -189,7 +200,7 @@ fn urlencoding(s: &str) -> String {
 }
 
 /// Polls `check` every 100 ms for up to 10 s.
-async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+pub(crate) async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
     for _ in 0..100 {
         if check().await {
             return;
@@ -369,7 +380,11 @@ fn events_password(m: &MediaApp) -> String {
 }
 
 /// Posts events to roomd as the node's event handler does.
-async fn post_events(m: &MediaApp, events: Value, password: Option<&str>) -> reqwest::Response {
+pub(crate) async fn post_events(
+    m: &MediaApp,
+    events: Value,
+    password: Option<&str>,
+) -> reqwest::Response {
     let secret = events_password(m);
     let password = password.unwrap_or(&secret);
     m.app
@@ -382,7 +397,7 @@ async fn post_events(m: &MediaApp, events: Value, password: Option<&str>) -> req
         .unwrap()
 }
 
-fn videoroom_event(data: Value) -> Value {
+pub(crate) fn videoroom_event(data: Value) -> Value {
     json!({"emitter": "test", "type": 64, "timestamp": 1, "session_id": 1, "handle_id": 2,
            "event": {"plugin": "janus.plugin.videoroom", "data": data}})
 }
@@ -724,6 +739,7 @@ async fn rooms_are_placed_on_the_external_node_with_fewest_rooms_and_placed_anew
         media_ip: None,
         connect_timeout: Duration::ZERO,
         data_dir: std::env::temp_dir(),
+        media_dir: None,
         external: Some(roomd::app::media::ExternalNodes {
             nodes: vec![node("media-a", &a), node("media-b", &b)],
             admin_secret: secret.to_string().into(),
@@ -883,6 +899,7 @@ async fn roomd_janus_node_runs_janus_as_an_external_node_until_sigterm() {
         media_ip: None,
         connect_timeout: Duration::ZERO,
         data_dir: std::env::temp_dir(),
+        media_dir: None,
         external: Some(roomd::app::media::ExternalNodes {
             nodes: vec![roomd::app::setting_values::JanusNode {
                 name: "media1".into(),

@@ -6,17 +6,24 @@ joins through roomd's join extension with an Access Token minted by twilio-pytho
 through the embedded Janus. twilio-python (pointed at roomd) checks what roomd's REST shows.
 """
 import argparse
+import http.server
+import json
 import os
 import signal
+import subprocess
 import sys
+import threading
 import time
 import urllib.parse
+
+import requests
 
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from twilio.jwt.access_token import AccessToken
 from twilio.jwt.access_token.grants import VideoGrant
+from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 PASSED = []
@@ -110,6 +117,13 @@ class Tab:
             return {width: c.width, height: c.height, spread: spread / n};
         """)
 
+    def close(self, then):
+        """Closes this tab (its page leaves: Janus sees the connection go), then switches to
+        the tab `then`."""
+        self.driver.switch_to.window(self.handle)
+        self.driver.close()
+        self.driver.switch_to.window(then.handle)
+
     def try_session(self, url, token):
         """Whether Janus opens a session for token (janus.js, from this page)."""
         self.driver.switch_to.window(self.handle)
@@ -146,7 +160,8 @@ def main():
     driver = webdriver.Chrome(options=opts, service=service)
     driver.set_script_timeout(20)
     try:
-        run(args, video, driver)
+        tabs = run(args, video, driver)
+        record(args, client, video, driver, tabs)
     finally:
         driver.quit()
     print(f"browser suite: {len(PASSED)} passed, 0 failed", flush=True)
@@ -219,6 +234,120 @@ def run(args, video, driver):
     dave = Tab(driver, args, "dave", "Second")
     st = eventually("dave publishing", lambda: (s := dave.state()) and (s["publisherUp"] or s["errors"]) and s)
     check("after the restart a new join publishes in the same room again", st and st["publisherUp"], st)
+    return dave
+
+
+class Callbacks:
+    """Status callbacks, received on this machine (inside the namespace)."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                received.append((self.path, dict(urllib.parse.parse_qsl(body)),
+                                 self.headers.get("X-Twilio-Signature")))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self, room_sid, name):
+        return [p for _, p, _ in self.received if p.get("RoomSid") == room_sid
+                and p.get("StatusCallbackEvent") == name]
+
+
+def ffprobe(path):
+    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format",
+                          "-show_streams", path], capture_output=True, check=True)
+    return json.loads(out.stdout)
+
+
+def published_for(video, room_sid, identity, driver, args, keep):
+    """A browser joins room_sid's room as identity and publishes; after about 6 s it leaves (its
+    tab closes). Returns the participant's SID and the seconds it published (as REST saw them)."""
+    tab = Tab(driver, args, identity, room_sid)
+    st = eventually(f"{identity} publishing", lambda: (s := tab.state()) and (s["publisherUp"] or s["errors"]) and s)
+    check(f"{identity} publishes in a recorded room", st and st["publisherUp"], st)
+    sid = st["participant"]["sid"]
+    eventually("two tracks", lambda: len(video.rooms(room_sid).participants(sid).published_tracks.list()) == 2)
+    began = time.time()
+    time.sleep(6)
+    tab.close(keep)
+    eventually(f"{identity} gone", lambda: video.rooms(room_sid).participants(sid).fetch().status == "disconnected")
+    return sid, time.time() - began
+
+
+def record(args, client, video, driver, keep):
+    """6. Recordings of a browser's fake camera and microphone, through twilio-python."""
+    callbacks = Callbacks()
+    room = video.rooms.create(unique_name="Recorded", record_participants_on_connect=True,
+                              status_callback=callbacks.url)
+    erin, seconds = published_for(video, room.sid, "erin", driver, args, keep)
+    done = eventually("both recordings completed", lambda: (rs := video.rooms(room.sid).recordings.list())
+                      and len(rs) == 2 and all(r.status == "completed" for r in rs) and rs, timeout=60)
+    check("a participant's audio and video become two completed recordings", done,
+          [(r.type, r.status) for r in video.rooms(room.sid).recordings.list()])
+    for r in done:
+        check(f"the {r.type} recording lasts as long as it was published (within 2 s)",
+              abs(r.duration - seconds) <= 2, (r.duration, seconds))
+        check(f"the {r.type} recording names its track and participant",
+              r.grouping_sids == {"room_sid": room.sid, "participant_sid": erin}
+              and r.source_sid.startswith("MT") and r.container_format == ("mka" if r.type == "audio" else "mkv"),
+              (r.grouping_sids, r.source_sid, r.container_format))
+        media = requests.get(f"{args.roomd}/v1/Recordings/{r.sid}/Media", auth=(args.account, args.token),
+                             allow_redirects=False, timeout=10)
+        check(f"GET .../Media answers 302 with redirect_to ({r.type})",
+              media.status_code == 302 and media.json()["redirect_to"] == media.headers["Location"],
+              (media.status_code, media.text[:200]))
+        path = os.path.join(args.work, f"{r.sid}.{r.container_format}")
+        with open(path, "wb") as f:
+            f.write(requests.get(media.json()["redirect_to"], timeout=30).content)
+        probed = ffprobe(path)
+        codec = "opus" if r.type == "audio" else "vp8"
+        streams = probed["streams"]
+        check(f"ffprobe reads the {r.type} file as Matroska with one {codec} stream of the recording's duration",
+              "matroska" in probed["format"]["format_name"] and len(streams) == 1
+              and streams[0]["codec_name"] == codec
+              and abs(float(probed["format"]["duration"]) - r.duration) <= 1.0,
+              (probed["format"], [s["codec_name"] for s in streams]))
+    started = eventually("recording callbacks", lambda: len(callbacks.events(room.sid, "recording-completed")) == 2
+                         and callbacks.received)
+    validator = RequestValidator(args.token)
+    check("recording-started and recording-completed callbacks arrive, signed",
+          started and len(callbacks.events(room.sid, "recording-started")) == 2
+          and all(validator.validate(callbacks.url, params, sig) for _, params, sig in callbacks.received),
+          callbacks.received[-3:])
+    completed = callbacks.events(room.sid, "recording-completed")[0]
+    check("recording-completed carries MediaUri, Duration and Size",
+          completed["MediaUri"].endswith("/Media") and int(completed["Duration"]) >= 1 and int(completed["Size"]) > 0,
+          completed)
+
+    # Rules that exclude video leave only the audio recording.
+    rules_room = video.rooms.create(unique_name="AudioRecorded", record_participants_on_connect=True)
+    video.rooms(rules_room.sid).recording_rules.update(
+        rules=[{"type": "include", "all": True}, {"type": "exclude", "kind": "video"}])
+    published_for(video, rules_room.sid, "fay", driver, args, keep)
+    only = eventually("the audio recording completed",
+                      lambda: (rs := video.rooms(rules_room.sid).recordings.list())
+                      and all(r.status == "completed" for r in rs) and rs, timeout=60)
+    check("recording rules that exclude video leave only the audio recording",
+          only and [r.type for r in only] == ["audio"], [(r.type, r.status) for r in only or []])
+
+    # A delete keeps the recording, `deleted`, and its media is gone.
+    victim = done[0]
+    check("DELETE /v1/Recordings/{Sid} answers 204", client.video.v1.recordings(victim.sid).delete())
+    check("a deleted recording stays, deleted", client.video.v1.recordings(victim.sid).fetch().status == "deleted")
+    gone = requests.get(f"{args.roomd}/v1/Recordings/{victim.sid}/Media", auth=(args.account, args.token),
+                        allow_redirects=False, timeout=10)
+    check("a deleted recording's media is 404", gone.status_code == 404 and gone.json()["code"] == 20404,
+          gone.text[:200])
 
 
 def find_janus():
