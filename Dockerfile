@@ -1,6 +1,8 @@
 # roomd container images: build with the Rust toolchain, run as a non-root user in a slim Debian
-# image that holds only the binary and CA certificates (target `roomd`, the default), or that
-# plus Debian's Janus, run as an external media node by `roomd janus-node` (target `janus`).
+# image that holds the binary, CA certificates and the recording converters (janus-tools,
+# ffmpeg: target `roomd`, the default), or the binary and Debian's Janus, run as an external media
+# node by `roomd janus-node` (target `janus`). Both run as uid 10001 and share
+# /var/lib/roomd-media (stream files written by Janus, recordings converted by roomd).
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that a source change does not rebuild them.
@@ -22,7 +24,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin roomd \
-    && mkdir -p /var/lib/roomd && chown roomd:roomd /var/lib/roomd && chmod 0700 /var/lib/roomd
+    && mkdir -p /var/lib/roomd && chown roomd:roomd /var/lib/roomd && chmod 0700 /var/lib/roomd \
+    && mkdir -p /var/lib/roomd-media && chown roomd:roomd /var/lib/roomd-media
 COPY --from=build /usr/local/bin/roomd /usr/local/bin/roomd
 
 # Janus from Debian's package, configured and supervised by `roomd janus-node` (see the compose
@@ -36,7 +39,12 @@ EXPOSE 8088 7088 8188
 ENTRYPOINT ["roomd"]
 CMD ["janus-node"]
 
+# roomd converts recordings with janus-pp-rec (Debian's janus-tools) and cuts and measures them
+# with ffmpeg.
 FROM runtime AS roomd
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends janus-tools ffmpeg \
+    && rm -rf /var/lib/apt/lists/*
 USER roomd
 # The master key file (master.key) lives here unless ROOMD_MASTER_KEY(_FILE) is set: keep it on a
 # volume, since secrets sealed under it cannot be opened with another.

@@ -67,6 +67,7 @@ fn account_sid(i: i64) -> String {
 
 mod callbacks;
 mod claims;
+mod conversion;
 mod data;
 mod direct;
 mod load;
@@ -463,6 +464,13 @@ async fn main() -> Result<()> {
         None
     };
 
+    // Recording conversion: roomd's against janus-pp-rec alone.
+    let conversion = if args.only.is_empty() || args.only.iter().any(|o| o == "conversion") {
+        conversion::run(args.quick).await?
+    } else {
+        None
+    };
+
     let p50 = |n: &str| {
         results
             .iter()
@@ -480,6 +488,7 @@ async fn main() -> Result<()> {
     });
     let report = Report {
         join_media_vs_join,
+        conversion,
         deep_page_ratio: if p50("list") > 0.0 {
             p50("list_deep") / p50("list")
         } else {

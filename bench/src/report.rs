@@ -30,6 +30,8 @@ pub(crate) struct Report {
     /// join_media's API throughput over join's (same concurrency): what the media plane's
     /// work (a Janus room, a token, the room's allowed list) costs a join.
     pub(crate) join_media_vs_join: Option<f64>,
+    /// Recording conversion throughput (see `conversion.rs`).
+    pub(crate) conversion: Option<super::conversion::ConversionResult>,
     pub(crate) argon2_verifications_steady: f64,
     pub(crate) requests_steady: f64,
     pub(crate) peak_rss_mb: f64,

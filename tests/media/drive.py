@@ -23,6 +23,8 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from twilio.jwt.access_token import AccessToken
 from twilio.jwt.access_token.grants import VideoGrant
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "openapi"))
+import conformance  # noqa: E402
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
@@ -340,9 +342,27 @@ def record(args, client, video, driver, keep):
     check("recording rules that exclude video leave only the audio recording",
           only and [r.type for r in only] == ["audio"], [(r.type, r.status) for r in only or []])
 
+    # Every recording operation answers as Twilio's OpenAPI document says.
+    def conforms(method, template, **sids):
+        path = template.format(**sids)
+        r = requests.request(method, f"{args.roomd}{path}", auth=(args.account, args.token), timeout=10)
+        body = r.json() if r.content else None
+        return conformance.problems(method, template, r.status_code, body)
+
+    sids = {"RoomSid": room.sid, "Sid": done[1].sid}
+    found = (conforms("GET", "/v1/Recordings") + conforms("GET", "/v1/Recordings/{Sid}", **sids)
+             + conforms("GET", "/v1/Rooms/{RoomSid}/Recordings", **sids)
+             + conforms("GET", "/v1/Rooms/{RoomSid}/Recordings/{Sid}", **sids)
+             + conforms("GET", "/v1/Rooms/{RoomSid}/Transcriptions", **sids)
+             + conforms("DELETE", "/v1/Rooms/{RoomSid}/Recordings/{Sid}", **sids)
+             + conforms("GET", "/v1/Recordings/{Sid}", **sids))
+    check("every recording operation conforms to Twilio's OpenAPI response schemas", not found, found)
+
     # A delete keeps the recording, `deleted`, and its media is gone.
     victim = done[0]
-    check("DELETE /v1/Recordings/{Sid} answers 204", client.video.v1.recordings(victim.sid).delete())
+    check("DELETE /v1/Recordings/{Sid} answers 204 as the document says",
+          client.video.v1.recordings(victim.sid).delete()
+          and not conforms("DELETE", "/v1/Recordings/{Sid}", Sid=victim.sid))
     check("a deleted recording stays, deleted", client.video.v1.recordings(victim.sid).fetch().status == "deleted")
     gone = requests.get(f"{args.roomd}/v1/Recordings/{victim.sid}/Media", auth=(args.account, args.token),
                         allow_redirects=False, timeout=10)
