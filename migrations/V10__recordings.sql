@@ -52,6 +52,9 @@ CREATE TABLE recordings (
     media_ended_at  timestamptz,
     duration        integer,
     size            bigint,
+    -- The node's stream file of the segment, as the node reported it (a name in the room's
+    -- folder; NULL until learnt: the conversion then looks the file up by Janus's naming).
+    media_file      text,
     -- The converted file, relative to the media directory (NULL until completed, and deleted).
     media_path      text,
     -- The conversion job: due from `not_before` once the segment ended; claimed by a process

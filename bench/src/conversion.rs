@@ -67,6 +67,7 @@ pub(crate) async fn run(quick: bool) -> Result<Option<ConversionResult>> {
         media_mindex: 0,
         media_started_at: started,
         media_ended_at: started + chrono::Duration::seconds(i64::from(media_seconds)),
+        media_file: None,
         attempts: attempt,
     };
 
@@ -81,7 +82,10 @@ pub(crate) async fn run(quick: bool) -> Result<Option<ConversionResult>> {
             .stderr(std::process::Stdio::null())
             .status()
             .await?;
-        anyhow::ensure!(status.success(), "janus-pp-rec failed on the generated file");
+        anyhow::ensure!(
+            status.success(),
+            "janus-pp-rec failed on the generated file"
+        );
     }
     let bare_per_minute = runs as f64 * 60.0 / t.elapsed().as_secs_f64();
 
@@ -91,7 +95,10 @@ pub(crate) async fn run(quick: bool) -> Result<Option<ConversionResult>> {
         let done = convert(&tools, &dir, &job(i as i32 + 1))
             .await
             .map_err(|e| anyhow::anyhow!("converting failed: {}", e.message))?;
-        anyhow::ensure!(done.duration.abs_diff(media_seconds as i32) <= 1, "{done:?}");
+        anyhow::ensure!(
+            done.duration.abs_diff(media_seconds as i32) <= 1,
+            "{done:?}"
+        );
     }
     let wall = t.elapsed().as_secs_f64();
     let cpu = children_cpu_seconds() - cpu;

@@ -23,6 +23,8 @@ pub struct Job {
     pub media_mindex: i32,
     pub media_started_at: DateTime<Utc>,
     pub media_ended_at: DateTime<Utc>,
+    /// The node's stream file, when the node said which it is.
+    pub media_file: Option<String>,
     /// This claim included.
     pub attempts: i32,
 }
@@ -51,7 +53,8 @@ pub async fn claim(
                 lease_until = now() + make_interval(secs => $2), attempts = rec.attempts + 1 \
              FROM due WHERE rec.sid = due.sid \
              RETURNING rec.sid, rec.account_sid, rec.room_sid, rec.participant_sid, rec.kind, \
-                rec.codec, rec.media_mindex, rec.media_started_at, rec.media_ended_at, rec.attempts"
+                rec.codec, rec.media_mindex, rec.media_started_at, rec.media_ended_at, \
+                rec.media_file, rec.attempts"
         )
     });
     sqlx::query_as(&CLAIM)

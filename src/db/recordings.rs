@@ -328,3 +328,54 @@ pub async fn find_any(
     .fetch_optional(db)
     .await
 }
+
+/// How many of a participant's open segments do not know their stream file yet.
+pub async fn awaiting_files(
+    db: impl PgExecutor<'_>,
+    participant_sid: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM recordings \
+         WHERE participant_sid = $1 AND media_ended_at IS NULL AND media_file IS NULL",
+    )
+    .bind(participant_sid)
+    .fetch_one(db)
+    .await
+}
+
+/// Records the stream files (`(mindex, file name)`) of a participant's open segments.
+pub async fn set_media_files(
+    db: impl PgExecutor<'_>,
+    participant_sid: &str,
+    files: &[(i32, String)],
+) -> Result<u64, sqlx::Error> {
+    let (mindexes, names): (Vec<i32>, Vec<String>) = files.iter().cloned().unzip();
+    sqlx::query(
+        "UPDATE recordings r SET media_file = f.name \
+         FROM unnest($2::integer[], $3::text[]) AS f(mindex, name) \
+         WHERE r.participant_sid = $1 AND r.media_mindex = f.mindex \
+           AND r.media_ended_at IS NULL AND r.media_file IS NULL",
+    )
+    .bind(participant_sid)
+    .bind(&mindexes)
+    .bind(&names)
+    .execute(db)
+    .await
+    .map(|done| done.rows_affected())
+}
+
+/// The publisher handles (`participant, session, handle`) of a room's participants whose open
+/// segments do not know their stream file yet.
+pub async fn publishers_awaiting_files(
+    db: impl PgExecutor<'_>,
+    room_sid: &str,
+) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT DISTINCT h.participant_sid, h.session_id, h.handle_id \
+         FROM recordings r JOIN media_handles h ON h.participant_sid = r.participant_sid AND h.publisher \
+         WHERE r.room_sid = $1 AND r.media_ended_at IS NULL AND r.media_file IS NULL",
+    )
+    .bind(room_sid)
+    .fetch_all(db)
+    .await
+}

@@ -75,7 +75,12 @@ pub async fn convert(
         message: message.into(),
         permanent: true,
     };
-    let Some((source, _)) = stream_file(&dir, job) else {
+    // The file the node said it records the stream into, else the one Janus's naming points to.
+    let source = match &job.media_file {
+        Some(name) if super::recording::valid_file_name(name) => Some(dir.join(name)),
+        _ => stream_file(&dir, job).map(|(path, _)| path),
+    };
+    let Some(source) = source.filter(|s| s.is_file()) else {
         return Err(permanent(
             "the media node wrote no stream file for this track",
         ));

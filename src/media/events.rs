@@ -27,6 +27,12 @@ pub enum Reply {
     CloseSession {
         session: u64,
     },
+    /// Ask the publisher's handle which stream files the node records its streams into.
+    LearnRecordingFiles {
+        participant: String,
+        session: u64,
+        handle: u64,
+    },
 }
 
 /// What one event is, for roomd.
@@ -60,6 +66,8 @@ enum Event<'a> {
         room: &'a str,
         id: &'a str,
         streams: Vec<Stream<'a>>,
+        session: Option<u64>,
+        handle: Option<u64>,
     },
     Unpublished {
         room: &'a str,
@@ -115,6 +123,8 @@ fn parse(event: &Value) -> Event<'_> {
                 Some("published") => Event::Published {
                     room,
                     id,
+                    session,
+                    handle,
                     streams: data["streams"]
                         .as_array()
                         .into_iter()
@@ -248,11 +258,24 @@ async fn apply_one(
                 });
             }
         }
-        Event::Published { room, id, streams } => {
+        Event::Published {
+            room,
+            id,
+            streams,
+            session,
+            handle,
+        } => {
             let muted = transaction(pool, async |c| {
                 media_events::published(c, node, room, id, &streams).await
             })
             .await?;
+            if let (Some(session), Some(handle)) = (session, handle) {
+                replies.push(Reply::LearnRecordingFiles {
+                    participant: id.to_string(),
+                    session,
+                    handle,
+                });
+            }
             replies.extend(muted.into_iter().map(|mid| Reply::Mute {
                 room: room.to_string(),
                 id: id.to_string(),
@@ -278,7 +301,9 @@ async fn apply_one(
 }
 
 /// Tells Janus what the events call for (after their transactions committed).
-pub async fn reply(plane: &MediaPlane, admin: &JanusAdmin, replies: Vec<Reply>) {
+pub async fn reply(plane: &MediaPlane, admin: &JanusAdmin, mut replies: Vec<Reply>) {
+    // Learning files may wait for Janus's recorders: everything else goes first.
+    replies.sort_by_key(|r| matches!(r, Reply::LearnRecordingFiles { .. }));
     for reply in replies {
         let result = match &reply {
             Reply::Kick { room, id } => {
@@ -290,6 +315,14 @@ pub async fn reply(plane: &MediaPlane, admin: &JanusAdmin, replies: Vec<Reply>) 
                     .await
             }
             Reply::CloseSession { session } => close_sessions(admin, &[], &[*session]).await,
+            Reply::LearnRecordingFiles {
+                participant,
+                session,
+                handle,
+            } => {
+                super::recording::learn_files(plane, admin, participant, *session, *handle).await;
+                Ok(())
+            }
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, ?reply, "telling the media node failed");

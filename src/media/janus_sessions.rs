@@ -75,6 +75,34 @@ impl JanusAdmin {
         }
     }
 
+    /// The stream files a publisher's handle records into: `(mindex, file name)` of each stream
+    /// being recorded (none when the handle is gone or records nothing).
+    pub async fn recording_files(
+        &self,
+        session: u64,
+        handle: u64,
+    ) -> Result<Vec<(i64, String)>, JanusError> {
+        match self
+            .call(
+                "handle_info",
+                json!({"session_id": session, "handle_id": handle}),
+            )
+            .await
+        {
+            Ok(answer) => Ok(answer["info"]["plugin_specific"]["streams"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| Some((s["mindex"].as_i64()?, s["recording"].as_str()?.to_string())))
+                .collect()),
+            Err(JanusError::Refused {
+                code: core_code::SESSION_NOT_FOUND | core_code::HANDLE_NOT_FOUND,
+                ..
+            }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Closes a handle's PeerConnection (the browser sees it at once).
     pub async fn hangup(&self, session: u64, handle: u64) -> Result<(), JanusError> {
         ignore(

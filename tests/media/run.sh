@@ -85,6 +85,15 @@ status=0
 timeout 420 ip netns exec "$ns" "$venv/bin/python" tests/media/drive.py \
   --roomd "$base" --page "$page_origin/index.html" --account "$sid" --token "$token" \
   --key "$key_sid" --secret "$key_secret" --work "$work" || status=$?
+if [ "$status" = 0 ]; then
+  # The recordings above were converted from the files Janus said it wrote (handle_info), not
+  # from files found by their names.
+  if grep -q "stream files learnt from the node" "$work/roomd.log"; then
+    echo "ok: roomd learnt the recorded streams' files from Janus"
+  else
+    echo "FAILED: roomd never learnt a recorded stream's file from Janus"; status=1
+  fi
+fi
 if [ "$status" != 0 ]; then
   echo "-- roomd log (last 60 lines, Janus's own lines left out)"
   grep -v janus_log "$work/roomd.log" | tail -60 | cut -c1-400
