@@ -97,6 +97,8 @@ pub async fn attach(
             .unwrap_or_else(|| settings.data_dir.join("media")),
     )
     .context("ROOMD_MEDIA_DIR")?;
+    std::fs::create_dir_all(&media_dir)
+        .with_context(|| format!("creating the media directory {}", media_dir.display()))?;
     // Six connections: the media worker and the recording worker each hold one to LISTEN on.
     let new_plane = || {
         let pool =

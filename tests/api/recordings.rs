@@ -228,6 +228,10 @@ async fn published_tracks_the_rules_admit_are_recorded_converted_signed_served_a
             "{r:#?}"
         );
     }
+    // The metrics count them, and the media directory's free space is a gauge.
+    assert_eq!(m.app.metrics.recordings_completed.get(), 1);
+    assert_eq!(m.app.metrics.recordings_failed.get(), 1);
+    assert!(m.app.metrics.media_dir_free_bytes.get() > 0);
 
     // The media: 302 to a signed link that serves the file, ranges included.
     let no_redirects = reqwest::Client::builder()
