@@ -46,7 +46,7 @@ async fn events(
     if !replies.is_empty() {
         tokio::spawn(async move {
             match plane.node(&node).await {
-                Ok(n) => crate::media::events::reply(&plane, &n.admin, replies).await,
+                Ok(n) => crate::media::replies::reply(&plane, &n.admin, replies).await,
                 Err(e) => tracing::warn!(error = %e, "answering a media node's events failed"),
             }
         });

@@ -14,6 +14,7 @@ pub mod janus_sessions;
 pub mod mjr;
 pub mod recording;
 pub mod recording_jobs;
+pub mod replies;
 pub mod tokens;
 pub mod worker;
 

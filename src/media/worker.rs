@@ -4,8 +4,8 @@
 //! answers, and converges each node with the database. `LISTEN roomd_media` wakes it when a
 //! command commits; polling is the safety net.
 
-use super::events::close_sessions;
 use super::janus::JanusError;
+use super::replies::close_sessions;
 use super::{MediaPlane, Node};
 use crate::db::media_commands::{self, Command};
 use crate::db::media_nodes;
