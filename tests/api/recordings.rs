@@ -582,15 +582,7 @@ async fn without_media_recordings_are_empty_lists_and_transcriptions_are_refused
     let room = app.create_room("UniqueName=Plain").await;
     let room = room["sid"].as_str().unwrap();
     let links = &room_links(&app, room).await;
-    let list = app
-        .get(
-            links["recordings"]
-                .as_str()
-                .unwrap()
-                .strip_prefix(&app.address)
-                .unwrap(),
-        )
-        .await;
+    let list = app.get(link(&app, &links["recordings"])).await;
     assert_eq!(list.status, 200, "{}", list.body);
     assert_eq!(list.body["recordings"], json!([]));
     assert_eq!(list.body["meta"]["key"], "recordings");
@@ -612,15 +604,7 @@ async fn without_media_recordings_are_empty_lists_and_transcriptions_are_refused
         .await
         .assert_error(404, 20404);
 
-    let transcriptions = app
-        .get(
-            links["transcriptions"]
-                .as_str()
-                .unwrap()
-                .strip_prefix(&app.address)
-                .unwrap(),
-        )
-        .await;
+    let transcriptions = app.get(link(&app, &links["transcriptions"])).await;
     assert_eq!(transcriptions.status, 200, "{}", transcriptions.body);
     assert_eq!(transcriptions.body["transcriptions"], json!([]));
     assert_eq!(transcriptions.body["meta"]["key"], "transcriptions");
@@ -639,6 +623,11 @@ async fn without_media_recordings_are_empty_lists_and_transcriptions_are_refused
     app.get(&format!("/v1/Rooms/{room}/Transcriptions/TT123"))
         .await
         .assert_error(404, 20404);
+}
+
+/// The path of a link a resource gives (its URL without the server's address).
+fn link<'a>(app: &TestApp, url: &'a Value) -> &'a str {
+    url.as_str().unwrap().strip_prefix(&app.address).unwrap()
 }
 
 async fn room_links(app: &TestApp, room: &str) -> Value {

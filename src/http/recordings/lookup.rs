@@ -19,6 +19,18 @@ pub fn not_found(req: &HttpRequest) -> ApiError {
     ApiError::not_found(path.strip_prefix("/v1").unwrap_or(path))
 }
 
+/// Where a recording path looks: `Some(None)` the whole account, `Some(Some(room))` the room the
+/// path names, `None` when that room does not exist.
+pub async fn scope(
+    c: &mut sqlx::PgConnection,
+    room: Option<&RoomRef>,
+) -> Result<Option<Option<String>>, sqlx::Error> {
+    Ok(match room {
+        Some(room) => room.find(c).await?.map(|r| Some(r.sid)),
+        None => Some(None),
+    })
+}
+
 /// The recording a path names: the account's, or one of the room's.
 pub async fn find(
     req: &HttpRequest,
@@ -30,12 +42,8 @@ pub async fn find(
     let found = state
         .pool
         .run(async |c| -> Result<_, sqlx::Error> {
-            let room_sid = match room {
-                Some(room) => match room.find(c).await? {
-                    Some(r) => Some(r.sid),
-                    None => return Ok(None),
-                },
-                None => None,
+            let Some(room_sid) = scope(c, room).await? else {
+                return Ok(None);
             };
             recordings::find(&mut *c, account, room_sid.as_deref(), &sid).await
         })

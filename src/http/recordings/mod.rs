@@ -202,12 +202,8 @@ async fn remove(
     let deleted = state
         .pool
         .transaction(async |c| -> Result<_, sqlx::Error> {
-            let room_sid = match room {
-                Some(room) => match room.find(c).await? {
-                    Some(r) => Some(r.sid),
-                    None => return Ok(None),
-                },
-                None => None,
+            let Some(room_sid) = lookup::scope(c, room).await? else {
+                return Ok(None);
             };
             recordings::delete(&mut *c, account, room_sid.as_deref(), &sid).await
         })
