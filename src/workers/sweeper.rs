@@ -173,14 +173,25 @@ fn failed(metrics: Option<&Metrics>, what: &'static str, room: &str, e: &sqlx::E
 }
 
 /// Runs `work` in a transaction of its own: the claim and what acts on it commit together.
+/// A failed transaction is rolled back before this returns: dropped, it would be rolled back
+/// only when its connection is next used, and until then it would keep the rows it claimed
+/// locked, so that the one-at-a-time retry (`SKIP LOCKED`) would pass over them.
 async fn in_transaction<T>(
     pool: &PgPool,
     work: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, sqlx::Error>,
 ) -> Result<T, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let done = work(&mut tx).await?;
-    tx.commit().await?;
-    Ok(done)
+    match work(&mut tx).await {
+        Ok(done) => {
+            tx.commit().await?;
+            Ok(done)
+        }
+        Err(e) => {
+            // The statement's error is what matters; a rollback that fails closes the connection.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
 }
 
 /// One batch (one transaction), counted and timed in `metrics`.
