@@ -198,6 +198,10 @@ pub struct Settings {
     #[arg(long, env = "ROOMD_RECORDING_JOBS", value_name = "N", global = true,
           default_value = "1", value_parser = number::<usize>(0, 16))]
     pub recording_jobs: usize,
+    /// Compositions this process makes at once (0: none here) (0..=8)
+    #[arg(long, env = "ROOMD_COMPOSITION_JOBS", value_name = "N", global = true,
+          default_value = "1", value_parser = number::<usize>(0, 8))]
+    pub composition_jobs: usize,
 }
 
 /// Where the master key comes from (see `auth::master_key`); the key itself never prints.

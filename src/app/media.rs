@@ -99,10 +99,10 @@ pub async fn attach(
     .context("ROOMD_MEDIA_DIR")?;
     std::fs::create_dir_all(&media_dir)
         .with_context(|| format!("creating the media directory {}", media_dir.display()))?;
-    // Six connections: the media worker and the recording worker each hold one to LISTEN on.
+    // Eight connections: the media, recording and composition workers each hold one to LISTEN on.
     let new_plane = || {
         let pool =
-            crate::db::lazy_pool(database.clone().application_name(MEDIA_APPLICATION_NAME), 6);
+            crate::db::lazy_pool(database.clone().application_name(MEDIA_APPLICATION_NAME), 8);
         Arc::new(MediaPlane::new(
             pool,
             master_key.clone(),

@@ -137,6 +137,22 @@ pub async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> 
         }
         _ => None,
     };
+    // Compositions, where there is a media plane (they read its recordings) and ffmpeg.
+    let composition_jobs = match (&media, crate::media::convert::Tools::find()) {
+        (Some(m), Some(tools)) if settings.composition_jobs > 0 && tools.ffmpeg.is_some() => {
+            Some(tokio::spawn(crate::media::composition_jobs::run(
+                m.plane.clone(),
+                app.metrics(),
+                tools,
+                crate::media::composition_jobs::CompositionSettings {
+                    concurrency: settings.composition_jobs,
+                    ..Default::default()
+                },
+                stopped(stop_rx.clone()),
+            )))
+        }
+        _ => None,
+    };
     let sweeper = tokio::spawn(sweeper::run(
         pool.clone(),
         app.metrics(),
@@ -154,7 +170,7 @@ pub async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> 
     if let Some(worker) = media_worker {
         let _ = worker.await;
     }
-    if let Some(jobs) = recording_jobs {
+    for jobs in [recording_jobs, composition_jobs].into_iter().flatten() {
         let _ = jobs.await;
     }
     if let Some(media) = media {

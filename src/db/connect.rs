@@ -140,7 +140,16 @@ pub async fn transaction<T>(
     work: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, sqlx::Error>,
 ) -> Result<T, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let value = work(&mut tx).await?;
-    tx.commit().await?;
-    Ok(value)
+    match work(&mut tx).await {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(e) => {
+            // Rolled back now: dropped, the transaction would end only when its connection is
+            // next used, keeping its row locks (a `SKIP LOCKED` retry would pass over them).
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
 }

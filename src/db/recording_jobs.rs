@@ -66,7 +66,7 @@ pub async fn claim(
 }
 
 /// Locks the job's room (every statement that writes a room's events locks it first).
-async fn lock_room(conn: &mut PgConnection, room_sid: &str) -> Result<(), sqlx::Error> {
+pub(super) async fn lock_room(conn: &mut PgConnection, room_sid: &str) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1 FROM rooms WHERE sid = $1 FOR UPDATE")
         .bind(room_sid)
         .execute(conn)

@@ -79,21 +79,7 @@ impl CreateRoom {
             .map(UniqueName::parse)
             .transpose()?;
 
-        let status_callback = match params.single("StatusCallback")? {
-            None | Some("") => None,
-            Some(url) => Some(validate_callback_url(url)?),
-        };
-        let status_callback_method = match params.single("StatusCallbackMethod")? {
-            None => "POST",
-            Some(m) if m.eq_ignore_ascii_case("POST") => "POST",
-            Some(m) if m.eq_ignore_ascii_case("GET") => "GET",
-            Some(_) => {
-                return Err(ApiError::bad_request(
-                    code::STATUS_CALLBACK_METHOD_INVALID,
-                    "StatusCallbackMethod is invalid",
-                ))
-            }
-        };
+        let (status_callback, status_callback_method) = status_callback(params)?;
 
         let type_max = room_type.max_participants(large_room);
         let max_participants = int_in(params, "MaxParticipants", 1..=type_max, type_max, || {
@@ -170,6 +156,27 @@ impl CreateRoom {
             large_room,
         })
     }
+}
+
+/// `StatusCallback` and `StatusCallbackMethod` as rooms, compositions and hooks take them: a URL
+/// (53111) or none, and `POST` (the default) or `GET` (53110).
+pub fn status_callback(params: &Params) -> Result<(Option<String>, &'static str), ApiError> {
+    let url = match params.single("StatusCallback")? {
+        None | Some("") => None,
+        Some(url) => Some(validate_callback_url(url)?),
+    };
+    let method = match params.single("StatusCallbackMethod")? {
+        None => "POST",
+        Some(m) if m.eq_ignore_ascii_case("POST") => "POST",
+        Some(m) if m.eq_ignore_ascii_case("GET") => "GET",
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                code::STATUS_CALLBACK_METHOD_INVALID,
+                "StatusCallbackMethod is invalid",
+            ))
+        }
+    };
+    Ok((url, method))
 }
 
 fn validate_callback_url(raw: &str) -> Result<String, ApiError> {

@@ -1,12 +1,14 @@
 //! Validated domain types: parsed once from the wire, trusted everywhere after.
 
 pub mod account;
+pub mod composition;
 pub mod create_room;
 pub mod participant;
 pub mod room;
 pub mod rules;
 pub mod sid;
 pub mod track;
+pub mod video_layout;
 
 use crate::twilio::ApiError;
 

@@ -8,6 +8,8 @@ pub const API_KEY: &str = "SK";
 pub const PARTICIPANT: &str = "PA";
 pub const TRACK: &str = "MT";
 pub const RECORDING: &str = "RT";
+pub const COMPOSITION: &str = "CJ";
+pub const COMPOSITION_HOOK: &str = "HK";
 /// A status callback event in the delivery log (a roomd extension).
 pub const CALLBACK_EVENT: &str = "EV";
 
@@ -121,6 +123,16 @@ sid_type!(
     /// A recording's SID (`RT...`).
     RecordingSid,
     RECORDING
+);
+sid_type!(
+    /// A composition's SID (`CJ...`).
+    CompositionSid,
+    COMPOSITION
+);
+sid_type!(
+    /// A composition hook's SID (`HK...`).
+    CompositionHookSid,
+    COMPOSITION_HOOK
 );
 sid_type!(
     /// A status callback event's SID (`EV...`).

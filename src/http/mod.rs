@@ -5,10 +5,13 @@
 //! never build SQL.
 
 pub mod callbacks;
+pub mod composition_hooks;
+pub mod compositions;
 pub mod cors;
 pub mod extract;
 pub mod health;
 pub mod media_events;
+pub mod media_settings;
 pub mod participant_ref;
 pub mod participants;
 pub mod recordings;
@@ -36,7 +39,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool, cors_origins:
         .configure(test_clock::configure)
         .configure(media_events::configure)
         .configure(recordings::configure)
-        .configure(transcriptions::configure);
+        .configure(transcriptions::configure)
+        .configure(compositions::configure)
+        .configure(composition_hooks::configure)
+        .configure(media_settings::configure);
     if with_metrics {
         cfg.route("/metrics", respond::get().to(health::metrics));
     }

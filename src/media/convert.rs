@@ -56,7 +56,14 @@ pub struct ConvertError {
 }
 
 impl ConvertError {
-    fn retry(message: impl Into<String>) -> Self {
+    pub fn permanent(message: impl Into<String>) -> Self {
+        ConvertError {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+
+    pub fn retry(message: impl Into<String>) -> Self {
         ConvertError {
             message: message.into(),
             permanent: false,
@@ -71,10 +78,7 @@ pub async fn convert(
     job: &Job,
 ) -> Result<Converted, ConvertError> {
     let dir = rooms_dir(media_dir).join(&job.room_sid);
-    let permanent = |message: &str| ConvertError {
-        message: message.into(),
-        permanent: true,
-    };
+    let permanent = ConvertError::permanent;
     // The file the node said it records the stream into, else the one Janus's naming points to.
     let source = match &job.media_file {
         Some(name) if super::recording::valid_file_name(name) => Some(dir.join(name)),
@@ -216,23 +220,19 @@ async fn run_program(
         Err(_) => Err(ConvertError::retry(format!("{what} took too long"))),
         Ok(Err(e)) => Err(ConvertError::retry(format!("{what} did not start: {e}"))),
         Ok(Ok(out)) if out.status.success() => Ok(()),
-        Ok(Ok(out)) => {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let tail: String = err
-                .trim()
-                .chars()
-                .rev()
-                .take(300)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            Err(ConvertError::retry(format!(
-                "{what} failed ({}): {tail}",
-                out.status
-            )))
-        }
+        Ok(Ok(out)) => Err(ConvertError::retry(format!(
+            "{what} failed ({}): {}",
+            out.status,
+            tail(&out.stderr)
+        ))),
     }
+}
+
+/// The end of a program's error output (what says why it failed).
+pub fn tail(stderr: &[u8]) -> String {
+    let err = String::from_utf8_lossy(stderr);
+    let chars: Vec<char> = err.trim().chars().collect();
+    chars[chars.len().saturating_sub(300)..].iter().collect()
 }
 
 /// A media file's duration in seconds, as `ffprobe` reads it.

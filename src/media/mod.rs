@@ -5,12 +5,15 @@
 //! with the database. `embedded` runs a Janus of roomd's own. Nothing here holds a database
 //! transaction open while it waits on Janus.
 
+pub mod compose;
+pub mod composition_jobs;
 pub mod convert;
 pub mod embedded;
 pub mod events;
 pub mod janus;
 pub mod janus_config;
 pub mod janus_sessions;
+pub mod layout;
 pub mod mjr;
 pub mod recording;
 pub mod recording_jobs;

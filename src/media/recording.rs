@@ -70,8 +70,15 @@ impl MediaPlane {
     /// A link to a recording's media that works until `expires` (Unix seconds) without
     /// credentials: `{public_url}/v1/Recordings/{sid}/Media/Content?Expires=...&Signature=...`.
     pub fn media_link(&self, public_url: &str, sid: &str, expires: i64) -> String {
+        // A composition's media is under `/v1/Compositions`, a recording's under `/v1/Recordings`
+        // (the signature covers the SID, whose prefix says which).
+        let collection = if sid.starts_with(crate::domain::sid::COMPOSITION) {
+            "Compositions"
+        } else {
+            "Recordings"
+        };
         format!(
-            "{}/v1/Recordings/{sid}/Media/Content?Expires={expires}&Signature={}",
+            "{}/v1/{collection}/{sid}/Media/Content?Expires={expires}&Signature={}",
             public_url.trim_end_matches('/'),
             self.secrets.media_signature(sid, expires)
         )

@@ -75,6 +75,11 @@ pub struct Metrics {
     /// Bytes free in the media directory, and bytes of completed recordings (all accounts).
     pub media_dir_free_bytes: IntGauge,
     pub recordings_stored_bytes: IntGauge,
+    /// Compositions made (`completed`) and given up (`failed`) by this process; bytes of
+    /// completed compositions (all accounts).
+    pub compositions_completed: IntCounter,
+    pub compositions_failed: IntCounter,
+    pub compositions_stored_bytes: IntGauge,
     pub auth_cache_hits: IntCounter,
     pub auth_cache_misses: IntCounter,
     pub argon2_verifications: IntCounter,
@@ -217,6 +222,18 @@ impl Metrics {
             recordings_stored_bytes: r.gauge(
                 "roomd_recordings_stored_bytes",
                 "Bytes of completed recordings (all accounts; the same on every replica)",
+            ),
+            compositions_completed: r.counter(
+                "roomd_compositions_completed_total",
+                "Compositions made by this process",
+            ),
+            compositions_failed: r.counter(
+                "roomd_compositions_failed_total",
+                "Compositions this process gave up making",
+            ),
+            compositions_stored_bytes: r.gauge(
+                "roomd_compositions_stored_bytes",
+                "Bytes of completed compositions (all accounts; the same on every replica)",
             ),
             callbacks_delivered: r.counter(
                 "roomd_callbacks_delivered_total",

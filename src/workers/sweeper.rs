@@ -52,7 +52,7 @@ async fn sweep(
     loop {
         let batch = timed(
             metrics,
-            in_transaction(pool, async |c| {
+            crate::db::transaction(pool, async |c| {
                 db::participant_deadlines::disconnect_overdue(c, BATCH, &skip).await
             }),
         )
@@ -61,7 +61,7 @@ async fn sweep(
             Ok(batch) => batch,
             Err(e) if room_specific(&e) => {
                 tracing::warn!(error = %e, "a sweeper batch of overdue participants failed; taking its rooms one at a time");
-                let rooms = in_transaction(pool, async |c| {
+                let rooms = crate::db::transaction(pool, async |c| {
                     db::participant_deadlines::overdue_rooms(c, BATCH, &skip, "").await
                 })
                 .await?;
@@ -94,7 +94,7 @@ async fn sweep(
     loop {
         let batch = timed(
             metrics,
-            in_transaction(pool, async |c| {
+            crate::db::transaction(pool, async |c| {
                 db::room_deadlines::end_due(c, BATCH, &skip).await
             }),
         )
@@ -146,7 +146,7 @@ async fn one_at_a_time<T>(
 ) -> Result<Vec<T>, sqlx::Error> {
     let mut done = Vec::new();
     for room in rooms {
-        match in_transaction(pool, async |c| act(c, &room).await).await {
+        match crate::db::transaction(pool, async |c| act(c, &room).await).await {
             Ok(batch) => done.extend(batch),
             Err(e) if room_specific(&e) => {
                 failed(metrics, what, &room, &e);
@@ -169,28 +169,6 @@ fn failed(metrics: Option<&Metrics>, what: &'static str, room: &str, e: &sqlx::E
     tracing::warn!(room_sid = %room, error = %e, "the sweeper could not act on a room; it is tried again next pass");
     if let Some(m) = metrics {
         m.sweeper_failures.with_label_values(&[what]).inc();
-    }
-}
-
-/// Runs `work` in a transaction of its own: the claim and what acts on it commit together.
-/// A failed transaction is rolled back before this returns: dropped, it would be rolled back
-/// only when its connection is next used, and until then it would keep the rows it claimed
-/// locked, so that the one-at-a-time retry (`SKIP LOCKED`) would pass over them.
-async fn in_transaction<T>(
-    pool: &PgPool,
-    work: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, sqlx::Error>,
-) -> Result<T, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    match work(&mut tx).await {
-        Ok(done) => {
-            tx.commit().await?;
-            Ok(done)
-        }
-        Err(e) => {
-            // The statement's error is what matters; a rollback that fails closes the connection.
-            let _ = tx.rollback().await;
-            Err(e)
-        }
     }
 }
 

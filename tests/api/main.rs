@@ -5,6 +5,7 @@ mod access_tokens;
 mod auth;
 mod callbacks;
 mod cli;
+mod compositions;
 mod errors;
 mod fuzz_params;
 mod hardening;

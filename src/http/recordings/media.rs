@@ -23,12 +23,24 @@ pub(super) async fn redirect(
     req: &HttpRequest,
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
-    let media = match (&state.media, row.status.as_str(), &row.media_path) {
-        (Some(media), "completed", Some(_)) => media,
+    let ready = row.status == "completed" && row.media_path.is_some();
+    redirect_to_media(&row.sid, ready, req, state)
+}
+
+/// `302` to a signed link to `sid`'s media (when `ready`, and this process serves media; else
+/// 404), as Twilio answers a `.../Media` request.
+pub(crate) fn redirect_to_media(
+    sid: &str,
+    ready: bool,
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
+    let media = match &state.media {
+        Some(media) if ready => media,
         _ => return Err(not_found(req)),
     };
     let expires = Utc::now().timestamp() + LINK_LIFETIME_SECS;
-    let link = media.media_link(state.public_url.as_str(), &row.sid, expires);
+    let link = media.media_link(state.public_url.as_str(), sid, expires);
     let mut found = HttpResponse::build(StatusCode::FOUND);
     found
         .insert_header((header::LOCATION, link.as_str()))
@@ -64,6 +76,36 @@ pub(super) async fn content(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let sid = recording_sid(&req)?;
+    serve_signed(&req, &state, &sid, async |c| {
+        let row = recordings::find_any(c, &sid).await?;
+        Ok(row.and_then(|(kind, path)| {
+            let mime = if kind == "audio" {
+                "audio/x-matroska"
+            } else {
+                "video/x-matroska"
+            };
+            Some((
+                path?,
+                mime,
+                format!("{sid}.{}", recordings::container(&kind)),
+            ))
+        }))
+    })
+    .await
+}
+
+/// Serves the media file `find` names (its path under the media directory, MIME type and file
+/// name), once the request's `Expires` and `Signature` are checked for `sid` (before any
+/// database work): 403/20403 for a link that is not valid or has expired.
+pub(crate) async fn serve_signed(
+    req: &HttpRequest,
+    state: &AppState,
+    sid: &str,
+    find: impl AsyncFnOnce(
+        &mut sqlx::PgConnection,
+    ) -> Result<Option<(String, &'static str, String)>, sqlx::Error>,
+) -> Result<HttpResponse, ApiError> {
     let refused = || {
         ApiError::new(
             StatusCode::FORBIDDEN,
@@ -71,7 +113,6 @@ pub(super) async fn content(
             "The media link is not valid or has expired",
         )
     };
-    let sid = recording_sid(&req)?;
     let params = Params::parse(req.query_string().as_bytes())?;
     let expires: i64 = params
         .single("Expires")?
@@ -82,34 +123,23 @@ pub(super) async fn content(
     if expires < Utc::now().timestamp()
         || !media
             .secrets
-            .media_signature_matches(&sid, expires, signature)
+            .media_signature_matches(sid, expires, signature)
     {
         return Err(refused());
     }
-    let row = state
+    let (path, mime, name) = state
         .pool
-        .run(async |c| recordings::find_any(c, &sid).await)
-        .await?;
-    let (kind, path) = match row {
-        Some((kind, Some(path))) => (kind, path),
-        _ => return Err(not_found(&req)),
-    };
+        .run(async |c| find(c).await)
+        .await?
+        .ok_or_else(|| not_found(req))?;
     let file = actix_files::NamedFile::open_async(media.media_dir.join(&path))
         .await
-        .map_err(|_| not_found(&req))?;
-    let mime = if kind == "audio" {
-        "audio/x-matroska"
-    } else {
-        "video/x-matroska"
-    };
+        .map_err(|_| not_found(req))?;
     let file = file
         .set_content_type(mime.parse().expect("a valid MIME type"))
         .set_content_disposition(header::ContentDisposition {
             disposition: header::DispositionType::Attachment,
-            parameters: vec![header::DispositionParam::Filename(format!(
-                "{sid}.{}",
-                recordings::container(&kind)
-            ))],
+            parameters: vec![header::DispositionParam::Filename(name)],
         });
-    Ok(file.into_response(&req))
+    Ok(file.into_response(req))
 }

@@ -3,8 +3,8 @@
 //! answers as Twilio does (302, `{"redirect_to": ...}`) with a short-lived signed link that
 //! `.../Media/Content` serves (no credentials: the signature is the grant), ranges included.
 
-mod lookup;
-mod media;
+pub(crate) mod lookup;
+pub(crate) mod media;
 pub mod resource;
 
 use super::respond::{get, json, resource, ListPage};
