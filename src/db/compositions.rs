@@ -234,6 +234,14 @@ pub async fn delete(
     .await
 }
 
+/// Whether a composition holds the file `media_path`.
+pub async fn holds_file(db: impl PgExecutor<'_>, media_path: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM compositions WHERE media_path = $1)")
+        .bind(media_path)
+        .fetch_one(db)
+        .await
+}
+
 /// The bytes of composed media the database knows of (the `compositions_stored_bytes` gauge).
 pub async fn stored_bytes(db: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(

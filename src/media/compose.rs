@@ -284,10 +284,13 @@ pub async fn compose(
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    // SAFETY: `nice` is async-signal-safe; compositions yield the CPU to the API.
+    // SAFETY: `nice` and `prctl` are async-signal-safe system calls. Compositions yield the CPU
+    // to the API, and ffmpeg dies with the process that started it (a killed roomd leaves no
+    // encoder running; its claim is taken over once its lease runs out).
     unsafe {
         cmd.pre_exec(|| {
             libc::nice(10);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
     }

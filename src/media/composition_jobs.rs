@@ -37,6 +37,9 @@ impl Default for CompositionSettings {
     }
 }
 
+/// How often files no composition holds are looked for.
+const ORPHANS_EVERY: Duration = Duration::from_secs(600);
+
 /// `composition-progress` is written at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
@@ -56,6 +59,7 @@ pub async fn run(
     };
     let mut running = tokio::task::JoinSet::new();
     let mut gauged: Option<Instant> = None;
+    let mut swept: Option<Instant> = None;
     loop {
         match composition_hooks::compose_ended_rooms(&pool, 100).await {
             Ok(0) => {}
@@ -85,6 +89,10 @@ pub async fn run(
             if let Ok(bytes) = crate::db::compositions::stored_bytes(&pool).await {
                 metrics.compositions_stored_bytes.set(bytes);
             }
+        }
+        if swept.is_none_or(|t| t.elapsed() >= ORPHANS_EVERY) {
+            swept = Some(Instant::now());
+            remove_orphans(&plane).await;
         }
         let wake = async {
             match &mut listener {
@@ -222,6 +230,41 @@ async fn heartbeat(
             }
             Ok(false) => return,
             Err(e) => tracing::debug!(error = %e, "renewing a composition's claim failed"),
+        }
+    }
+}
+
+/// Removes files in the compositions folder that no composition holds and nothing has written
+/// for a while: what a claim left when its process died, or lost the claim mid-way.
+async fn remove_orphans(plane: &MediaPlane) {
+    const QUIET_FOR: Duration = Duration::from_secs(600);
+    let Ok(mut files) = tokio::fs::read_dir(compositions_dir(&plane.media_dir)).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = files.next_entry().await {
+        let quiet = entry
+            .metadata()
+            .await
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > QUIET_FOR);
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if !quiet {
+            continue;
+        }
+        let path = format!("compositions/{name}");
+        match crate::db::compositions::holds_file(&plane.pool, &path).await {
+            Ok(false) => {
+                let _ = tokio::fs::remove_file(entry.path()).await;
+                tracing::info!(file = %name, "an orphaned composition file removed");
+            }
+            Ok(true) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "reading whether a composition holds a file failed")
+            }
         }
     }
 }

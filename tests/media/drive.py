@@ -164,6 +164,7 @@ def main():
     try:
         tabs = run(args, video, driver)
         record(args, client, video, driver, tabs)
+        compose(args, client, video, driver, tabs)
     finally:
         driver.quit()
     print(f"browser suite: {len(PASSED)} passed, 0 failed", flush=True)
@@ -368,6 +369,124 @@ def record(args, client, video, driver, keep):
                         allow_redirects=False, timeout=10)
     check("a deleted recording's media is 404", gone.status_code == 404 and gone.json()["code"] == 20404,
           gone.text[:200])
+
+
+def tile_brightness(path, at):
+    """The mean grey level inside the left and right halves' picture areas (a 4:3 tile centred
+    in each 320x480 cell) of the 640x480 frame at `at` seconds."""
+    out = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-ss", f"{at:.2f}", "-i", path,
+                          "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+                         capture_output=True, check=True).stdout
+    if len(out) != 640 * 480:
+        return None
+    def mean(x0, x1):
+        rows = range(150, 330)
+        return sum(out[r * 640 + c] for r in rows for c in range(x0, x1, 4)) / (len(rows) * len(range(x0, x1, 4)))
+    return mean(20, 300), mean(340, 620)
+
+
+def compose(args, client, video, driver, keep):
+    """7. Compositions of two browsers' recordings (ffmpeg), and a hook that composes a room
+    that ends, through twilio-python."""
+    callbacks = Callbacks()
+    hook = video.composition_hooks.create(friendly_name="Every room", audio_sources=["*"], format="webm",
+                                          video_layout={"main": {"video_sources": ["*"]}},
+                                          resolution="320x240", status_callback=callbacks.url)
+    room = video.rooms.create(unique_name="Composed", record_participants_on_connect=True)
+    tabs = [Tab(driver, args, who, room.sid) for who in ("gina", "hank")]
+    for tab in tabs:
+        st = eventually(f"{tab.identity} publishing",
+                        lambda: (s := tab.state()) and (s["publisherUp"] or s["errors"]) and s)
+        check(f"{tab.identity} publishes in a room that will be composed", st and st["publisherUp"], st)
+    time.sleep(10)
+    for tab in tabs:
+        tab.close(keep)
+    video.rooms(room.sid).update(status="completed")
+    room = video.rooms(room.sid).fetch()
+    done = eventually("four recordings completed", lambda: (rs := video.rooms(room.sid).recordings.list())
+                      and len(rs) == 4 and all(r.status == "completed" for r in rs) and rs, timeout=90)
+    check("two browsers' audio and video become four completed recordings", done,
+          [(r.type, r.status) for r in video.rooms(room.sid).recordings.list()])
+
+    made = {}
+    for fmt in ("mp4", "webm"):
+        c = video.compositions.create(room_sid=room.sid, video_layout={"grid": {"video_sources": ["*"]}},
+                                      audio_sources=["*"], format=fmt, resolution="640x480", trim=False,
+                                      status_callback=callbacks.url)
+        check(f"a {fmt} grid composition is enqueued", c.status == "enqueued" and c.format == fmt, c.status)
+        made[fmt] = c.sid
+    for fmt, sid in made.items():
+        c = eventually(f"the {fmt} composition completed", lambda: (x := video.compositions(sid).fetch())
+                       and x.status in ("completed", "failed") and x, timeout=180)
+        check(f"the {fmt} composition completes", c and c.status == "completed", c and c.status)
+        media = requests.get(f"{args.roomd}/v1/Compositions/{sid}/Media", auth=(args.account, args.token),
+                             allow_redirects=False, timeout=10)
+        check(f"GET .../Media of the {fmt} composition answers 302 with redirect_to",
+              media.status_code == 302 and media.json()["redirect_to"] == media.headers["Location"],
+              (media.status_code, media.text[:200]))
+        path = os.path.join(args.work, f"{sid}.{fmt}")
+        with open(path, "wb") as f:
+            f.write(requests.get(media.json()["redirect_to"], timeout=60).content)
+        probed = ffprobe(path)
+        streams = {s["codec_type"]: s for s in probed["streams"]}
+        want = ("h264", "aac") if fmt == "mp4" else ("vp8", "opus")
+        seconds = float(probed["format"]["duration"])
+        check(f"ffprobe shows {want[0]} 640x480 and {want[1]} in the {fmt} file, as long as the room (within 2 s)",
+              streams.get("video", {}).get("codec_name") == want[0]
+              and (streams["video"]["width"], streams["video"]["height"]) == (640, 480)
+              and streams.get("audio", {}).get("codec_name") == want[1]
+              and abs(seconds - room.duration) <= 2,
+              ({k: v["codec_name"] for k, v in streams.items()}, seconds, room.duration))
+        if fmt == "mp4":
+            tiles = tile_brightness(path, seconds / 2)
+            check("a frame from the middle of the mp4 shows two non-black tiles side by side",
+                  tiles and min(tiles) > 20, tiles)
+
+    hooked = eventually("the hook's composition", lambda: [c for c in video.compositions.list(room_sid=room.sid)
+                                                          if c.sid not in made.values()], timeout=30)
+    check("the enabled hook composed the room that ended, without a request",
+          hooked and len(hooked) == 1 and hooked[0].resolution == "320x240" and hooked[0].format == "webm",
+          [(c.sid, c.resolution, c.format) for c in hooked or []])
+    hooked = hooked[0]
+    finished = eventually("the hook's composition completed", lambda: (x := video.compositions(hooked.sid).fetch())
+                          and x.status == "completed" and x, timeout=180)
+    check("the hook's composition completes", finished)
+    available = eventually("composition-available callbacks", lambda: len(
+        [p for _, p, _ in callbacks.received if p.get("StatusCallbackEvent") == "composition-available"]) == 3)
+    validator = RequestValidator(args.token)
+    check("composition-enqueued, -started and -available callbacks arrive for each, signed",
+          available and all(validator.validate(callbacks.url, p, sig) for _, p, sig in callbacks.received)
+          and all(sum(1 for _, p, _ in callbacks.received if p.get("CompositionSid") == sid
+                      and p["StatusCallbackEvent"] == e) == 1
+                  for sid in list(made.values()) + [hooked.sid]
+                  for e in ("composition-enqueued", "composition-started", "composition-available")),
+          [(p.get("CompositionSid"), p.get("StatusCallbackEvent")) for _, p, _ in callbacks.received][-12:])
+
+    # Every composition, hook and settings operation answers as Twilio's OpenAPI document says.
+    def conforms(method, template, data=None, **sids):
+        path = template.format(**sids)
+        r = requests.request(method, f"{args.roomd}{path}", auth=(args.account, args.token), data=data,
+                             timeout=10)
+        return conformance.problems(method, template, r.status_code, r.json() if r.content else None)
+
+    sid = made["webm"]
+    found = (conforms("GET", "/v1/Compositions") + conforms("GET", "/v1/Compositions/{Sid}", Sid=sid)
+             + conforms("POST", "/v1/Compositions", {"RoomSid": room.sid, "AudioSources": "*"})
+             + conforms("GET", "/v1/CompositionHooks") + conforms("GET", "/v1/CompositionHooks/{Sid}", Sid=hook.sid)
+             + conforms("POST", "/v1/CompositionHooks", {"FriendlyName": "Another", "AudioSources": "*"})
+             + conforms("POST", "/v1/CompositionHooks/{Sid}", {"FriendlyName": "Every room", "Enabled": "false"},
+                        Sid=hook.sid)
+             + conforms("GET", "/v1/CompositionSettings/Default") + conforms("GET", "/v1/RecordingSettings/Default")
+             + conforms("POST", "/v1/CompositionSettings/Default", {"FriendlyName": "ours"})
+             + conforms("POST", "/v1/RecordingSettings/Default", {"FriendlyName": "ours"})
+             + conforms("DELETE", "/v1/Compositions/{Sid}", Sid=sid)
+             + conforms("DELETE", "/v1/CompositionHooks/{Sid}", Sid=hook.sid))
+    check("every composition, hook and settings operation conforms to Twilio's OpenAPI response schemas",
+          not found, found)
+    check("a deleted composition stays, deleted, without media",
+          video.compositions(sid).fetch().status == "deleted" and requests.get(
+              f"{args.roomd}/v1/Compositions/{sid}/Media", auth=(args.account, args.token),
+              allow_redirects=False, timeout=10).status_code == 404)
 
 
 def find_janus():
