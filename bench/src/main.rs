@@ -67,6 +67,7 @@ fn account_sid(i: i64) -> String {
 
 mod callbacks;
 mod claims;
+mod composition;
 mod conversion;
 mod data;
 mod direct;
@@ -471,6 +472,13 @@ async fn main() -> Result<()> {
         None
     };
 
+    // Composition: a 4-participant grid against the encoder alone on one participant.
+    let composition = if args.only.is_empty() || args.only.iter().any(|o| o == "composition") {
+        composition::run(args.quick).await?
+    } else {
+        Vec::new()
+    };
+
     let p50 = |n: &str| {
         results
             .iter()
@@ -489,6 +497,7 @@ async fn main() -> Result<()> {
     let report = Report {
         join_media_vs_join,
         conversion,
+        composition,
         deep_page_ratio: if p50("list") > 0.0 {
             p50("list_deep") / p50("list")
         } else {

@@ -32,6 +32,8 @@ pub(crate) struct Report {
     pub(crate) join_media_vs_join: Option<f64>,
     /// Recording conversion throughput (see `conversion.rs`).
     pub(crate) conversion: Option<super::conversion::ConversionResult>,
+    /// Composition speed, per format (see `composition.rs`).
+    pub(crate) composition: Vec<super::composition::CompositionResult>,
     pub(crate) argon2_verifications_steady: f64,
     pub(crate) requests_steady: f64,
     pub(crate) peak_rss_mb: f64,
