@@ -68,6 +68,8 @@ CREATE INDEX compositions_room ON compositions (room_sid);
 -- Whether a file in the compositions folder is one's (the worker removes those that are not).
 CREATE INDEX compositions_media_path ON compositions (media_path) WHERE media_path IS NOT NULL;
 CREATE INDEX compositions_due ON compositions (not_before) WHERE status IN ('enqueued', 'processing');
+-- An account's compositions not yet made (bounded per account at create).
+CREATE INDEX compositions_pending ON compositions (account_sid) WHERE status IN ('enqueued', 'processing');
 -- A hook composes a room once, whichever process sees it first.
 CREATE UNIQUE INDEX compositions_hook_room ON compositions (hook_sid, room_sid) WHERE hook_sid IS NOT NULL;
 

@@ -152,15 +152,19 @@ pub async fn update(
     .on_constraint(UNIQUE_NAME, code::INVALID_PARAMETER, NAME_TAKEN)
 }
 
+/// One of the account's hooks; with `lock`, locked for an update in the caller's transaction.
 pub async fn find(
     db: impl PgExecutor<'_>,
     account_sid: &str,
     sid: &str,
+    lock: bool,
 ) -> Result<Option<HookRow>, sqlx::Error> {
-    static FIND: LazyLock<String> = LazyLock::new(|| {
-        format!("SELECT {COLUMNS} FROM composition_hooks WHERE account_sid = $1 AND sid = $2")
+    static FIND: LazyLock<[String; 2]> = LazyLock::new(|| {
+        let sql =
+            format!("SELECT {COLUMNS} FROM composition_hooks WHERE account_sid = $1 AND sid = $2");
+        [sql.clone(), format!("{sql} FOR UPDATE")]
     });
-    sqlx::query_as(&FIND)
+    sqlx::query_as(&FIND[usize::from(lock)])
         .bind(account_sid)
         .bind(sid)
         .fetch_optional(db)
@@ -216,12 +220,7 @@ pub async fn list<'q>(
                     .push_bind(pattern)
                     .push(" ESCAPE '\\'");
             }
-            if let Some(t) = filter.created_on_or_after {
-                q.push(" AND date_created >= ").push_bind(t);
-            }
-            if let Some(t) = filter.created_before {
-                q.push(" AND date_created < ").push_bind(t);
-            }
+            list::push_created(q, filter.created_on_or_after, filter.created_before);
         },
         page,
     )

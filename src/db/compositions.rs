@@ -78,7 +78,12 @@ pub enum Refusal {
     NoSuchRoom,
     InProgress,
     NoRecordings,
+    /// The account has `MAX_PENDING` compositions not yet made.
+    TooMany,
 }
+
+/// The most compositions an account may have waiting or being made.
+pub const MAX_PENDING: i64 = 100;
 
 /// Makes a composition of an ended room of the account that has recordings, with
 /// `composition-enqueued`.
@@ -88,6 +93,22 @@ pub async fn create(
     room_sid: &str,
     spec: &CompositionSpec,
 ) -> Result<Result<CompositionRow, Refusal>, sqlx::Error> {
+    // Serializes the account's creates (the count below holds across processes) without a row
+    // lock, so no lock order with the room's row is involved.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('compositions ' || $1))")
+        .bind(account_sid)
+        .execute(&mut *conn)
+        .await?;
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM compositions \
+         WHERE account_sid = $1 AND status IN ('enqueued', 'processing')",
+    )
+    .bind(account_sid)
+    .fetch_one(&mut *conn)
+    .await?;
+    if pending >= MAX_PENDING {
+        return Ok(Err(Refusal::TooMany));
+    }
     let room: Option<(String, bool)> = sqlx::query_as(
         "SELECT status, EXISTS (SELECT 1 FROM recordings rec WHERE rec.room_sid = r.sid \
             AND rec.status IN ('processing', 'completed')) \
@@ -164,12 +185,7 @@ pub async fn list<'q>(
             if let Some(r) = &filter.room_sid {
                 q.push(" AND room_sid = ").push_bind(r);
             }
-            if let Some(t) = filter.created_on_or_after {
-                q.push(" AND date_created >= ").push_bind(t);
-            }
-            if let Some(t) = filter.created_before {
-                q.push(" AND date_created < ").push_bind(t);
-            }
+            list::push_created(q, filter.created_on_or_after, filter.created_before);
         },
         page,
     )

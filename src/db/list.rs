@@ -27,6 +27,21 @@ pub struct Page<R> {
     pub more_beyond: bool,
 }
 
+/// Twilio's `DateCreatedAfter` (inclusive) and `DateCreatedBefore` (exclusive) filters, for
+/// those given, as further conditions on `date_created`.
+pub fn push_created<'q>(
+    q: &mut QueryBuilder<'q, Postgres>,
+    on_or_after: Option<chrono::DateTime<chrono::Utc>>,
+    before: Option<chrono::DateTime<chrono::Utc>>,
+) {
+    if let Some(t) = on_or_after {
+        q.push(" AND date_created >= ").push_bind(t);
+    }
+    if let Some(t) = before {
+        q.push(" AND date_created < ").push_bind(t);
+    }
+}
+
 /// Reads one page of `listing`. `owner` holds the text columns every row (and the token's row)
 /// must match, e.g. `[("account_sid", account)]`; `filters` pushes further `AND ...`
 /// conditions. A token naming no row in the owner scope is 21481.

@@ -345,12 +345,7 @@ pub async fn list<'q>(
             if let Some(identity) = &filter.identity {
                 q.push(" AND identity = ").push_bind(identity.as_str());
             }
-            if let Some(t) = filter.created_on_or_after {
-                q.push(" AND date_created >= ").push_bind(t);
-            }
-            if let Some(t) = filter.created_before {
-                q.push(" AND date_created < ").push_bind(t);
-            }
+            list::push_created(q, filter.created_on_or_after, filter.created_before);
         },
         page,
     )

@@ -108,12 +108,7 @@ pub async fn list<'q>(
             if let Some(s) = &filter.source_sid {
                 q.push(" AND source_sid = ").push_bind(s);
             }
-            if let Some(t) = filter.created_on_or_after {
-                q.push(" AND date_created >= ").push_bind(t);
-            }
-            if let Some(t) = filter.created_before {
-                q.push(" AND date_created < ").push_bind(t);
-            }
+            list::push_created(q, filter.created_on_or_after, filter.created_before);
             for g in &filter.grouping_sids {
                 q.push(" AND ")
                     .push_bind(g)

@@ -40,12 +40,7 @@ pub async fn list<'q>(
             if let Some(name) = &filter.unique_name {
                 q.push(" AND unique_name = ").push_bind(&**name);
             }
-            if let Some(t) = filter.created_on_or_after {
-                q.push(" AND date_created >= ").push_bind(t);
-            }
-            if let Some(t) = filter.created_before {
-                q.push(" AND date_created < ").push_bind(t);
-            }
+            list::push_created(q, filter.created_on_or_after, filter.created_before);
         },
         page,
     )

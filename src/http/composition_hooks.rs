@@ -16,6 +16,7 @@ use crate::twilio::paging::PageRequest;
 use crate::twilio::time;
 use crate::twilio::urls::{PublicUrl, ResourceUrl};
 use crate::twilio::ApiError;
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -123,15 +124,11 @@ async fn create(
             composition_hooks::create(c, &account.sid, &name, enabled, &spec).await
         })
         .await?;
-    Ok(HookResource::respond(
-        &row,
-        &state,
-        actix_web::http::StatusCode::CREATED,
-    ))
+    Ok(HookResource::respond(&row, &state, StatusCode::CREATED))
 }
 
 /// `POST /v1/CompositionHooks/{Sid}`: `FriendlyName` is required; what the form does not name
-/// stays as it was.
+/// stays as it was (read and written with the hook locked, so concurrent updates do not mix).
 async fn update(
     req: HttpRequest,
     account: Account,
@@ -141,25 +138,30 @@ async fn update(
     let sid = hook_sid(&req)?;
     let params = form.params().await?;
     let name = friendly_name(&params)?;
-    let current = state
+    let updated = state
         .pool
-        .run(async |c| composition_hooks::find(c, &account.sid, &sid).await)
-        .await?
-        .ok_or_else(|| not_found(&req))?;
-    let enabled = enabled(&params, current.enabled)?;
-    let spec = CompositionSpec::from_params(&params, current.spec())?;
-    let row = state
-        .pool
-        .transaction(async |c| {
-            composition_hooks::update(c, &account.sid, &sid, &name, enabled, &spec).await
+        .transaction(async |c| -> Result<_, crate::db::DbError> {
+            let Some(current) = composition_hooks::find(&mut *c, &account.sid, &sid, true).await?
+            else {
+                return Ok(None);
+            };
+            let spec = enabled(&params, current.enabled).and_then(|enabled| {
+                Ok((
+                    enabled,
+                    CompositionSpec::from_params(&params, current.spec())?,
+                ))
+            });
+            let (enabled, spec) = match spec {
+                Ok(parsed) => parsed,
+                Err(refused) => return Ok(Some(Err(refused))),
+            };
+            let row =
+                composition_hooks::update(c, &account.sid, &sid, &name, enabled, &spec).await?;
+            Ok(row.map(Ok))
         })
-        .await?
-        .ok_or_else(|| not_found(&req))?;
-    Ok(HookResource::respond(
-        &row,
-        &state,
-        actix_web::http::StatusCode::OK,
-    ))
+        .await?;
+    let row = updated.ok_or_else(|| not_found(&req))??;
+    Ok(HookResource::respond(&row, &state, StatusCode::OK))
 }
 
 fn hook_sid(req: &HttpRequest) -> Result<CompositionHookSid, ApiError> {
@@ -174,14 +176,10 @@ async fn fetch(
     let sid = hook_sid(&req)?;
     let row = state
         .pool
-        .run(async |c| composition_hooks::find(c, &account.sid, &sid).await)
+        .run(async |c| composition_hooks::find(c, &account.sid, &sid, false).await)
         .await?
         .ok_or_else(|| not_found(&req))?;
-    Ok(HookResource::respond(
-        &row,
-        &state,
-        actix_web::http::StatusCode::OK,
-    ))
+    Ok(HookResource::respond(&row, &state, StatusCode::OK))
 }
 
 async fn delete(

@@ -127,6 +127,10 @@ async fn create(
                 format!("Room {room} is in progress: a composition is made once the room has ended")
             }
             Refusal::NoRecordings => format!("Room {room} has no recordings to compose"),
+            Refusal::TooMany => format!(
+                "The account has {} compositions waiting or being made: create more once some are done",
+                compositions::MAX_PENDING
+            ),
         })
     })?;
     tracing::info!(composition_sid = %row.sid, room_sid = %row.room_sid, "composition enqueued");

@@ -174,7 +174,7 @@ async fn finish(
         }
         Err(e) => {
             tracing::warn!(composition_sid = %job.sid, attempt = job.attempts, error = %e.message, "making a composition failed");
-            let retry = Duration::from_secs(2u64.pow(job.attempts.clamp(1, 6) as u32));
+            let retry = super::convert::retry_in(job.attempts);
             match composition_jobs::fail(
                 pool,
                 &job,

@@ -228,6 +228,11 @@ async fn run_program(
     }
 }
 
+/// How long a job waits before its next claim after its `attempts`-th failed: 2, 4, 8 ... 64 s.
+pub fn retry_in(attempts: i32) -> Duration {
+    Duration::from_secs(2u64.pow(attempts.clamp(1, 6) as u32))
+}
+
 /// The end of a program's error output (what says why it failed).
 pub fn tail(stderr: &[u8]) -> String {
     let err = String::from_utf8_lossy(stderr);

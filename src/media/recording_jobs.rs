@@ -140,7 +140,7 @@ async fn finish(
         }
         Err(e) => {
             tracing::warn!(recording_sid = %job.sid, attempt = job.attempts, error = %e.message, "converting a recording failed");
-            let retry = Duration::from_secs(2u64.pow(job.attempts.clamp(1, 6) as u32));
+            let retry = super::convert::retry_in(job.attempts);
             match recording_jobs::fail(
                 pool,
                 &job,

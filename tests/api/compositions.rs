@@ -519,6 +519,34 @@ async fn bad_composition_requests_are_refused_with_twilios_body_and_nothing_writ
         .await
         .unwrap();
     assert_eq!(n, 0, "no refused request wrote a row");
+    // An account with 100 compositions waiting makes no more until some are done.
+    sqlx::query(
+        "INSERT INTO compositions (sid, account_sid, room_sid, resolution, format, trimmed, audio_sources) \
+         SELECT 'CJ' || md5(g::text), $1, $2, '640x480', 'webm', true, '{*}' FROM generate_series(1, 100) g",
+    )
+    .bind(&m.app.account.sid)
+    .bind(&ended)
+    .execute(&m.app.pool)
+    .await
+    .unwrap();
+    let r = m
+        .app
+        .post(
+            "/v1/Compositions",
+            &format!("RoomSid={ended}&AudioSources=*"),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_i64()),
+        (400, Some(20001)),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body["message"].as_str().unwrap().contains("waiting"),
+        "{}",
+        r.body
+    );
     assert_eq!(
         m.app
             .get(&format!("/v1/Compositions/CJ{}", "0".repeat(32)))
