@@ -121,12 +121,12 @@ pub(crate) async fn run(quick: bool) -> Result<Vec<CompositionResult>> {
             trimmed: true,
             attempts: 1,
         };
-        let planned = plan(&job, &sources, &span).map_err(|e| anyhow::anyhow!(e.message))?;
+        let planned = plan(&job, &sources, &span).map_err(|e| anyhow::anyhow!(e.full()))?;
         let t = Instant::now();
         let (progress, _) = tokio::sync::watch::channel(0.0);
         let done = compose(&tools, &dir, &job, &planned, progress)
             .await
-            .map_err(|e| anyhow::anyhow!("composing failed: {}", e.message))?;
+            .map_err(|e| anyhow::anyhow!("composing failed: {}", e.full()))?;
         let wall = t.elapsed().as_secs_f64();
         anyhow::ensure!(done.duration.abs_diff(seconds as i32) <= 1, "{done:?}");
         // The baseline: one participant's video re-encoded alone, same encoder and size.

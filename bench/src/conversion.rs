@@ -94,7 +94,7 @@ pub(crate) async fn run(quick: bool) -> Result<Option<ConversionResult>> {
     for i in 0..runs {
         let done = convert(&tools, &dir, &job(i as i32 + 1))
             .await
-            .map_err(|e| anyhow::anyhow!("converting failed: {}", e.message))?;
+            .map_err(|e| anyhow::anyhow!("converting failed: {}", e.full()))?;
         anyhow::ensure!(
             done.duration.abs_diff(media_seconds as i32) <= 1,
             "{done:?}"

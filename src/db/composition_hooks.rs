@@ -4,7 +4,7 @@
 //! transaction that any process may run (`SKIP LOCKED`; each hook composes a room once).
 
 use super::callbacks;
-use super::compositions::{event, EVENT_PARAMS, SPEC_COLUMNS};
+use super::compositions::{event, serialize_per_account, EVENT_PARAMS, SPEC_COLUMNS};
 use super::error::{DbError, OnConstraint};
 use super::list::{self, Listing, Page};
 use super::recording_jobs::lock_room;
@@ -78,11 +78,7 @@ pub async fn create(
     enabled: bool,
     spec: &CompositionSpec,
 ) -> Result<HookRow, DbError> {
-    // The account's row serializes hook creations, so the count holds across processes.
-    sqlx::query("SELECT 1 FROM accounts WHERE sid = $1 FOR UPDATE")
-        .bind(account_sid)
-        .execute(&mut *conn)
-        .await?;
+    serialize_per_account(&mut *conn, "composition hooks", account_sid).await?;
     static CREATE: LazyLock<String> = LazyLock::new(|| {
         format!(
             "INSERT INTO composition_hooks (sid, account_sid, friendly_name, enabled, {SPEC_COLUMNS}) \

@@ -85,6 +85,23 @@ pub enum Refusal {
 /// The most compositions an account may have waiting or being made.
 pub const MAX_PENDING: i64 = 100;
 
+/// Serializes, until the caller's transaction ends, the account's changes of one kind (`what`)
+/// across processes, so that a count read next holds. An advisory lock, not the account's row:
+/// it takes part in no lock order with rows, and leaves the account's other writes (whose
+/// foreign keys share-lock that row) alone.
+pub(super) async fn serialize_per_account(
+    conn: &mut PgConnection,
+    what: &str,
+    account_sid: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || ' ' || $2))")
+        .bind(what)
+        .bind(account_sid)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
 /// Makes a composition of an ended room of the account that has recordings, with
 /// `composition-enqueued`.
 pub async fn create(
@@ -93,12 +110,7 @@ pub async fn create(
     room_sid: &str,
     spec: &CompositionSpec,
 ) -> Result<Result<CompositionRow, Refusal>, sqlx::Error> {
-    // Serializes the account's creates (the count below holds across processes) without a row
-    // lock, so no lock order with the room's row is involved.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('compositions ' || $1))")
-        .bind(account_sid)
-        .execute(&mut *conn)
-        .await?;
+    serialize_per_account(&mut *conn, "compositions", account_sid).await?;
     let pending: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM compositions \
          WHERE account_sid = $1 AND status IN ('enqueued', 'processing')",

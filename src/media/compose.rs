@@ -70,8 +70,9 @@ fn seconds(t: DateTime<Utc>) -> f64 {
 
 /// Plans a composition of `sources` (the room's completed recordings, oldest first).
 pub fn plan(job: &Job, sources: &[Source], span: &RoomSpan) -> Result<Plan, ConvertError> {
-    let layout: Layout = serde_json::from_value(job.video_layout.0.clone())
-        .map_err(|e| ConvertError::permanent(format!("the stored layout is unreadable: {e}")))?;
+    let layout: Layout = serde_json::from_value(job.video_layout.0.clone()).map_err(|e| {
+        ConvertError::permanent("the stored layout is unreadable").with_detail(e.to_string())
+    })?;
     let resolution = Resolution::parse(&job.resolution)
         .map_err(|_| ConvertError::permanent("the stored resolution is unreadable"))?;
     let audio: Vec<&Source> = sources
@@ -238,9 +239,10 @@ pub async fn compose(
         .as_ref()
         .ok_or_else(|| ConvertError::permanent("ffmpeg is not installed"))?;
     let out_dir = compositions_dir(media_dir);
-    tokio::fs::create_dir_all(&out_dir)
-        .await
-        .map_err(|e| ConvertError::retry(format!("creating {}: {e}", out_dir.display())))?;
+    tokio::fs::create_dir_all(&out_dir).await.map_err(|e| {
+        ConvertError::retry("the media directory cannot be written")
+            .with_detail(format!("creating {}: {e}", out_dir.display()))
+    })?;
     let file = format!("{}-{}.{}", job.sid, job.attempts, job.format);
     let out = out_dir.join(&file);
     let mut cmd = tokio::process::Command::new(ffmpeg);
@@ -301,7 +303,9 @@ pub async fn compose(
     }
     let size = tokio::fs::metadata(&out)
         .await
-        .map_err(|e| ConvertError::retry(format!("reading the composed file: {e}")))?
+        .map_err(|e| {
+            ConvertError::retry("the composed file cannot be read").with_detail(e.to_string())
+        })?
         .len();
     let seconds = match &tools.ffprobe {
         Some(ffprobe) => probe_duration(ffprobe, &out).await.unwrap_or(plan.duration),
@@ -321,7 +325,7 @@ async fn run(
 ) -> Result<(), ConvertError> {
     let mut child = cmd
         .spawn()
-        .map_err(|e| ConvertError::retry(format!("ffmpeg did not start: {e}")))?;
+        .map_err(|e| ConvertError::retry("ffmpeg did not start").with_detail(e.to_string()))?;
     let stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     // Its error output is read alongside (kept short), so that ffmpeg never blocks on it.
@@ -366,14 +370,11 @@ async fn run(
     let status = tokio::time::timeout_at(deadline, child.wait())
         .await
         .map_err(|_| ConvertError::retry("ffmpeg took too long"))?
-        .map_err(|e| ConvertError::retry(format!("waiting for ffmpeg: {e}")))?;
+        .map_err(|e| ConvertError::retry("waiting for ffmpeg failed").with_detail(e.to_string()))?;
     let stderr = errors.await.unwrap_or_default();
     if status.success() {
         Ok(())
     } else {
-        Err(ConvertError::retry(format!(
-            "ffmpeg failed ({status}): {}",
-            tail(&stderr)
-        )))
+        Err(ConvertError::retry(format!("ffmpeg failed ({status})")).with_detail(tail(&stderr)))
     }
 }

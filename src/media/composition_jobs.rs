@@ -134,9 +134,9 @@ async fn finish(
     }
     let started = Instant::now();
     let made = async {
-        let (sources, span) = composition_jobs::sources(pool, &job)
-            .await
-            .map_err(|e| ConvertError::retry(format!("reading the recordings: {e}")))?;
+        let (sources, span) = composition_jobs::sources(pool, &job).await.map_err(|e| {
+            ConvertError::retry("the recordings could not be read").with_detail(e.to_string())
+        })?;
         let plan = plan(&job, &sources, &span)?;
         let (progress, done) = tokio::sync::watch::channel(0.0);
         tokio::select! {
@@ -173,7 +173,7 @@ async fn finish(
             }
         }
         Err(e) => {
-            tracing::warn!(composition_sid = %job.sid, attempt = job.attempts, error = %e.message, "making a composition failed");
+            tracing::warn!(composition_sid = %job.sid, attempt = job.attempts, error = %e.full(), "making a composition failed");
             let retry = super::convert::retry_in(job.attempts);
             match composition_jobs::fail(
                 pool,

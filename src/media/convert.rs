@@ -48,10 +48,13 @@ pub struct Converted {
     pub size: i64,
 }
 
-/// Why a conversion failed; `permanent` when another attempt cannot help.
+/// Why a conversion (or a composition) failed; `permanent` when another attempt cannot help.
+/// `message` is what the tenant sees (`FailedOperation` in its callback): it names the step, never
+/// a path on this host or a program's own output, which go to the log only (`detail`).
 #[derive(Debug)]
 pub struct ConvertError {
     pub message: String,
+    pub detail: Option<String>,
     pub permanent: bool,
 }
 
@@ -59,13 +62,29 @@ impl ConvertError {
     pub fn permanent(message: impl Into<String>) -> Self {
         ConvertError {
             message: message.into(),
+            detail: None,
             permanent: true,
+        }
+    }
+
+    /// What the log says beside the message (paths, errors, a program's output).
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// The message and its detail, for the log.
+    pub fn full(&self) -> String {
+        match &self.detail {
+            Some(d) => format!("{}: {d}", self.message),
+            None => self.message.clone(),
         }
     }
 
     pub fn retry(message: impl Into<String>) -> Self {
         ConvertError {
             message: message.into(),
+            detail: None,
             permanent: false,
         }
     }
@@ -94,9 +113,10 @@ pub async fn convert(
         .and_then(|h| DateTime::from_timestamp_micros(h.first_packet))
         .ok_or_else(|| permanent("the track's stream file holds no media"))?;
     let out = recordings_dir(media_dir);
-    tokio::fs::create_dir_all(&out)
-        .await
-        .map_err(|e| ConvertError::retry(format!("creating {}: {e}", out.display())))?;
+    tokio::fs::create_dir_all(&out).await.map_err(|e| {
+        ConvertError::retry("the media directory cannot be written")
+            .with_detail(format!("creating {}: {e}", out.display()))
+    })?;
     let ext = crate::db::recordings::container(&job.kind);
     // Each claim writes files of its own: a claim that lost its lease never touches another's.
     let name = format!("{}-{}", job.sid, job.attempts);
@@ -149,13 +169,15 @@ pub async fn convert(
                 return Err(e);
             }
         }
-        None => tokio::fs::rename(&whole, &cut)
-            .await
-            .map_err(|e| ConvertError::retry(format!("renaming the converted file: {e}")))?,
+        None => tokio::fs::rename(&whole, &cut).await.map_err(|e| {
+            ConvertError::retry("renaming the converted file failed").with_detail(e.to_string())
+        })?,
     }
     let size = tokio::fs::metadata(&cut)
         .await
-        .map_err(|e| ConvertError::retry(format!("reading the converted file: {e}")))?
+        .map_err(|e| {
+            ConvertError::retry("the converted file cannot be read").with_detail(e.to_string())
+        })?
         .len();
     let seconds = match &tools.ffprobe {
         Some(ffprobe) => probe_duration(ffprobe, &cut)
@@ -218,13 +240,14 @@ async fn run_program(
         .output();
     match tokio::time::timeout(PROGRAM_TIMEOUT, child).await {
         Err(_) => Err(ConvertError::retry(format!("{what} took too long"))),
-        Ok(Err(e)) => Err(ConvertError::retry(format!("{what} did not start: {e}"))),
+        Ok(Err(e)) => {
+            Err(ConvertError::retry(format!("{what} did not start")).with_detail(e.to_string()))
+        }
         Ok(Ok(out)) if out.status.success() => Ok(()),
-        Ok(Ok(out)) => Err(ConvertError::retry(format!(
-            "{what} failed ({}): {}",
-            out.status,
-            tail(&out.stderr)
-        ))),
+        Ok(Ok(out)) => Err(
+            ConvertError::retry(format!("{what} failed ({})", out.status))
+                .with_detail(tail(&out.stderr)),
+        ),
     }
 }
 

@@ -139,7 +139,7 @@ async fn finish(
             }
         }
         Err(e) => {
-            tracing::warn!(recording_sid = %job.sid, attempt = job.attempts, error = %e.message, "converting a recording failed");
+            tracing::warn!(recording_sid = %job.sid, attempt = job.attempts, error = %e.full(), "converting a recording failed");
             let retry = super::convert::retry_in(job.attempts);
             match recording_jobs::fail(
                 pool,

@@ -603,6 +603,38 @@ async fn a_hook_composes_a_room_that_ends_and_jobs_survive_a_dead_process_and_ru
         )
         .await;
     assert_eq!(off.status, 201);
+    // At most 20 hooks an account: 18 more (disabled) fit, the 21st does not.
+    let mut extra = Vec::new();
+    for i in 0..18 {
+        let r = m
+            .app
+            .post(
+                "/v1/CompositionHooks",
+                &format!("FriendlyName=spare{i}&Enabled=false&AudioSources=x"),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        extra.push(r.body["sid"].as_str().unwrap().to_string());
+    }
+    let r = m
+        .app
+        .post(
+            "/v1/CompositionHooks",
+            "FriendlyName=one+too+many&AudioSources=x",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_i64()),
+        (400, Some(20001)),
+        "{}",
+        r.body
+    );
+    for sid in &extra {
+        assert_eq!(
+            delete(&m.app, &format!("/v1/CompositionHooks/{sid}")).await,
+            204
+        );
+    }
     let list = m
         .app
         .get("/v1/CompositionHooks?Enabled=true&FriendlyName=*room")
@@ -745,5 +777,45 @@ async fn a_hook_composes_a_room_that_ends_and_jobs_survive_a_dead_process_and_ru
             .await
             .status,
         404
+    );
+
+    // A recording file ffmpeg cannot read: retried, then `failed`. What the tenant is told names
+    // the step, never a path on this host or ffmpeg's own output.
+    let broken = room_with_recordings(&m, &tools, "Broken", None, &[("ivan", "red")], 2).await;
+    let files: Vec<String> =
+        sqlx::query_scalar("SELECT media_path FROM recordings WHERE room_sid = $1")
+            .bind(&broken)
+            .fetch_all(&m.app.pool)
+            .await
+            .unwrap();
+    for f in &files {
+        std::fs::write(m.media.plane.media_dir.join(f), b"not media at all").unwrap();
+    }
+    let made = m
+        .app
+        .post(
+            "/v1/Compositions",
+            &format!("RoomSid={broken}&AudioSources=*"),
+        )
+        .await;
+    let sid = made.body["sid"].as_str().unwrap().to_string();
+    let mut last = Value::Null;
+    within(60, "the broken composition failed", async || {
+        last = composition(&m.app, &sid).await;
+        last["status"] == "failed"
+    })
+    .await;
+    let (failure, attempts): (String, i32) =
+        sqlx::query_as("SELECT failure, attempts FROM compositions WHERE sid = $1")
+            .bind(&sid)
+            .fetch_one(&m.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts, 3, "retried before it failed");
+    assert!(failure.starts_with("ffmpeg failed"), "{failure}");
+    let dir = m.media.plane.media_dir.to_string_lossy().to_string();
+    assert!(
+        !failure.contains(&dir) && !failure.contains("recordings/"),
+        "{failure}"
     );
 }
