@@ -81,7 +81,9 @@ CREATE TABLE rooms_to_compose (
     date_created    timestamptz NOT NULL DEFAULT now()
 );
 
--- Whatever ended the room (an update, the sweeper, a test clock, the media plane).
+-- Whatever ended the room (an update, the sweeper, a test clock, the media plane). Only a room
+-- whose recording rules could have recorded anything can have recordings: the trigger's WHEN
+-- leaves every other room (most of them) without a function call.
 CREATE FUNCTION rooms_ended_compose() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM composition_hooks h WHERE h.account_sid = NEW.account_sid AND h.enabled)
@@ -94,7 +96,8 @@ BEGIN
 END
 $$;
 CREATE TRIGGER rooms_ended_compose AFTER UPDATE OF status ON rooms FOR EACH ROW
-    WHEN (OLD.status = 'in-progress' AND NEW.status <> 'in-progress')
+    WHEN (OLD.status = 'in-progress' AND NEW.status <> 'in-progress'
+          AND (NEW.record_participants_on_connect OR NEW.recording_rules IS NOT NULL))
     EXECUTE FUNCTION rooms_ended_compose();
 
 -- A composition made, and a room's last recording settled, wake the composition workers.

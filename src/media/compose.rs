@@ -64,6 +64,12 @@ fn input_of<'a>(s: &'a Source, inputs: &mut Vec<&'a Source>) -> usize {
     }
 }
 
+fn too_large() -> ConvertError {
+    ConvertError::permanent(format!(
+        "the composition would use more than {MAX_INPUTS} recordings or {MAX_PLACEMENTS} placements"
+    ))
+}
+
 fn seconds(t: DateTime<Utc>) -> f64 {
     t.timestamp_micros() as f64 / 1e6
 }
@@ -103,6 +109,13 @@ pub fn plan(job: &Job, sources: &[Source], span: &RoomSpan) -> Result<Plan, Conv
         return Err(ConvertError::permanent(
             "no recording of the room matches the composition's sources",
         ));
+    }
+    // Bounded before any placing: the placements grow with the sources.
+    let mut distinct: Vec<&str> = used.iter().map(|s| s.sid.as_str()).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() > MAX_INPUTS {
+        return Err(too_large());
     }
     let spans: Vec<(f64, f64)> = used
         .iter()
@@ -147,10 +160,8 @@ pub fn plan(job: &Job, sources: &[Source], span: &RoomSpan) -> Result<Plan, Conv
         .iter()
         .map(|s| clip(s, input_of(s, &mut inputs)))
         .collect();
-    if inputs.len() > MAX_INPUTS || placements.len() > MAX_PLACEMENTS {
-        return Err(ConvertError::permanent(format!(
-            "the composition would use more than {MAX_INPUTS} recordings or {MAX_PLACEMENTS} placements"
-        )));
+    if placements.len() > MAX_PLACEMENTS {
+        return Err(too_large());
     }
     let mut filter = String::new();
     let video = !layout.is_empty();

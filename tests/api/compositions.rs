@@ -75,8 +75,11 @@ async fn room_with_recordings(
     seconds: u32,
 ) -> String {
     let form = match callback {
-        Some(url) => format!("UniqueName={name}&StatusCallback={}", enc(url)),
-        None => format!("UniqueName={name}"),
+        Some(url) => format!(
+            "UniqueName={name}&RecordParticipantsOnConnect=true&StatusCallback={}",
+            enc(url)
+        ),
+        None => format!("UniqueName={name}&RecordParticipantsOnConnect=true"),
     };
     let room = m.app.create_room(&form).await["sid"]
         .as_str()
@@ -818,4 +821,45 @@ async fn a_hook_composes_a_room_that_ends_and_jobs_survive_a_dead_process_and_ru
         !failure.contains(&dir) && !failure.contains("recordings/"),
         "{failure}"
     );
+}
+
+#[test]
+fn a_composition_of_more_recordings_than_roomd_composes_fails_before_anything_is_placed() {
+    use roomd::db::composition_jobs::{Job, RoomSpan, Source};
+    let start = chrono::Utc::now();
+    let sources: Vec<Source> = (0..97)
+        .map(|i| Source {
+            sid: format!("RT{i:032x}"),
+            source_sid: format!("MT{i:032x}"),
+            track_name: format!("t{i}"),
+            kind: "audio".into(),
+            media_path: format!("recordings/{i}.mka"),
+            media_started_at: start,
+            media_ended_at: start + chrono::Duration::seconds(5),
+        })
+        .collect();
+    let job = Job {
+        sid: format!("CJ{:032x}", 1),
+        account_sid: format!("AC{:032x}", 1),
+        room_sid: format!("RM{:032x}", 1),
+        video_layout: sqlx::types::Json(json!({})),
+        audio_sources: vec!["*".into()],
+        audio_sources_excluded: Vec::new(),
+        resolution: "640x480".into(),
+        format: "webm".into(),
+        trimmed: true,
+        attempts: 1,
+    };
+    let span = RoomSpan {
+        date_created: start,
+        end_time: None,
+        clocked: false,
+    };
+    let refused = roomd::media::compose::plan(&job, &sources, &span).unwrap_err();
+    assert!(
+        refused.permanent && refused.message.contains("more than 96"),
+        "{}",
+        refused.message
+    );
+    assert!(roomd::media::compose::plan(&job, &sources[..96], &span).is_ok());
 }
