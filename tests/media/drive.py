@@ -371,18 +371,21 @@ def record(args, client, video, driver, keep):
           gone.text[:200])
 
 
-def tile_brightness(path, at):
-    """The mean grey level inside the left and right halves' picture areas (a 4:3 tile centred
-    in each 320x480 cell) of the 640x480 frame at `at` seconds."""
+def tile_coverage(path, at):
+    """The share of non-black pixels (any colour channel above 40) in the left and right cells'
+    picture areas (a 4:3 tile centred in each 320x480 cell) of the 640x480 frame at `at` seconds.
+    Colour, not grey: the fake camera's picture is mostly a dark green that grey reads as black."""
     out = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-ss", f"{at:.2f}", "-i", path,
-                          "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+                          "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
                          capture_output=True, check=True).stdout
-    if len(out) != 640 * 480:
+    if len(out) != 640 * 480 * 3:
         return None
-    def mean(x0, x1):
-        rows = range(150, 330)
-        return sum(out[r * 640 + c] for r in rows for c in range(x0, x1, 4)) / (len(rows) * len(range(x0, x1, 4)))
-    return mean(20, 300), mean(340, 620)
+
+    def share(x0, x1):
+        points = [(r, c) for r in range(130, 350, 4) for c in range(x0, x1, 4)]
+        lit = sum(1 for r, c in points if max(out[(r * 640 + c) * 3:(r * 640 + c) * 3 + 3]) > 40)
+        return lit / len(points)
+    return share(10, 310), share(330, 630)
 
 
 def compose(args, client, video, driver, keep):
@@ -438,9 +441,9 @@ def compose(args, client, video, driver, keep):
               and abs(seconds - room.duration) <= 2,
               ({k: v["codec_name"] for k, v in streams.items()}, seconds, room.duration))
         if fmt == "mp4":
-            tiles = tile_brightness(path, seconds / 2)
+            tiles = tile_coverage(path, seconds / 2)
             check("a frame from the middle of the mp4 shows two non-black tiles side by side",
-                  tiles and min(tiles) > 20, tiles)
+                  tiles and min(tiles) > 0.8, tiles)
 
     hooked = eventually("the hook's composition", lambda: [c for c in video.compositions.list(room_sid=room.sid)
                                                           if c.sid not in made.values()], timeout=30)
