@@ -6,7 +6,7 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that a source change does not rebuild them.
-COPY Cargo.toml Cargo.lock build.rs ./
+COPY Cargo.toml Cargo.lock build.rs askama.toml ./
 COPY bench/Cargo.toml bench/
 RUN mkdir -p src tests/api migrations bench/src \
     && echo 'fn main() {}' > src/main.rs && touch src/lib.rs tests/api/main.rs \
@@ -14,6 +14,7 @@ RUN mkdir -p src tests/api migrations bench/src \
     && cargo build --release --locked -p roomd \
     && rm -rf src tests migrations
 COPY src src
+COPY console console
 COPY migrations migrations
 COPY tests/api tests/api
 # Touch the sources so cargo sees them as newer than the placeholder build.

@@ -399,6 +399,10 @@ const MAY_USE: &[(&str, &[&str])] = &[
         "http",
         &["auth", "db", "domain", "media", "telemetry", "twilio"],
     ),
+    (
+        "console",
+        &["auth", "db", "domain", "http", "media", "telemetry", "twilio"],
+    ),
 ];
 
 #[test]

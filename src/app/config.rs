@@ -166,6 +166,14 @@ pub struct Settings {
     #[arg(long, env = "ROOMD_MEDIA_CONNECT_TIMEOUT", value_name = "SECONDS", global = true,
           default_value = "0", value_parser = seconds(0, 3600))]
     pub media_connect_timeout: Duration,
+    /// Whether the web console is served at /console
+    #[arg(long, env = "ROOMD_CONSOLE", value_name = "BOOL", global = true, default_value = "true",
+          value_parser = flag, action = clap::ArgAction::Set)]
+    pub console: bool,
+    /// How long a console session lasts from sign-in (300..=2592000)
+    #[arg(long, env = "ROOMD_CONSOLE_SESSION_TTL", value_name = "SECONDS", global = true,
+          default_value = "28800", value_parser = seconds(300, 2_592_000))]
+    pub console_session_ttl: Duration,
     /// Origins (scheme://host[:port], comma-separated) whose pages may join and leave rooms from
     /// the browser (CORS on the join extension) [default: none]
     #[arg(long, env = "ROOMD_CORS_ORIGINS", value_name = "ORIGINS", global = true,

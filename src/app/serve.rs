@@ -78,6 +78,7 @@ pub async fn serve(settings: Settings, options: PgConnectOptions) -> Result<()> 
             .clone()
             .map(|o| o.0)
             .unwrap_or_default(),
+        console_session_ttl: settings.console.then_some(settings.console_session_ttl),
     };
     let mut app =
         Application::build(server, options.clone()).with_context(|| match metrics_bind {

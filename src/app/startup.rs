@@ -8,6 +8,7 @@ use crate::auth::credentials::CredentialCache;
 use crate::auth::master_key::MasterKey;
 use crate::auth::request_rate::RequestLimiter;
 use crate::auth::signing_keys::SigningKeys;
+use crate::console::session::ConsoleSettings;
 use crate::db::WorkerPools;
 use crate::http;
 use crate::http::state::{AppState, DEFAULT_BODY_TIMEOUT};
@@ -57,6 +58,8 @@ pub struct ServerSettings {
     pub account_quotas: AccountQuotas,
     /// Origins whose pages may join and leave from a browser (`ROOMD_CORS_ORIGINS`).
     pub cors_origins: Vec<String>,
+    /// How long a console session lasts; `None`: no console (`ROOMD_CONSOLE=false`).
+    pub console_session_ttl: Option<Duration>,
 }
 
 /// The default quotas of accounts (see `ServerSettings::account_quotas`).
@@ -111,9 +114,13 @@ impl ServerSettings {
             account_requests_per_second: crate::auth::request_rate::DEFAULT_REQUESTS_PER_SECOND,
             account_quotas: AccountQuotas::default(),
             cors_origins: Vec::new(),
+            console_session_ttl: Some(DEFAULT_CONSOLE_SESSION_TTL),
         }
     }
 }
+
+/// `ROOMD_CONSOLE_SESSION_TTL`'s default: a working day.
+pub const DEFAULT_CONSOLE_SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 
 /// One HTTP worker per core, as actix-web would pick.
 pub fn default_workers() -> usize {
@@ -144,6 +151,7 @@ pub const DISPATCHER_APPLICATION_NAME: &str = "roomd callbacks";
 struct Shared {
     workers: usize,
     cors_origins: Vec<String>,
+    console: Option<ConsoleSettings>,
     media: Option<Arc<crate::media::MediaPlane>>,
     auth: AuthServices,
     public_url: PublicUrl,
@@ -219,6 +227,12 @@ impl Application {
             shared: Arc::new(Shared {
                 workers,
                 cors_origins: settings.cors_origins,
+                console: settings
+                    .console_session_ttl
+                    .map(|session_ttl| ConsoleSettings {
+                        session_ttl,
+                        secure: public_url.as_str().starts_with("https://"),
+                    }),
                 media: None,
                 pools: Arc::new(WorkerPools::new(
                     settings.account_quotas.on(database),
@@ -314,6 +328,11 @@ impl Application {
                 .wrap(tracing_actix_web::TracingLogger::<RoomdRootSpan>::new())
                 .wrap(actix_web::middleware::from_fn(close_on_unread_body))
                 .configure(|cfg| http::configure(cfg, !separate_metrics, &app.cors_origins))
+                .configure(|cfg| {
+                    if let Some(console) = &app.console {
+                        crate::console::configure(cfg, console.clone());
+                    }
+                })
                 .default_service(web::to(http::respond::not_found))
         })
         .listen(listener)?

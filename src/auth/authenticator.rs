@@ -7,9 +7,12 @@
 
 use crate::auth::access_token::{AccessToken, TokenError};
 use crate::auth::account_clocks::AccountClocks;
+use crate::auth::console_sessions::SessionSecret;
 use crate::auth::credentials::CredentialCache;
 use crate::auth::request_rate::RequestLimiter;
 use crate::auth::signing_keys::{token_error, SigningKeys};
+use crate::db;
+use crate::db::console_sessions::SessionRow;
 use crate::db::WorkerPool;
 use crate::domain::sid::{self, AccountSid, ApiKeySid};
 use crate::telemetry::metrics::Metrics;
@@ -73,6 +76,52 @@ impl Authenticator {
         self.admit(&account, rate)?;
         self.services.clocks.enter(&self.pool, &account).await?;
         Ok(account)
+    }
+
+    /// A console sign-in with `sid:token` (an account's, or an API key's) from `address`:
+    /// verified without the cache, throttled on failure as Basic auth is, counted against the
+    /// account's request rate. The account, and the key when a key signed in.
+    pub async fn sign_in(
+        &self,
+        sid: &str,
+        token: &SecretString,
+        address: Option<IpAddr>,
+    ) -> Result<(AccountSid, Option<ApiKeySid>), ApiError> {
+        if !sid::is_sid(AccountSid::PREFIX, sid) && !sid::is_sid(ApiKeySid::PREFIX, sid) {
+            return Err(ApiError::Unauthorized);
+        }
+        let verified = self
+            .services
+            .credentials
+            .authenticate_now(&self.pool, sid, token, address)
+            .await?;
+        let (account, rate) = verified.ok_or(ApiError::Unauthorized)?;
+        self.admit(&account, rate)?;
+        Ok((account, ApiKeySid::parse(sid)))
+    }
+
+    /// The account of the live console session `secret` names (`None`: none), past its request
+    /// rate, on its clock.
+    pub async fn session(
+        &self,
+        secret: &SessionSecret,
+    ) -> Result<Option<(AccountSid, SessionRow)>, ApiError> {
+        let digest = secret.digest();
+        let found = self
+            .pool
+            .run(async |c| db::console_sessions::find(c, &digest).await)
+            .await?;
+        let Some((account, row)) =
+            found.and_then(|row| Some((AccountSid::parse(&row.account_sid)?, row)))
+        else {
+            return Ok(None);
+        };
+        let rate = row
+            .max_requests_per_second
+            .and_then(|r| u32::try_from(r).ok());
+        self.admit(&account, rate)?;
+        self.services.clocks.enter(&self.pool, &account).await?;
+        Ok(Some((account, row)))
     }
 
     /// An Access Token from `address`, verified, past its account's request rate, on its clock.

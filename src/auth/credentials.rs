@@ -184,6 +184,19 @@ impl CredentialCache {
         )
     }
 
+    /// Verifies `sid:token` as `authenticate` does, but never from the cache: a console
+    /// sign-in opens a session that outlives the cache's TTL, so it must see a rotation at once.
+    pub async fn authenticate_now(
+        &self,
+        pool: &WorkerPool,
+        sid: &str,
+        token: &SecretString,
+        address: Option<IpAddr>,
+    ) -> Result<Option<(AccountSid, Option<u32>)>, ApiError> {
+        self.forget(&Self::key(sid, token.expose_secret()));
+        self.authenticate(pool, sid, token, address).await
+    }
+
     /// Verifies `sid:token` (from `address`), from the cache when it verified within the TTL;
     /// the account it acts for (and its own request rate), or `None`.
     pub async fn authenticate(

@@ -7,6 +7,7 @@ pub mod access_token;
 pub mod account_clocks;
 pub mod argon2_pool;
 pub mod authenticator;
+pub mod console_sessions;
 pub mod credentials;
 pub mod failure_throttle;
 pub mod master_key;

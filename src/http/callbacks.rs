@@ -82,7 +82,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The `{event}` segment, an EV SID; anything else names no event (404).
-fn event_sid(req: &HttpRequest, room: &RoomRef) -> Result<CallbackEventSid, ApiError> {
+pub(crate) fn event_sid(req: &HttpRequest, room: &RoomRef) -> Result<CallbackEventSid, ApiError> {
     let segment = path_segment(req, "event")?;
     CallbackEventSid::parse(&segment)
         .ok_or_else(|| room.not_found(&format!("/Callbacks/{segment}")))
@@ -172,16 +172,27 @@ async fn update(
             "Status must be pending",
         ));
     }
-    let account = &room.account.sid;
-    let row = in_room(&state, &room, async |c, r| {
-        callbacks::resend(c, account, &r.sid, &sid).await
-    })
-    .await?
-    .ok_or_else(|| room.not_found(&format!("/Callbacks/{sid}")))?;
-    tracing::info!(event_sid = %row.sid, room_sid = %row.room_sid, "status callback queued again");
+    let row = resend(&state, &room, &sid).await?;
     Ok(json(
         HttpResponse::Ok(),
         &CallbackResource::new(&row, &state.public_url),
         CALLBACK_JSON_BYTES,
     ))
+}
+
+/// Sends the event `sid` of `room`'s room again (the REST `Status=pending` and the console's
+/// Replay).
+pub(crate) async fn resend(
+    state: &AppState,
+    room: &RoomRef,
+    sid: &CallbackEventSid,
+) -> Result<EventRow, ApiError> {
+    let account = &room.account.sid;
+    let row = in_room(state, room, async |c, r| {
+        callbacks::resend(c, account, &r.sid, sid).await
+    })
+    .await?
+    .ok_or_else(|| room.not_found(&format!("/Callbacks/{sid}")))?;
+    tracing::info!(event_sid = %row.sid, room_sid = %row.room_sid, "status callback queued again");
+    Ok(row)
 }

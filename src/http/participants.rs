@@ -14,9 +14,8 @@ use crate::db::participants::{
 };
 use crate::domain::create_room::CreateRoom;
 use crate::domain::participant::{Identity, ParticipantStatus};
-use crate::domain::sid::{self};
-use crate::http::respond::ListPage;
-use crate::http::respond::{get, resource};
+use crate::domain::sid;
+use crate::http::respond::{get, resource, ListPage};
 use crate::http::state::AppState;
 use crate::media::MediaGrant;
 use crate::telemetry::metrics::JoinOutcome;
@@ -268,23 +267,35 @@ async fn update(
             }),
         ),
     };
-    let account = room.account.account_sid();
-    let keys = participant.keys();
-    let done = state
-        .pool
-        .transaction(async |c| {
-            participants::disconnect(c, account, room.keys(), &keys, reason, own).await
-        })
-        .await
-        .map_err(|e| change_error(e, &room, Some(&participant.segment)))?;
-    let (_, row) = done;
-    state.metrics.participants_disconnected(reason, 1);
-    tracing::info!(participant_sid = %row.sid, room_sid = %row.room_sid, reason = reason.as_str(), "participant disconnected");
+    let row = disconnect(&state, &room, &participant, reason, own).await?;
     Ok(json(
         HttpResponse::Accepted(),
         &ParticipantResource::new(&row, &state.public_url),
         PARTICIPANT_JSON_BYTES,
     ))
+}
+
+/// Disconnects the participant `participant` names in `room`'s room, for `reason` (the REST
+/// kick or leave, and the console's Kick).
+pub(crate) async fn disconnect<A: Authenticated>(
+    state: &AppState,
+    room: &RoomRef<A>,
+    participant: &ParticipantRef,
+    reason: EndReason,
+    own: Option<Own<'_>>,
+) -> Result<ParticipantRow, ApiError> {
+    let account = room.account.account_sid();
+    let keys = participant.keys();
+    let (_, row) = state
+        .pool
+        .transaction(async |c| {
+            participants::disconnect(c, account, room.keys(), &keys, reason, own).await
+        })
+        .await
+        .map_err(|e| change_error(e, room, Some(&participant.segment)))?;
+    state.metrics.participants_disconnected(reason, 1);
+    tracing::info!(participant_sid = %row.sid, room_sid = %row.room_sid, reason = reason.as_str(), "participant disconnected");
+    Ok(row)
 }
 
 /// `POST .../Participants/{Sid}/Anonymize` (200): the identity becomes the SID.

@@ -27,7 +27,8 @@ pub struct RoomRef<A = Account> {
 }
 
 impl<A: Authenticated> RoomRef<A> {
-    fn parse(account: A, segment: String) -> Result<RoomRef<A>, ApiError> {
+    /// The room `segment` names for `account` (a 404 for a segment no room could be named).
+    pub fn parse(account: A, segment: String) -> Result<RoomRef<A>, ApiError> {
         let segment = UniqueName::parse(&segment)
             .map_err(|_| resource_not_found(&format!("/Rooms/{segment}")))?;
         let sid = RoomSid::parse(&segment);

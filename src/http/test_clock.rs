@@ -63,9 +63,6 @@ async fn advance(
     form: Form,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    // The advance takes the clock's lock itself (FOR UPDATE); this request's work must not
-    // first take it FOR SHARE as the account's other requests do.
-    crate::db::request_context::use_test_clock(None);
     let params = form.params().await?;
     let how = match (params.single("Advance")?, params.single("FrozenTime")?) {
         (Some(seconds), None) => Advance::By(parse_advance(seconds)?),
@@ -74,6 +71,19 @@ async fn advance(
             "Either Advance (seconds) or FrozenTime (an ISO-8601 date-time) is required, not both",
         )),
     };
+    let frozen_time = advance_clock(&state, &account, how).await?;
+    Ok(render(&account, frozen_time, &state))
+}
+
+/// Moves `account`'s clock (the REST advance and the console's Advance): its new time.
+pub(crate) async fn advance_clock(
+    state: &AppState,
+    account: &Account,
+    how: Advance,
+) -> Result<DateTime<Utc>, ApiError> {
+    // The advance takes the clock's lock itself (FOR UPDATE); this request's work must not
+    // first take it FOR SHARE as the account's other requests do.
+    crate::db::request_context::use_test_clock(None);
     let advanced = state
         .pool
         .transaction(async |c| test_clocks::advance(c, &account.sid, how).await)
@@ -85,7 +95,7 @@ async fn advance(
             participants_disconnected,
         } => {
             tracing::info!(account_sid = %account.sid, frozen_time = %frozen_time, rooms_ended, participants_disconnected, "test clock advanced");
-            Ok(render(&account, frozen_time, &state))
+            Ok(frozen_time)
         }
         Advanced::Backwards { frozen_time } => Err(ApiError::invalid_parameter(format!(
             "A test clock only moves forward: it reads {}",
@@ -99,7 +109,7 @@ async fn advance(
 }
 
 /// `Advance`: whole seconds, 1 to `MAX_ADVANCE_SECONDS`.
-fn parse_advance(value: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_advance(value: &str) -> Result<i64, ApiError> {
     match value.trim().parse::<i64>() {
         Ok(n) if (1..=MAX_ADVANCE_SECONDS).contains(&n) => Ok(n),
         Ok(n) if n <= 0 => Err(ApiError::invalid_parameter(

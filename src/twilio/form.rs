@@ -66,6 +66,17 @@ impl Params {
         })
     }
 
+    /// These parameters without the keys `drop` names and without empty values (an HTML form
+    /// sends every field, filled or not).
+    pub fn filled_without(self, drop: &[&str]) -> Params {
+        Params(
+            self.0
+                .into_iter()
+                .filter(|(k, v)| !v.is_empty() && !drop.contains(&k.as_str()))
+                .collect(),
+        )
+    }
+
     /// Every value of a repeated parameter, in order.
     pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.0

@@ -173,6 +173,8 @@ pub struct Options {
     pub account_requests_per_second: u32,
     pub account_quotas: roomd::app::startup::AccountQuotas,
     pub cors_origins: Vec<String>,
+    /// Whether `/console` is served (`ROOMD_CONSOLE`).
+    pub console: bool,
 }
 
 impl Default for Options {
@@ -191,6 +193,7 @@ impl Default for Options {
             account_requests_per_second: roomd::auth::request_rate::DEFAULT_REQUESTS_PER_SECOND,
             account_quotas: roomd::app::startup::AccountQuotas::default(),
             cors_origins: Vec::new(),
+            console: true,
         }
     }
 }
@@ -251,6 +254,9 @@ pub fn start_server(
         account_requests_per_second: options.account_requests_per_second,
         account_quotas: options.account_quotas,
         cors_origins: options.cors_origins,
+        console_session_ttl: options
+            .console
+            .then_some(roomd::app::startup::DEFAULT_CONSOLE_SESSION_TTL),
         ..ServerSettings::local()
     };
     let mut app = Application::build(settings, database.clone()).unwrap();

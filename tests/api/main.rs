@@ -6,6 +6,7 @@ mod auth;
 mod callbacks;
 mod cli;
 mod compositions;
+mod console;
 mod errors;
 mod fuzz_params;
 mod hardening;

@@ -191,13 +191,14 @@ async fn room_fetch(
     ))
 }
 
-/// `DELETE` (204): the recording stays, `deleted`; its media file goes after the commit.
-async fn remove(
+/// `DELETE` (204), and the console's Delete: the recording stays, `deleted`; its media file goes
+/// after the commit.
+pub(crate) async fn remove(
     req: &HttpRequest,
     account: &str,
     room: Option<&RoomRef>,
     state: &AppState,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<(), ApiError> {
     let sid = recording_sid(req)?;
     let deleted = state
         .pool
@@ -222,7 +223,7 @@ async fn remove(
         }
     }
     tracing::info!(recording_sid = %sid, account_sid = %account, "recording deleted");
-    Ok(HttpResponse::NoContent().finish())
+    Ok(())
 }
 
 async fn delete(
@@ -230,7 +231,8 @@ async fn delete(
     account: Account,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    remove(&req, &account.sid, None, &state).await
+    remove(&req, &account.sid, None, &state).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 async fn room_delete(
@@ -238,5 +240,6 @@ async fn room_delete(
     room: RoomRef,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    remove(&req, &room.account.sid, Some(&room), &state).await
+    remove(&req, &room.account.sid, Some(&room), &state).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

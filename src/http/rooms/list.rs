@@ -20,7 +20,9 @@ pub type EchoedFilters = Vec<(&'static str, String)>;
 
 /// The filter, or `None` when it can match no room (a `UniqueName` no room can have, e.g. with
 /// NUL): such a list is empty, and is not sent to the database.
-fn list_filter(params: &Params) -> Result<(Option<RoomFilter>, EchoedFilters), ApiError> {
+pub(crate) fn list_filter(
+    params: &Params,
+) -> Result<(Option<RoomFilter>, EchoedFilters), ApiError> {
     let mut echo: EchoedFilters = Vec::new();
     let status = match params.single("Status")? {
         None => RoomStatus::InProgress,

@@ -8,13 +8,15 @@ use resource::{RoomResource, ROOM_JSON_BYTES};
 
 use super::room_ref::RoomRef;
 use crate::auth::authenticator::Account;
-use crate::db::rooms::{self, Completion};
+use crate::db::rooms::{self, Completion, RoomRow};
 use crate::domain::create_room::CreateRoom;
+use crate::domain::sid::AccountSid;
 use crate::domain::sid::RoomSid;
 use crate::http::extract::Form;
 use crate::http::respond::json;
 use crate::http::state::AppState;
 use crate::twilio::error::code;
+use crate::twilio::form::Params;
 use crate::twilio::ApiError;
 use actix_web::{web, HttpResponse};
 
@@ -39,11 +41,25 @@ async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let params = form.params().await?;
-    let room = CreateRoom::from_params(&params)?;
+    let row = create_room(&state, &account.sid, &params).await?;
+    Ok(json(
+        HttpResponse::Created(),
+        &RoomResource::new(&row, &state.public_url),
+        ROOM_JSON_BYTES,
+    ))
+}
+
+/// Creates a room from Twilio's parameters (the REST create and the console's).
+pub(crate) async fn create_room(
+    state: &AppState,
+    account: &AccountSid,
+    params: &Params,
+) -> Result<RoomRow, ApiError> {
+    let room = CreateRoom::from_params(params)?;
     let new_sid = RoomSid::generate();
     let created: Result<_, ApiError> = state
         .pool
-        .run(async |c| rooms::insert(c, &account.sid, &new_sid, &room).await)
+        .run(async |c| rooms::insert(c, account, &new_sid, &room).await)
         .await
         .map_err(ApiError::from);
     let row = created.inspect_err(|e| {
@@ -56,12 +72,8 @@ async fn create(
         }
     })?;
     state.metrics.rooms_created.inc();
-    tracing::info!(room_sid = %row.sid, account_sid = %account.sid, "room created");
-    Ok(json(
-        HttpResponse::Created(),
-        &RoomResource::new(&row, &state.public_url),
-        ROOM_JSON_BYTES,
-    ))
+    tracing::info!(room_sid = %row.sid, account_sid = %account, "room created");
+    Ok(row)
 }
 
 /// `GET /v1/Rooms/{RoomNameOrSid}`: by SID in any status, by name while in progress.
@@ -93,6 +105,17 @@ async fn update(
             ))
         }
     }
+    let row = complete_room(&state, &room).await?;
+    Ok(json(
+        HttpResponse::Accepted(),
+        &RoomResource::new(&row, &state.public_url),
+        ROOM_JSON_BYTES,
+    ))
+}
+
+/// Ends the room `room` names (the REST update and the console's End): 53118 when it already
+/// ended.
+pub(crate) async fn complete_room(state: &AppState, room: &RoomRef) -> Result<RoomRow, ApiError> {
     let account = &room.account.sid;
     let completion = state
         .pool
@@ -108,11 +131,7 @@ async fn update(
                 row.participants_disconnected as usize,
             );
             tracing::info!(room_sid = %row.sid, account_sid = %account, "room completed");
-            Ok(json(
-                HttpResponse::Accepted(),
-                &RoomResource::new(&row, &state.public_url),
-                ROOM_JSON_BYTES,
-            ))
+            Ok(*row)
         }
         Completion::AlreadyEnded => Err(ApiError::bad_request(
             code::ROOM_COMPLETED,
