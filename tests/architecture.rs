@@ -401,7 +401,15 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ),
     (
         "console",
-        &["auth", "db", "domain", "http", "media", "telemetry", "twilio"],
+        &[
+            "auth",
+            "db",
+            "domain",
+            "http",
+            "media",
+            "telemetry",
+            "twilio",
+        ],
     ),
 ];
 

@@ -19,8 +19,10 @@ mod sign_in;
 mod views;
 
 use crate::http::respond::get;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{DefaultHeaders, Next};
 use actix_web::{web, HttpResponse};
 pub use error::ConsoleError;
 use session::{ConsoleSettings, Signed};
@@ -35,12 +37,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: ConsoleSettings) {
     cfg.service(
         web::scope("/console")
             .app_data(web::Data::new(settings))
+            .wrap(actix_web::middleware::from_fn(sign_in_redirect))
             .wrap(
                 DefaultHeaders::new()
                     .add((header::CONTENT_SECURITY_POLICY, CSP))
                     .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
                     .add((header::X_FRAME_OPTIONS, "DENY"))
-                    .add((header::REFERRER_POLICY, "no-referrer"))
+                    .add((header::REFERRER_POLICY, "same-origin"))
                     .add((header::CACHE_CONTROL, "no-store")),
             )
             .route("", get().to(home))
@@ -72,6 +75,26 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: ConsoleSettings) {
             .route("/static/{file}", get().to(assets::serve))
             .default_service(web::to(not_found)),
     );
+}
+
+/// The way to the sign-in page, answered as a plain redirect: a request without a session is
+/// not an error worth the request log's error line.
+async fn sign_in_redirect(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let signed_out = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ConsoleError>())
+        .is_some_and(|e| matches!(e, ConsoleError::SignIn));
+    if signed_out {
+        let (req, _) = res.into_parts();
+        let to = ServiceResponse::new(req, error::see_other("/console/sign-in"));
+        return Ok(to.map_into_boxed_body());
+    }
+    Ok(res.map_into_boxed_body())
 }
 
 /// `/console`: the rooms (or, signed out, the sign-in page).
