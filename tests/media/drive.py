@@ -165,6 +165,7 @@ def main():
         tabs = run(args, video, driver)
         record(args, client, video, driver, tabs)
         compose(args, client, video, driver, tabs)
+        console_player(args, video, driver)
     finally:
         driver.quit()
     print(f"browser suite: {len(PASSED)} passed, 0 failed", flush=True)
@@ -490,6 +491,48 @@ def compose(args, client, video, driver, keep):
           video.compositions(sid).fetch().status == "deleted" and requests.get(
               f"{args.roomd}/v1/Compositions/{sid}/Media", auth=(args.account, args.token),
               allow_redirects=False, timeout=10).status_code == 404)
+
+
+def console_player(args, video, driver):
+    """8. The console's page of a composed room: it plays the room's recordings and compositions
+    (the browser loads each player's media through its signed link), and deletes a recording."""
+    from selenium.webdriver.common.by import By
+    composed = next(c for c in video.compositions.list() if c.status == "completed")
+    room_sid = composed.room_sid
+    completed = [r for r in video.rooms(room_sid).recordings.list() if r.status == "completed"]
+    driver.switch_to.new_window("tab")
+    driver.get(f"{args.roomd}/console/sign-in")
+    driver.find_element(By.ID, "sid").send_keys(args.account)
+    driver.find_element(By.ID, "token").send_keys(args.token)
+    driver.find_element(By.XPATH, "//button[text()='Sign in']").click()
+    eventually("the rooms page", lambda: driver.current_url.endswith("/console/rooms"))
+    driver.get(f"{args.roomd}/console/rooms/{room_sid}")
+    players = driver.find_elements(By.CSS_SELECTOR, "#recordings video, #recordings audio")
+    check("the console's room page has a player for each completed recording", len(players) == len(completed),
+          (len(players), len(completed)))
+    load = ("const el = arguments[0], done = arguments[arguments.length - 1];"
+            "el.addEventListener('loadedmetadata', () => done([el.readyState, el.duration, el.videoWidth || 0]));"
+            "el.addEventListener('error', () => done(['error', el.error && el.error.code]));"
+            "el.preload = 'metadata'; el.load();")
+    for kind in ("video", "audio"):
+        el = driver.find_element(By.CSS_SELECTOR, f"#recordings {kind}")
+        state = driver.execute_async_script(load, el)
+        check(f"the console's {kind} player loads its recording through the signed link",
+              state[0] != "error" and state[0] >= 1 and state[1] > 0, state)
+    el = driver.find_element(By.CSS_SELECTOR, f"#compositions tr[data-sid='{composed.sid}'] video")
+    state = driver.execute_async_script(load, el)
+    check("the console's composition player loads the composition", state[0] != "error" and state[1] > 0
+          and state[2] > 0, state)
+    victim = completed[0]
+    driver.find_element(By.ID, f"delete-{victim.sid}").click()
+    eventually("the confirmation", lambda: driver.switch_to.alert)
+    driver.switch_to.alert.accept()
+    check("Delete on the console's room page deletes the recording, as the API's DELETE does",
+          eventually("deleted", lambda: video.recordings(victim.sid).fetch().status == "deleted"))
+    check("the deleted recording's player leaves the page",
+          eventually("no player", lambda: not driver.find_elements(
+              By.CSS_SELECTOR, f"#recordings tr[data-sid='{victim.sid}'] video, "
+                               f"#recordings tr[data-sid='{victim.sid}'] audio")))
 
 
 def find_janus():
