@@ -9,11 +9,13 @@ pub(crate) struct Conn {
     pub(crate) stream: BufReader<TcpStream>,
     pub(crate) auth: String,
     pub(crate) host: String,
+    /// Further header lines (`Name: value\r\n`) every request carries.
+    pub(crate) extra: String,
     pub(crate) buf: Vec<u8>,
 }
 
 impl Conn {
-    async fn open(addr: &str) -> Result<Conn> {
+    async fn open(addr: &str, extra: &str) -> Result<Conn> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let basic = base64::Engine::encode(
@@ -24,6 +26,7 @@ impl Conn {
             stream: BufReader::new(stream),
             auth: format!("Basic {basic}"),
             host: addr.to_string(),
+            extra: extra.to_string(),
             buf: Vec::new(),
         })
     }
@@ -31,8 +34,8 @@ impl Conn {
     /// Sends one request and returns the status code (the body is read and dropped).
     async fn request(&mut self, method: &str, path: &str, form: Option<&str>) -> Result<u16> {
         let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\n",
-            self.host, self.auth
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\n{}",
+            self.host, self.auth, self.extra
         );
         if let Some(body) = form {
             req.push_str(&format!("Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
@@ -106,12 +109,25 @@ pub(crate) async fn http_run(
     expect: u16,
     make: MakeRequest,
 ) -> Result<Run> {
+    http_run_with(addr, concurrency, secs, expect, make, "").await
+}
+
+/// `http_run` with further header lines on every request (a console session's cookie).
+pub(crate) async fn http_run_with(
+    addr: &str,
+    concurrency: usize,
+    secs: f64,
+    expect: u16,
+    make: MakeRequest,
+    extra: &str,
+) -> Result<Run> {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let counter = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..concurrency {
+        let extra = extra.to_string();
         let (addr, make, counter, errors) = (
             addr.to_string(),
             make.clone(),
@@ -119,7 +135,7 @@ pub(crate) async fn http_run(
             errors.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::open(&addr).await?;
+            let mut conn = Conn::open(&addr, &extra).await?;
             let mut lat = Vec::new();
             while Instant::now() < deadline {
                 let (method, path, form) = make(c, counter.fetch_add(1, Ordering::Relaxed));

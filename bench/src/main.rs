@@ -68,6 +68,7 @@ fn account_sid(i: i64) -> String {
 mod callbacks;
 mod claims;
 mod composition;
+mod console;
 mod conversion;
 mod data;
 mod direct;
@@ -400,6 +401,18 @@ async fn main() -> Result<()> {
         }
     }
     let argon2_steady = argon2_count(&server.addr).await? - argon2_before;
+    // The console's polling, against the API lists its pages resemble.
+    let console = if args.only.is_empty() || args.only.iter().any(|o| o == "console") {
+        let c = console::run(&server.addr, &data, secs).await?;
+        eprintln!(
+            "       console rooms page poll {:.0}/s p50 {:.2} ms (API list {:.0}/s, ratio {:.2}) | room page poll {:.0}/s p50 {:.2} ms (API participants {:.0}/s, ratio {:.2})",
+            c.rooms_polls_per_s, c.rooms_poll_p50_ms, c.api_rooms_list_per_s, c.rooms_ratio,
+            c.room_polls_per_s, c.room_poll_p50_ms, c.api_participants_list_per_s, c.room_ratio
+        );
+        Some(c)
+    } else {
+        None
+    };
     let callbacks = if args.only.is_empty() || args.only.iter().any(|o| o == "callbacks") {
         let c = callbacks::run(&pool, secs).await?;
         eprintln!(
@@ -504,6 +517,7 @@ async fn main() -> Result<()> {
             0.0
         },
         scenarios: results,
+        console,
         callbacks,
         claims: claim_cost,
         sweeper_rooms_per_s: sweeper_rate,

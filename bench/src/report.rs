@@ -23,6 +23,8 @@ pub(crate) struct ScenarioResult {
 #[derive(Serialize)]
 pub(crate) struct Report {
     pub(crate) scenarios: Vec<ScenarioResult>,
+    /// The console's polls against the API lists they resemble (see `console.rs`).
+    pub(crate) console: Option<super::console::ConsoleResult>,
     pub(crate) callbacks: Option<super::callbacks::CallbackResult>,
     pub(crate) claims: Option<super::claims::ClaimCost>,
     pub(crate) sweeper_rooms_per_s: f64,
@@ -69,6 +71,13 @@ pub(crate) fn print_table(r: &Report, swept: usize) {
         "rooms preloaded: {}; seconds per run: {}",
         r.rooms_preloaded, r.seconds_per_run
     );
+    if let Some(c) = &r.console {
+        println!(
+            "console (8 connections): the rooms page's live part {:.0} polls/s, p50 {:.2} ms, {:.2} of the API's room list ({:.0}/s); a room's (50 participants connected, 50 gone) {:.0} polls/s, p50 {:.2} ms, {:.2} of its API participant list ({:.0}/s)",
+            c.rooms_polls_per_s, c.rooms_poll_p50_ms, c.rooms_ratio, c.api_rooms_list_per_s,
+            c.room_polls_per_s, c.room_poll_p50_ms, c.room_ratio, c.api_participants_list_per_s
+        );
+    }
     if let Some(c) = &r.callbacks {
         println!(
             "status callbacks: a burst of {} made at {:.0} events/s and delivered at {:.0} events/s; at {:.0} events/s ({} events), lag from commit to delivery p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
