@@ -50,8 +50,15 @@ pub(crate) async fn run(addr: &str, data: &Data, secs: f64) -> Result<ConsoleRes
     let get = |path: String| -> MakeRequest { Arc::new(move |_, _| ("GET", path.clone(), None)) };
     let room = data.crowded_room.clone();
     let conns = 8;
-    let rooms = http_run_with(addr, conns, secs, 200, get("/console/rooms/live".into()), &cookie)
-        .await?;
+    let rooms = http_run_with(
+        addr,
+        conns,
+        secs,
+        200,
+        get("/console/rooms/live".into()),
+        &cookie,
+    )
+    .await?;
     let list = http_run(addr, conns, secs, 200, get("/v1/Rooms?PageSize=50".into())).await?;
     let one = http_run_with(
         addr,

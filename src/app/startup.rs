@@ -232,6 +232,7 @@ impl Application {
                     .map(|session_ttl| ConsoleSettings {
                         session_ttl,
                         secure: public_url.as_str().starts_with("https://"),
+                        public_origin: public_url.origin(),
                     }),
                 media: None,
                 pools: Arc::new(WorkerPools::new(

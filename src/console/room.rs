@@ -11,9 +11,10 @@ use crate::auth::authenticator::Account;
 use crate::db::compositions::{self, CompositionFilter, CompositionRow};
 use crate::db::participants::{self, ParticipantFilter, ParticipantRow};
 use crate::db::recordings::{self, RecordingFilter, RecordingRow};
+use crate::db::room_contents::{self, Attempt};
 use crate::db::rooms::RoomRow;
 use crate::db::DbError;
-use crate::db::{callbacks, recording_rules, room_contents};
+use crate::db::{callbacks, recording_rules};
 use crate::domain::participant::ParticipantStatus;
 use crate::domain::room::RoomStatus;
 use crate::http::extract::path_segment;
@@ -118,6 +119,16 @@ fn participant(p: &ParticipantRow, rules: Option<&serde_json::Value>) -> Partici
     }
 }
 
+/// An attempt as the callback log shows it: `#2 20:15:04 UTC: HTTP 500`.
+fn attempt(a: &Attempt) -> String {
+    let outcome = match (a.status, &a.error) {
+        (Some(s), _) => format!("HTTP {s}"),
+        (None, Some(e)) => e.clone(),
+        (None, None) => "no answer".into(),
+    };
+    format!("#{} {}: {outcome}", a.attempt, a.at.format("%H:%M:%S UTC"))
+}
+
 fn recording(state: &AppState, r: &RecordingRow) -> MediaLine {
     MediaLine {
         sid: r.sid.clone(),
@@ -192,6 +203,12 @@ async fn view(state: &AppState, room: &RoomRef) -> Result<RoomView, ConsoleError
             let events = callbacks::list(c, account, &r.sid, &first(EVENTS))
                 .await?
                 .rows;
+            let tries: HashMap<String, Vec<Attempt>> =
+                room_contents::callback_attempts(&mut *c, account, &r.sid, EVENTS.into())
+                    .await?
+                    .into_iter()
+                    .map(|(sid, log)| (sid, log.0))
+                    .collect();
             let media = first(MEDIA);
             let recorded = recordings::list(
                 c,
@@ -244,11 +261,9 @@ async fn view(state: &AppState, room: &RoomRef) -> Result<RoomView, ConsoleError
                         event: e.event.clone(),
                         status: e.status.clone(),
                         attempts: e.attempts,
-                        outcome: match (e.last_response_status, &e.last_error) {
-                            (Some(s), _) => format!("HTTP {s}"),
-                            (None, Some(err)) => err.clone(),
-                            (None, None) => "not tried yet".into(),
-                        },
+                        tries: tries
+                            .get(&e.sid)
+                            .map_or_else(Vec::new, |log| log.iter().map(attempt).collect()),
                         method: e.method.clone(),
                         url: e.url.clone(),
                     })

@@ -24,6 +24,9 @@ pub struct ConsoleSettings {
     pub session_ttl: Duration,
     /// `Secure` cookies: the public URL is https.
     pub secure: bool,
+    /// The public URL's origin (`scheme://host[:port]`): a form post from it is this console's
+    /// own, whatever `Host` a reverse proxy passes on.
+    pub public_origin: String,
 }
 
 /// A request of a signed-in session.
@@ -68,22 +71,26 @@ pub fn cleared_cookie(settings: &ConsoleSettings) -> String {
     )
 }
 
-/// Refuses a form post another site's page sent: by `Sec-Fetch-Site` (browsers that send it),
-/// else by an `Origin` that is not this host. A post without either (a non-browser client) is
-/// left to the CSRF token.
-pub fn same_origin(req: &HttpRequest) -> Result<(), ConsoleError> {
+/// Refuses a form post another origin's page sent: by `Sec-Fetch-Site`, which current browsers
+/// send (`same-origin`, or `none` for one the user typed, passes); from a browser without it, by
+/// an `Origin` that is neither this host nor the public URL's. A post with neither header (not a
+/// browser) is left to the CSRF token.
+pub fn same_origin(req: &HttpRequest, settings: &ConsoleSettings) -> Result<(), ConsoleError> {
     let header_str = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = header_str(header::HeaderName::from_static("sec-fetch-site")) {
-        if !matches!(site, "same-origin" | "none") {
-            return Err(ConsoleError::CrossSite);
-        }
+        return match site {
+            "same-origin" | "none" => Ok(()),
+            _ => Err(ConsoleError::CrossSite),
+        };
     }
     if let Some(origin) = header_str(header::ORIGIN) {
+        let origin = origin.trim_end_matches('/');
         let host = header_str(header::HOST).unwrap_or("");
-        let origin_host = origin
-            .split_once("://")
-            .map(|(_, rest)| rest.trim_end_matches('/'));
-        if host.is_empty() || origin_host != Some(host) {
+        let this_host = !host.is_empty()
+            && origin
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest == host);
+        if !this_host && origin != settings.public_origin {
             return Err(ConsoleError::CrossSite);
         }
     }
@@ -92,7 +99,10 @@ pub fn same_origin(req: &HttpRequest) -> Result<(), ConsoleError> {
 
 /// A console form post's checks: same origin, and this session's CSRF token in `params`.
 pub fn check_post(req: &HttpRequest, signed: &Signed, params: &Params) -> Result<(), ConsoleError> {
-    same_origin(req)?;
+    let settings = req
+        .app_data::<web::Data<ConsoleSettings>>()
+        .ok_or(ConsoleError::CrossSite)?;
+    same_origin(req, settings)?;
     match params.single(CSRF_FIELD) {
         Ok(Some(token)) if signed.secret.csrf_matches(token) => Ok(()),
         _ => Err(ConsoleError::CrossSite),

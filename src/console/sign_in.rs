@@ -41,7 +41,7 @@ pub(super) async fn sign_in(
     state: web::Data<AppState>,
     settings: web::Data<ConsoleSettings>,
 ) -> Result<HttpResponse, ConsoleError> {
-    same_origin(&req)?;
+    same_origin(&req, &settings)?;
     let params = form_body.params().await?;
     let sid = params
         .single("AccountSid")?

@@ -111,7 +111,8 @@ pub struct EventLine {
     pub event: String,
     pub status: String,
     pub attempts: i32,
-    pub outcome: String,
+    /// Each attempt's outcome, oldest first.
+    pub tries: Vec<String>,
     pub method: String,
     pub url: String,
 }

@@ -1,5 +1,6 @@
-//! What a room holds now, read whole for display (the console's room page): its published
-//! tracks, and its connected participants' subscribe rules. Bounded by the caller's limit.
+//! What a room holds, read whole for display (the console's room page): its published tracks,
+//! its connected participants' subscribe rules, and its callback events' attempt logs (migration
+//! V13). Bounded by the caller's limit.
 
 use super::tracks::{TrackRow, COLUMNS};
 use sqlx::PgExecutor;
@@ -41,4 +42,32 @@ pub async fn subscribe_rules(
         .into_iter()
         .map(|(sid, rules)| (sid, rules.unwrap_or_else(crate::domain::rules::include_all)))
         .collect())
+}
+
+/// One delivery attempt of a status callback, as migration V13's log keeps it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Attempt {
+    pub attempt: i32,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The receiver's HTTP status, when one answered.
+    pub status: Option<i32>,
+    pub error: Option<String>,
+}
+
+/// The attempt logs of a room's first `limit` events (`SequenceNumber` order), by event SID.
+pub async fn callback_attempts(
+    db: impl PgExecutor<'_>,
+    account_sid: &str,
+    room_sid: &str,
+    limit: i64,
+) -> Result<Vec<(String, sqlx::types::Json<Vec<Attempt>>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT sid, attempt_log FROM callback_events WHERE account_sid = $1 AND room_sid = $2 \
+         ORDER BY sequence_number LIMIT $3",
+    )
+    .bind(account_sid)
+    .bind(room_sid)
+    .bind(limit)
+    .fetch_all(db)
+    .await
 }

@@ -13,6 +13,15 @@ impl PublicUrl {
         &self.0
     }
 
+    /// The base's origin, `scheme://host[:port]` (without any path a proxy mounts roomd under).
+    pub fn origin(&self) -> String {
+        let after_scheme = self.0.find("://").map_or(0, |i| i + 3);
+        let end = self.0[after_scheme..]
+            .find('/')
+            .map_or(self.0.len(), |i| after_scheme + i);
+        self.0[..end].to_string()
+    }
+
     /// `{base}{path}`, where `path` starts with `/v1/`.
     pub fn join(&self, path: &str) -> String {
         let mut s = String::with_capacity(self.0.len() + path.len());

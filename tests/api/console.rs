@@ -9,7 +9,7 @@ use crate::helpers::{
     create_account, create_api_key, create_clocked_account, enc, spawn_app, spawn_app_with,
     Options, TestAccount, TestApp,
 };
-use crate::receiver::Receiver;
+use crate::receiver::{Answer, Receiver};
 use reqwest::header::{HeaderMap, CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 
@@ -266,7 +266,13 @@ async fn the_console_signs_in_only_with_a_valid_credential_and_shows_only_its_ac
 #[tokio::test]
 async fn console_actions_do_what_the_api_does_and_refuse_posts_from_elsewhere() {
     let app = spawn_app().await;
-    let receiver = Receiver::ok().await;
+    // The first delivery fails, so the log has two attempts to show.
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let receiver = Receiver::answering(move |_| {
+        let n = answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move { Answer::Status(if n == 0 { 500 } else { 204 }) }
+    })
+    .await;
     let me = sign_in(&app, &app.account.sid, &app.account.token).await;
     let csrf = me.csrf().await;
 
@@ -359,9 +365,14 @@ async fn console_actions_do_what_the_api_does_and_refuse_posts_from_elsewhere() 
         page.body
     );
 
-    // Replay: the delivered room-created event goes out again.
-    let first = receiver.delivered(1).await;
-    assert_eq!(first[0].event(), "room-created");
+    // The log shows each attempt; Replay sends the delivered room-created event again.
+    receiver
+        .until(|r| (r.iter().filter(|x| x.event() == "room-created").count() == 2).then_some(()))
+        .await;
+    let log = me.get(&format!("/console/rooms/{sid}")).await;
+    let tries = log.body.split("<ol class=\"tries\">").nth(1).unwrap_or("");
+    assert!(tries.contains("#1 ") && tries.contains("HTTP 500"), "{tries}");
+    assert!(tries.contains("#2 ") && tries.contains("HTTP 204"), "{tries}");
     let events = app.get(&format!("/v1/Rooms/{sid}/Callbacks")).await;
     let event = events.body["callbacks"][0]["sid"]
         .as_str()
@@ -375,7 +386,7 @@ async fn console_actions_do_what_the_api_does_and_refuse_posts_from_elsewhere() 
         .await;
     assert_eq!(replayed.status, 303);
     receiver
-        .until(|r| (r.iter().filter(|x| x.event() == "room-created").count() == 2).then_some(()))
+        .until(|r| (r.iter().filter(|x| x.event() == "room-created").count() == 3).then_some(()))
         .await;
 
     // End: as the API's completion; ending again is the API's refusal, worded.
@@ -466,4 +477,39 @@ async fn failed_sign_ins_are_throttled_as_basic_auth_is_and_the_console_can_be_o
     assert_eq!(r.status(), 404);
     // The API is untouched.
     assert_eq!(off.get("/v1/Rooms").await.status, 200);
+}
+
+#[tokio::test]
+async fn behind_an_https_public_url_the_cookie_is_secure_and_posts_from_it_are_the_consoles_own() {
+    let app = spawn_app_with(Options {
+        public_url: Some("https://video.example.com/roomd".into()),
+        ..Options::default()
+    })
+    .await;
+    let page = sign_in_form(&app, &app.account.sid, &app.account.token).await;
+    assert!(page.headers[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .contains("; Secure"));
+    let me = sign_in(&app, &app.account.sid, &app.account.token).await;
+    let csrf = me.csrf().await;
+    let room = app.create_room("UniqueName=proxied").await;
+    let end = format!("/console/rooms/{}/end", room["sid"].as_str().unwrap());
+    // A reverse proxy passes its own Host: the page's Origin is the public URL's.
+    let elsewhere = me
+        .post_from(
+            &end,
+            &format!("csrf={csrf}"),
+            Some("https://evil.example.com"),
+        )
+        .await;
+    assert_eq!(elsewhere.status, 403);
+    let own = me
+        .post_from(
+            &end,
+            &format!("csrf={csrf}"),
+            Some("https://video.example.com"),
+        )
+        .await;
+    assert_eq!(own.status, 303, "{}", own.body);
 }
