@@ -205,6 +205,15 @@ def run(args, driver, video, auth, receiver, other, clocked):
     video.rooms.create(unique_name="design-review", type="group-small")
     eventually(lambda: "design-review" in driver.find_element(By.ID, "live").text)
     shot(driver, args, "rooms")
+    earlier = video.rooms.create(unique_name="yesterday")
+    eventually(lambda: driver.find_elements(By.ID, f"room-{earlier.sid}"))
+    video.rooms(earlier.sid).update(status="completed")
+    check("a room ended through the API moves to Recently ended, completed, without a reload",
+          eventually(lambda: (tr := driver.find_element(By.CSS_SELECTOR, f"tr[data-sid='{earlier.sid}']"))
+                     and "completed" in tr.text
+                     and tr.find_element(By.XPATH, "ancestor::div[@class='scroll']/preceding-sibling::h2[1]").text
+                     == "Recently ended")
+          and not_reloaded(driver))
 
     # The Create form makes a room through the API's own path.
     driver.find_element(By.ID, "new-name").send_keys("retro")
