@@ -371,8 +371,14 @@ async fn console_actions_do_what_the_api_does_and_refuse_posts_from_elsewhere() 
         .await;
     let log = me.get(&format!("/console/rooms/{sid}")).await;
     let tries = log.body.split("<ol class=\"tries\">").nth(1).unwrap_or("");
-    assert!(tries.contains("#1 ") && tries.contains("HTTP 500"), "{tries}");
-    assert!(tries.contains("#2 ") && tries.contains("HTTP 204"), "{tries}");
+    assert!(
+        tries.contains("#1 ") && tries.contains("HTTP 500"),
+        "{tries}"
+    );
+    assert!(
+        tries.contains("#2 ") && tries.contains("HTTP 204"),
+        "{tries}"
+    );
     let events = app.get(&format!("/v1/Rooms/{sid}/Callbacks")).await;
     let event = events.body["callbacks"][0]["sid"]
         .as_str()
