@@ -13,21 +13,24 @@ use crate::http::state::AppState;
 use crate::http::{callbacks, participants, recordings, rooms};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-/// The checked post's room, for `act`; then back to the room's page.
+/// The checked post's room, for `act`; then back to the room's page, by the SID `act` returns
+/// when it has one (a room named in the path by its unique name is no longer found by it once
+/// it has ended).
 async fn on_room(
     req: &HttpRequest,
     signed: &Signed,
     form: Form,
-    act: impl AsyncFnOnce(&RoomRef) -> Result<(), ConsoleError>,
+    act: impl AsyncFnOnce(&RoomRef) -> Result<Option<String>, ConsoleError>,
 ) -> Result<HttpResponse, ConsoleError> {
     let room = room_ref(req, signed)?;
     let params = form.params().await?;
     check_post(req, signed, &params)?;
-    act(&room).await?;
-    Ok(see_other(&format!(
-        "/console/rooms/{}",
-        crate::twilio::form::encode(&room.segment)
-    )))
+    let segment = match act(&room).await? {
+        Some(sid) => sid,
+        // A path segment: form encoding's `+` for a space would name another room here.
+        None => crate::twilio::form::encode(&room.segment).replace('+', "%20"),
+    };
+    Ok(see_other(&format!("/console/rooms/{segment}")))
 }
 
 /// `POST /console/rooms/{room}/end`.
@@ -38,8 +41,7 @@ pub(super) async fn end(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ConsoleError> {
     on_room(&req, &signed, form, async |room| {
-        rooms::complete_room(&state, room).await?;
-        Ok(())
+        Ok(Some(rooms::complete_room(&state, room).await?.sid))
     })
     .await
 }
@@ -53,8 +55,9 @@ pub(super) async fn kick(
 ) -> Result<HttpResponse, ConsoleError> {
     on_room(&req, &signed, form, async |room| {
         let participant = ParticipantRef::from(&req, room)?;
-        participants::disconnect(&state, room, &participant, EndReason::Kicked, None).await?;
-        Ok(())
+        let gone =
+            participants::disconnect(&state, room, &participant, EndReason::Kicked, None).await?;
+        Ok(Some(gone.room_sid))
     })
     .await
 }
@@ -68,8 +71,7 @@ pub(super) async fn replay(
 ) -> Result<HttpResponse, ConsoleError> {
     on_room(&req, &signed, form, async |room| {
         let sid = callbacks::event_sid(&req, room)?;
-        callbacks::resend(&state, room, &sid).await?;
-        Ok(())
+        Ok(Some(callbacks::resend(&state, room, &sid).await?.room_sid))
     })
     .await
 }
@@ -83,7 +85,7 @@ pub(super) async fn delete_recording(
 ) -> Result<HttpResponse, ConsoleError> {
     on_room(&req, &signed, form, async |room| {
         recordings::remove(&req, &room.account.sid, Some(room), &state).await?;
-        Ok(())
+        Ok(None)
     })
     .await
 }

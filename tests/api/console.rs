@@ -405,6 +405,16 @@ async fn console_actions_do_what_the_api_does_and_refuse_posts_from_elsewhere() 
     assert_eq!(twice.status, 400);
     assert!(twice.body.contains("Room completed"));
 
+    // A room named by its unique name (with a space) in the path: back to it by SID, since an
+    // ended room is no longer found by name.
+    let spaced = app.create_room("UniqueName=with+space").await;
+    let named = me
+        .post("/console/rooms/with%20space/end", &format!("csrf={csrf}"))
+        .await;
+    let by_sid = format!("/console/rooms/{}", spaced["sid"].as_str().unwrap());
+    assert_eq!((named.status, named.location()), (303, by_sid.as_str()));
+    assert_eq!(me.get(&by_sid).await.status, 200);
+
     // A recording that does not exist is a 404 page.
     let none = me
         .post(
